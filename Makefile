@@ -1,0 +1,28 @@
+# Quick start: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m devtools.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# unit and CLI tests only (no Spark, no TensorFlow): seconds
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache build *.egg-info

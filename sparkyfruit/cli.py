@@ -1,0 +1,184 @@
+"""The command line: options -> settings -> one call of the core API -> rich output and an exit code.
+
+Exit codes: 0 done, 1 the run failed (or OUTPUT is not a finished output), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sparkyfruit import __version__
+from sparkyfruit.errors import SparkyfruitError
+
+app = typer.Typer(
+    name="sparkyfruit",
+    help="Turn images in S3 or a folder into CNN feature vectors (Parquet) with Apache Spark.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+S3_PANEL = "S3"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sparkyfruit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    """Turn images in S3 or a folder into CNN feature vectors (Parquet) with Apache Spark.
+
+    Settings come from flags, then env SPARKYFRUIT_<NAME>, then a TOML file (--config), then defaults.
+    """
+
+
+def _fail(error: SparkyfruitError) -> None:
+    err.print(f"[bold red]error:[/] {error.message}" + (f" {error.hint}" if error.hint else ""), soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+@app.command(
+    epilog="Example: sparkyfruit encode --mode keys --input s3://my-bucket/Training --output s3://my-bucket/features",
+)
+def encode(
+    mode: Optional[str] = typer.Option(None, help="df: Spark reads the files (binaryFile over S3A); keys: driver "
+                                                  "lists keys, executors GET them. [default: df]"),
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="s3://bucket/prefix, s3a://..., or a local folder."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="A local folder or s3://bucket/prefix."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings (same names as the flags, "
+                                                                 "with '_' for '-')."),
+    model: Optional[str] = typer.Option(None, help="mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 "
+                                                   "(2048-d). [default: mobilenet_v2]"),
+    alpha: Optional[float] = typer.Option(None, help="Width multiplier for mobilenet/mobilenet_v2. [default: 1.0]"),
+    image_size: Optional[int] = typer.Option(None, help="Resize images to this square size. [default: 224]"),
+    weights: Optional[str] = typer.Option(None, help="imagenet (Keras download), a local .h5/.keras file, an s3:// "
+                                                     "object, or none (random, tests only). [default: imagenet]"),
+    master: Optional[str] = typer.Option(None, help="Spark master: local[*], local[N], spark://host:port, yarn. "
+                                                    "[default: local[*]]"),
+    batch_size: Optional[int] = typer.Option(None, help="Images per model call. [default: 64]"),
+    limit: Optional[int] = typer.Option(None, help="Encode only the first N images in path order."),
+    pattern: Optional[str] = typer.Option(None, help="Glob on file names, e.g. '*.jpg' or '*_100.{jpg,png}'. "
+                                                     "[default: jpg/jpeg/png, any case]"),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite",
+                                             help="Replace an output that has content. [default: refuse]"),
+    quiet: Optional[bool] = typer.Option(None, "--quiet/--no-quiet", "-q", help="Errors only."),
+    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000. "
+                                                         "[default: AWS]", rich_help_panel=S3_PANEL),
+    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
+    profile: Optional[str] = typer.Option(None, help="AWS profile; otherwise the standard credential chain.",
+                                          rich_help_panel=S3_PANEL),
+) -> None:
+    """Encode every image under --input into feature vectors in --output (Parquet + _sparkyfruit.json)."""
+    from sparkyfruit.config import RunConfig
+
+    try:
+        settings = RunConfig.load(
+            config, mode=mode, input=input, output=output, model=model, alpha=alpha, image_size=image_size,
+            weights=weights, master=master, batch_size=batch_size, limit=limit, pattern=pattern,
+            overwrite=overwrite, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
+        )
+        if settings.weights == "none" and not settings.quiet:
+            err.print("[yellow]warning:[/] --weights none uses a random network: the vectors carry no meaning "
+                      "(for tests only).")
+        from sparkyfruit.pipeline import encode as run_encode
+
+        result = run_encode(settings, console=err)
+    except SparkyfruitError as error:
+        _fail(error)
+    if not settings.quiet:
+        out.print(
+            f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
+            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {result.output}"
+        )
+    if result.failed and not settings.quiet:
+        out.print(f"see the failures with: sparkyfruit inspect {result.output}")
+
+
+@app.command(epilog="Example: sparkyfruit inspect s3://my-bucket/features --json")
+def inspect(
+    output: str = typer.Argument(..., help="The --output of an encode run: a local folder or s3://bucket/prefix."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
+    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
+    profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
+) -> None:
+    """Show what an output holds (rows, failures, labels, model) without starting Spark."""
+    from pydantic import ValidationError
+
+    from sparkyfruit.config import S3Settings, config_error_from
+    from sparkyfruit.inspection import inspect as run_inspect
+
+    flags = {"s3_endpoint": s3_endpoint, "s3_region": s3_region, "profile": profile}
+    try:
+        try:
+            s3 = S3Settings(**{k: v for k, v in flags.items() if v is not None})
+        except ValidationError as exc:
+            raise config_error_from(exc) from None
+        summary = run_inspect(output, s3=s3)
+    except SparkyfruitError as error:
+        _fail(error)
+    if as_json:
+        data = summary.to_dict()
+        data.pop("manifest")
+        print(json.dumps(data))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    out.print(f"[bold]{summary.output}[/]")
+    facts = Table.grid(padding=(0, 2))
+    for name, value in [
+        ("rows", summary.rows), ("ok", summary.ok), ("failed", summary.failed), ("dim", summary.dim),
+        ("model", summary.model), ("image size", summary.image_size), ("mode", summary.mode),
+        ("weights sha256", summary.weights_sha256 or "-"),
+        ("duration", f"{summary.manifest.get('duration_seconds', 0):.1f} s"),
+    ]:
+        facts.add_row(name, str(value))
+    out.print(facts)
+    labels = Table(title="images per label")
+    labels.add_column("label")
+    labels.add_column("images", justify="right")
+    for label, count in summary.labels.items():
+        labels.add_row(label, str(count))
+    out.print(labels)
+    if summary.failures:
+        failures = Table(title=f"failures (first {len(summary.failures)} of {summary.failed})")
+        failures.add_column("path", overflow="fold")
+        failures.add_column("error", overflow="fold")
+        for failure in summary.failures:
+            failures.add_row(failure["path"], failure["error"])
+        out.print(failures)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: the output has no _sparkyfruit.json, so it counts as unfinished.")
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: one line by default, the traceback on request
+        if os.environ.get("SPARKYFRUIT_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        err.print("This is a bug in sparkyfruit. Rerun with SPARKYFRUIT_DEBUG=1 for the traceback and report it.")
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

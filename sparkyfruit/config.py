@@ -1,0 +1,291 @@
+"""The one settings model. Precedence: flag > env `SPARKYFRUIT_<NAME>` > TOML file (--config) > default.
+
+Everything that can be checked before Spark starts is checked here, and fails with a ConfigError
+(exit code 2) that says what was wrong, what was given, and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from sparkyfruit import models, storage
+from sparkyfruit.errors import ConfigError
+
+ENV_PREFIX = "SPARKYFRUIT_"
+WEIGHT_SUFFIXES = (".h5", ".keras")
+
+
+class S3Settings(BaseSettings):
+    """How to reach S3: shared by every command that touches it."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    s3_endpoint: str | None = None
+    """S3 endpoint URL for S3-compatible servers, e.g. http://127.0.0.1:9000. Unset: AWS S3."""
+    s3_region: str | None = None
+    """Region of the bucket. Unset: the AWS default chain (us-east-1 for a custom endpoint)."""
+    profile: str | None = None
+    """AWS profile from ~/.aws; unset: the standard credential chain (env vars, files, instance role)."""
+    s3_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    """botocore retry mode for every S3 call."""
+    s3_max_attempts: int = 10
+    """Attempts per S3 request (botocore and S3A), first try included."""
+    s3_connect_timeout: float = 10.0
+    """Seconds to wait for a TCP connection to S3."""
+    s3_read_timeout: float = 60.0
+    """Seconds to wait for S3 to answer a request."""
+    fetch_concurrency: int = 16
+    """Concurrent GETs per Spark task in keys mode."""
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"--s3-endpoint must be an http(s) URL; got {value!r}.",
+                "Write it like http://127.0.0.1:9000 or https://s3.example.com.",
+            )
+        return value.rstrip("/")
+
+    @field_validator("s3_max_attempts", "fetch_concurrency")
+    @classmethod
+    def _positive(cls, value: int, info) -> int:
+        if value < 1:
+            raise ConfigError(f"--{info.field_name.replace('_', '-')} must be at least 1; got {value}.")
+        return value
+
+    @property
+    def effective_region(self) -> str | None:
+        return self.s3_region or ("us-east-1" if self.s3_endpoint else None)
+
+    @property
+    def endpoint_for_display(self) -> str | None:
+        """The endpoint without any user:password part."""
+        if not self.s3_endpoint:
+            return None
+        parts = urlsplit(self.s3_endpoint)
+        return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+    def s3_only(self) -> S3Settings:
+        return S3Settings.model_construct(**{name: getattr(self, name) for name in S3Settings.model_fields})
+
+
+class RunConfig(S3Settings):
+    """Everything one `sparkyfruit encode` run needs."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    mode: str = "df"
+    """How images are read: 'df' (Spark binaryFile over S3A) or 'keys' (driver lists, executors GET)."""
+    input: str
+    """Images: s3://bucket/prefix, s3a://bucket/prefix, or a local folder. Label = parent folder name."""
+    output: str
+    """Where the Parquet files and _sparkyfruit.json go: a local folder or s3://bucket/prefix."""
+    model: str = "mobilenet_v2"
+    """Network: mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 (2048-d)."""
+    alpha: float | None = None
+    """Width multiplier of mobilenet/mobilenet_v2 (default 1.0); 0.25 with mobilenet gives 256-d."""
+    image_size: int = 224
+    """Images are resized to this many pixels square before the network (at least 32)."""
+    weights: str = models.IMAGENET
+    """'imagenet' (Keras download), a local .h5/.keras file, an s3:// object, or 'none' (random; tests only)."""
+    master: str = "local[*]"
+    """Spark master URL: local[*], local[N], spark://host:port, yarn."""
+    batch_size: int = 64
+    """Images per model call (and per Arrow batch)."""
+    limit: int | None = None
+    """Encode only the first N images in path order."""
+    pattern: str | None = None
+    """Glob on file names ('*', '?', '[abc]', '{a,b}'); default: jpg, jpeg, png in any letter case."""
+    overwrite: bool = False
+    """Replace an output that already has content (default: refuse and touch nothing)."""
+    quiet: bool = False
+    """No progress bar and no summary, errors only."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **flags: Any) -> RunConfig:
+        """Resolve flags (None = not given) over env over the TOML file over defaults; raise ConfigError."""
+        given = {name: value for name, value in flags.items() if value is not None}
+        target: type[RunConfig] = cls
+        if config_file is not None:
+            _check_config_file(Path(config_file))
+            target = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "toml_file": config_file}})
+        try:
+            return target(**given)
+        except ValidationError as exc:
+            raise config_error_from(exc) from None
+
+    # ------------------------------------------------------------ field checks
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("df", "keys"):
+            raise ConfigError(f"Unknown --mode {value!r}.", "Use --mode df (Spark reads the files) or --mode keys.")
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, value: str) -> str:
+        location = storage.parse_location(value, "--input")
+        if not location.is_s3 and not os.path.isdir(location.path):
+            raise ConfigError(f"--input folder does not exist: {value!r}.", "Check the path, or use s3://bucket/prefix.")
+        return value
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, value: str) -> str:
+        storage.parse_location(value, "--output")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if value not in models.MODELS:
+            raise ConfigError(f"Unknown --model {value!r}.", f"Choose one of: {', '.join(models.MODELS)}.")
+        return value
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, value: int) -> int:
+        if not 32 <= value <= 2048:
+            raise ConfigError(f"--image-size must be between 32 and 2048 pixels; got {value}.", "The default is 224.")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: int) -> int:
+        if not 1 <= value <= 4096:
+            raise ConfigError(f"--batch-size must be between 1 and 4096; got {value}.", "The default is 64.")
+        return value
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ConfigError(f"--limit must be a positive number of images; got {value}.", "Leave it out to encode all.")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            storage.compile_pattern(value)
+        return value
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        if not value.startswith(("local", "spark://", "yarn", "k8s://", "mesos://")):
+            raise ConfigError(f"Unsupported --master {value!r}.", "Use local[*], local[N], spark://host:port or yarn.")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        if value in (models.IMAGENET, models.RANDOM) or value.startswith(("s3://", "s3a://")):
+            if value.startswith(("s3://", "s3a://")):
+                storage.parse_location(value, "--weights")
+            return value
+        path = Path(value).expanduser()
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(
+                f"--weights file is missing or unreadable: {value!r}.",
+                "Give a readable .h5/.keras file, an s3:// object, 'imagenet' (download) or 'none' (random).",
+            )
+        if not path.name.endswith(WEIGHT_SUFFIXES):
+            raise ConfigError(f"--weights file must end in .h5 or .keras; got {value!r}.", "Keras loads only those.")
+        return str(path.resolve())
+
+    @model_validator(mode="after")
+    def _model_fits_weights(self) -> RunConfig:
+        info = models.MODELS[self.model]
+        if self.alpha is None:
+            self.alpha = info.default_alpha
+        if self.alpha <= 0:
+            raise ConfigError(f"--alpha must be positive; got {self.alpha}.", "Typical values: 0.25, 0.5, 0.75, 1.0.")
+        if not info.imagenet_alphas and self.alpha != info.default_alpha:
+            raise ConfigError(f"--alpha applies to mobilenet and mobilenet_v2, not {self.model}; got {self.alpha}.")
+        if self.weights == models.IMAGENET and info.imagenet_alphas and self.alpha not in info.imagenet_alphas:
+            raise ConfigError(
+                f"Keras has no ImageNet weights for {self.model} with --alpha {self.alpha}.",
+                f"Use one of {', '.join(map(str, info.imagenet_alphas))}, or give --weights FILE.",
+            )
+        return self
+
+    # ------------------------------------------------------------ derived values
+
+    @property
+    def input_location(self) -> storage.Location:
+        return storage.parse_location(self.input, "--input")
+
+    @property
+    def output_location(self) -> storage.Location:
+        return storage.parse_location(self.output, "--output")
+
+    @property
+    def file_pattern(self) -> str:
+        return self.pattern or storage.default_pattern()
+
+    @property
+    def dim(self) -> int:
+        return models.MODELS[self.model].dim(self.alpha)
+
+    @property
+    def uses_s3(self) -> bool:
+        return self.input_location.is_s3 or self.output_location.is_s3 or self.weights.startswith(("s3://", "s3a://"))
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved settings, safe to print or store: no credentials ever live here, and an endpoint
+        URL loses any user:password part."""
+        dump = self.model_dump(mode="json")
+        dump["s3_endpoint"] = self.endpoint_for_display
+        return dump
+
+
+def _check_config_file(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"--config file not found: {str(path)!r}.", "Give the path of a TOML file.")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config file {str(path)!r} is not valid TOML: {exc}.", "Fix the file.") from None
+    unknown = sorted(set(data) - set(RunConfig.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"--config file {str(path)!r} has unknown settings: {', '.join(unknown)}.",
+            f"Known settings: {', '.join(RunConfig.model_fields)}.",
+        )
+
+
+def config_error_from(exc: ValidationError) -> ConfigError:
+    """One clear line from pydantic's report: the first problem, what was given, where it can be set."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "setting"
+    flag = "--" + name.replace("_", "-")
+    where = f"{flag}, env {ENV_PREFIX}{name.upper()}, or '{name}' in the --config file"
+    if error["type"] == "missing":
+        return ConfigError(f"Missing {flag}.", f"Set it with {where}.")
+    message = error["msg"].removeprefix("Value error, ")
+    return ConfigError(f"Invalid {flag}: {message} (got {error.get('input')!r}).", f"Set it with {where}.")

@@ -1,0 +1,33 @@
+"""Errors a user can act on. The CLI prints `message` and `hint` on one line each, never a traceback."""
+
+
+class SparkyfruitError(Exception):
+    """Something the user can fix; `exit_code` follows the CLI contract (2 usage/config, 1 failed run)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+class ConfigError(SparkyfruitError):
+    """Bad usage or configuration, found before any work starts."""
+
+    exit_code = 2
+
+
+class StorageError(SparkyfruitError):
+    """S3 or the local file system refused or failed an operation."""
+
+
+class NotAnOutputError(SparkyfruitError):
+    """A path that is not a finished sparkyfruit output."""
+
+
+class RunFailedError(SparkyfruitError):
+    """The Spark job itself failed."""

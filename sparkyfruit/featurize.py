@@ -1,0 +1,152 @@
+"""The shared stage: (path, label, content, error) -> (path, label, features, error).
+
+The only module that runs TensorFlow. Each Python worker builds the network once and keeps it for every
+task it runs (Spark reuses Python workers). An image that cannot be decoded becomes a row with an error
+text and null features; it never fails the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from sparkyfruit.models import ModelSpec, build_model
+
+SOURCE_SCHEMA = "path string, label string, content binary, error string"
+OUTPUT_SCHEMA = "path string, label string, features array<float>, error string"
+
+# A ModelSpec's weights value with this prefix names a file shipped to executors by SparkContext.addFile.
+SPARK_FILES_PREFIX = "sparkfiles:"
+
+_ENCODERS: dict[ModelSpec, Encoder] = {}
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's native code logs an INFO banner on import that TF_CPP_MIN_LOG_LEVEL does not reach;
+    in a worker it repeats once per process. Import failures still surface as Python exceptions."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class Encoder:
+    """A built network plus its preprocessing, for one ModelSpec."""
+
+    def __init__(self, spec: ModelSpec, threads: int = 1):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _native_stderr_silenced():
+            import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # TF already initialised in this process: its thread pools are fixed
+        self.spec = spec
+        self.model, self.preprocess = build_model(spec)
+        gc.freeze()  # the model's objects are long-lived: keep them out of every later gc pass
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(N, size, size, 3) float32 RGB 0..255 -> (N, dim) float32. Preprocesses `images` in place."""
+        batch = self.preprocess(images)
+        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+
+
+def encoder_for(spec: ModelSpec, threads: int = 1) -> Encoder:
+    """The worker's encoder for `spec`, built on first use and kept for every later task."""
+    encoder = _ENCODERS.get(spec)
+    if encoder is None:
+        built = spec
+        if spec.weights.startswith(SPARK_FILES_PREFIX):
+            from pyspark import SparkFiles
+
+            built = replace(spec, weights=SparkFiles.get(spec.weights[len(SPARK_FILES_PREFIX) :]))
+        encoder = _ENCODERS[spec] = Encoder(built, threads)
+    return encoder
+
+
+def decode_image(content: bytes, size: int) -> np.ndarray:
+    """Bytes of a JPEG/PNG -> (size, size, 3) float32 RGB, bilinear resize (as keras.utils.load_img does)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(content)) as image:
+        rgb = image.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.BILINEAR)
+        return np.asarray(rgb, dtype=np.float32)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"cannot decode image: {type(exc).__name__}: {exc}"
+
+
+def featurize_batch(encoder: Encoder, paths, labels, contents, errors) -> dict:
+    """One Arrow batch of source rows -> columns of output rows (features as a flat array + validity)."""
+    size = encoder.spec.image_size
+    errors = list(errors)
+    pixels = np.empty((len(paths), size, size, 3), dtype=np.float32)
+    decoded: list[int] = []
+    for row, content in enumerate(contents):
+        if errors[row] is not None:
+            continue  # the source could not read it; keep its reason
+        if not content:
+            errors[row] = "cannot decode image: empty file"
+            continue
+        try:
+            pixels[len(decoded)] = decode_image(content, size)
+            decoded.append(row)
+        except Exception as exc:  # Pillow raises many types for bad files; each becomes a row error
+            errors[row] = _error_text(exc)
+    step = encoder.spec.batch_size
+    chunks = [encoder.encode(pixels[start : min(len(decoded), start + step)]) for start in range(0, len(decoded), step)]
+    vectors = np.concatenate(chunks) if chunks else np.empty((0, encoder.spec.dim), dtype=np.float32)
+    return {"errors": errors, "decoded_rows": decoded, "vectors": vectors}
+
+
+def featurize_partition(spec: ModelSpec) -> callable:
+    """The function given to `DataFrame.mapInArrow`: closes over the spec only, builds nothing until called."""
+
+    def run(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        encoder = encoder_for(spec, threads=max(1, int(context.cpus())) if context else 1)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            paths, labels = batch.column("path"), batch.column("label")
+            result = featurize_batch(
+                encoder, paths, labels, batch.column("content").to_pylist(), batch.column("error").to_pylist()
+            )
+            yield pa.RecordBatch.from_arrays(
+                [paths, labels, _features_array(batch.num_rows, result), pa.array(result["errors"], pa.string())],
+                names=["path", "label", "features", "error"],
+            )
+
+    return run
+
+
+def _features_array(rows: int, result: dict):
+    """list<float32> column: one vector per decoded row, null elsewhere, without a Python loop over floats."""
+    import pyarrow as pa
+
+    dim = result["vectors"].shape[1] if result["vectors"].ndim == 2 else 0
+    ok = np.zeros(rows, dtype=bool)
+    ok[result["decoded_rows"]] = True
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(np.where(ok, dim, 0), out=offsets[1:])
+    values = pa.array(result["vectors"].reshape(-1), type=pa.float32())
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=pa.array(~ok))

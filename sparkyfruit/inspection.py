@@ -1,0 +1,74 @@
+"""What is in an output, read with pyarrow only: no JVM, no Spark, fast."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from sparkyfruit import sink, storage
+from sparkyfruit.config import S3Settings
+from sparkyfruit.errors import NotAnOutputError, StorageError
+
+MAX_FAILURES_SHOWN = 5
+
+
+@dataclass
+class Summary:
+    output: str
+    rows: int
+    ok: int
+    failed: int
+    dim: int
+    model: str
+    image_size: int
+    weights_sha256: str | None
+    mode: str
+    labels: dict[str, int]
+    failures: list[dict[str, str]]
+    manifest: dict = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inspect(output: str, s3: S3Settings | None = None) -> Summary:
+    """Summarise a finished output. Raises NotAnOutputError for anything that is not one."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    s3 = s3 or S3Settings()
+    location = storage.parse_location(output, "OUTPUT")
+    if not location.is_s3 and not storage.has_content(location, s3):
+        raise NotAnOutputError(f"{location.uri} does not exist or is empty.", "Give the --output folder of a run.")
+    manifest = sink.read_manifest(location, s3)
+    if manifest is None:
+        raise NotAnOutputError(
+            f"{location.uri} has no {sink.MANIFEST_NAME}: it is not a finished sparkyfruit output.",
+            "The run that wrote it did not finish (or this is another folder); rerun encode with --overwrite.",
+        )
+    filesystem, path = storage.pyarrow_filesystem(location, s3)
+    try:
+        dataset = ds.dataset(path, filesystem=filesystem, format="parquet")
+        table = dataset.to_table(columns=["label", "error"])
+        failures = dataset.head(MAX_FAILURES_SHOWN, columns=["path", "error"], filter=pc.field("error").is_valid())
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
+
+    rows = table.num_rows
+    failed = rows - pc.sum(pc.is_null(table["error"])).as_py() if rows else 0
+    expected = manifest.get("counts", {})
+    if rows != expected.get("rows") or failed != expected.get("failed"):
+        raise NotAnOutputError(
+            f"{location.uri}: the Parquet files hold {rows} rows ({failed} failed) but {sink.MANIFEST_NAME} "
+            f"records {expected.get('rows')} ({expected.get('failed')} failed).",
+            "The output was changed after the run; rerun encode with --overwrite.",
+        )
+    counts = pc.value_counts(table["label"]).to_pylist()
+    labels = {
+        (entry["values"] if entry["values"] is not None else "(none)"): entry["counts"]
+        for entry in sorted(counts, key=lambda e: (e["values"] is None, e["values"] or ""))
+    }
+    return Summary(
+        output=location.uri, rows=rows, ok=rows - failed, failed=failed, dim=manifest["dim"],
+        model=manifest["model"], image_size=manifest["image_size"], weights_sha256=manifest.get("weights_sha256"),
+        mode=manifest["mode"], labels=labels, failures=failures.to_pylist(), manifest=manifest,
+    )

@@ -1,0 +1,121 @@
+"""One run: config -> session -> source -> featurize -> sink -> manifest, with progress watching."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparkyfruit import models, sink, storage
+from sparkyfruit.config import RunConfig
+from sparkyfruit.errors import RunFailedError, SparkyfruitError
+
+
+@dataclass
+class RunResult:
+    output: str
+    mode: str
+    rows: int
+    ok: int
+    failed: int
+    dim: int
+    duration_seconds: float
+    ui_url: str | None
+    manifest: dict = field(repr=False)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.rows / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+
+def stage_weights(config: RunConfig) -> tuple[str, str | None]:
+    """Resolve --weights to (value for the workers, sha256). Files are staged under a content-addressed
+    name, so Spark can ship them to executors and a changed file never collides with an earlier one."""
+    if config.weights in (models.IMAGENET, models.RANDOM):
+        return config.weights, None
+    staging = Path(tempfile.gettempdir()) / "sparkyfruit-weights"
+    staging.mkdir(exist_ok=True)
+    if config.weights.startswith(("s3://", "s3a://")):
+        location = storage.parse_location(config.weights, "--weights")
+        name = Path(location.key).name
+        source = storage.download(location, staging / f".{os.getpid()}-{name}", config)
+    else:
+        source = Path(config.weights)
+        name = source.name
+    digest = models.sha256_of(source)
+    staged = staging / f"{digest[:16]}-{name}"
+    if not staged.exists():
+        shutil.copyfile(source, staged)
+    if source.parent == staging:
+        source.unlink()  # the temporary download
+    return str(staged), digest
+
+
+def encode(config: RunConfig, spark=None, console=None) -> RunResult:
+    """Encode every image under config.input into config.output. `console` (rich) shows the Spark UI
+    link and a progress bar; without it the run is silent. Raises SparkyfruitError subclasses."""
+    from sparkyfruit.featurize import OUTPUT_SCHEMA, SPARK_FILES_PREFIX, featurize_partition
+    from sparkyfruit.progress import SparkProgress
+    from sparkyfruit.session import SessionHandle, start_session
+    from sparkyfruit.sources import df as df_source
+    from sparkyfruit.sources import keys as keys_source
+
+    started = time.monotonic()
+    sink.check_output_free(config)
+    weights, weights_sha256 = stage_weights(config)
+    if config.master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this interpreter's packages
+
+    handle = SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=False) if spark else start_session(config)
+    show = console is not None and not config.quiet
+    try:
+        if show and handle.ui_url:
+            console.print(f"Spark UI: {handle.ui_url}")
+        if show and handle.log_path:
+            console.print(f"Spark log: {handle.log_path}")
+        context = handle.spark.sparkContext
+        if weights not in (models.IMAGENET, models.RANDOM):
+            context.addFile(weights)
+            weights = SPARK_FILES_PREFIX + Path(weights).name
+        spec = models.ModelSpec(config.model, config.alpha, config.image_size, weights, config.batch_size)
+
+        source = df_source if config.mode == "df" else keys_source
+        images, count = source.read_images(handle.spark, config)
+        features = images.mapInArrow(featurize_partition(spec), OUTPUT_SCHEMA)
+        description = f"encoding {count} images ({config.mode} mode, {config.model})"
+        with SparkProgress(context, description, console=console, enabled=show):
+            counts = _run_job(lambda: sink.write(features, config))
+
+        duration = time.monotonic() - started
+        manifest = sink.build_manifest(
+            config, counts, spark_version=handle.spark.version, weights_sha256=weights_sha256,
+            duration_seconds=duration,
+        )
+        sink.write_manifest(config, manifest)
+        return RunResult(
+            output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
+            failed=counts["failed"], dim=manifest["dim"], duration_seconds=duration, ui_url=handle.ui_url,
+            manifest=manifest,
+        )
+    finally:
+        handle.stop()
+
+
+def _run_job(action):
+    """Run a Spark action; a failed job becomes one clear RunFailedError instead of a JVM stack trace."""
+    try:
+        return action()
+    except SparkyfruitError:
+        raise
+    except Exception as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise RunFailedError(
+            f"The Spark job failed: {first[:500]}",
+            "Nothing was marked finished (no _sparkyfruit.json). See the Spark UI or the log above, then rerun "
+            "with --overwrite.",
+        ) from exc
+

@@ -1,0 +1,176 @@
+"""Builds the SparkSession a run needs: master, S3A connector matched to Spark's own Hadoop, S3A settings,
+Arrow batch size, quiet logs. Credentials are never set here: S3A's provider chain finds them."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkyfruit.config import RunConfig, S3Settings
+from sparkyfruit.errors import ConfigError, SparkyfruitError
+
+APP_NAME = "sparkyfruit"
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+class SessionError(SparkyfruitError):
+    """The Spark driver could not start."""
+
+
+@dataclass
+class SessionHandle:
+    spark: object  # pyspark.sql.SparkSession
+    ui_url: str | None
+    owned: bool  # True when this run started the session and must stop it
+    log_path: Path | None = None  # where the driver JVM (and its Python workers) write their logs
+
+    def stop(self) -> None:
+        if self.owned:
+            self.spark.stop()
+
+
+def spark_home() -> Path:
+    from pyspark.find_spark_home import _find_spark_home
+
+    return Path(_find_spark_home())
+
+
+def bundled_hadoop_version(home: Path | None = None) -> str:
+    """The Hadoop version inside the installed Spark, read from its jar names (no JVM needed).
+
+    hadoop-aws must match it exactly: S3A is compiled against one Hadoop release.
+    """
+    jars = home or spark_home()
+    for name in sorted(glob.glob(str(jars / "jars" / "hadoop-client-api-*.jar")) + glob.glob(str(jars / "jars" / "hadoop-common-*.jar"))):
+        match = re.search(r"hadoop-(?:client-api|common)-(\d+\.\d+\.\d+)\.jar$", name)
+        if match:
+            return match.group(1)
+    raise ConfigError(
+        f"Cannot tell which Hadoop the Spark at {jars} bundles (no hadoop-client-api-*.jar in its jars/).",
+        "Install pyspark from PyPI, or point SPARK_HOME at a Spark built with Hadoop 3.",
+    )
+
+
+def s3a_packages(hadoop_version: str) -> str:
+    """Maven coordinates for S3A; hadoop-aws pulls the AWS SDK bundle it was built with (v1 for 3.3, v2 for 3.4+)."""
+    return f"org.apache.hadoop:hadoop-aws:{hadoop_version}"
+
+
+def s3a_options(s3: S3Settings) -> dict[str, str]:
+    """Hadoop S3A settings (without the `spark.hadoop.` prefix). No credentials: S3A's default provider chain
+    reads env vars and instance roles; a named profile goes through the SDK's profile provider."""
+    options = {
+        "fs.s3a.attempts.maximum": str(s3.s3_max_attempts),
+        "fs.s3a.retry.limit": str(s3.s3_max_attempts),
+        "fs.s3a.connection.establish.timeout": f"{int(s3.s3_connect_timeout * 1000)}",
+        "fs.s3a.connection.timeout": f"{int(s3.s3_read_timeout * 1000)}",
+    }
+    if s3.s3_endpoint:
+        options["fs.s3a.endpoint"] = s3.s3_endpoint
+        options["fs.s3a.path.style.access"] = "true"
+        options["fs.s3a.connection.ssl.enabled"] = str(s3.s3_endpoint.startswith("https://")).lower()
+    if s3.effective_region:
+        options["fs.s3a.endpoint.region"] = s3.effective_region
+    if s3.profile:
+        options["fs.s3a.aws.credentials.provider"] = _profile_provider(bundled_hadoop_version())
+    return options
+
+
+def _profile_provider(hadoop_version: str) -> str:
+    major, minor = (int(x) for x in hadoop_version.split(".")[:2])
+    if (major, minor) >= (3, 4):
+        return "software.amazon.awssdk.auth.credentials.ProfileCredentialsProvider"
+    return "com.amazonaws.auth.profile.ProfileCredentialsProvider"
+
+
+def spark_options(config: RunConfig) -> dict[str, str]:
+    """Every Spark setting a run makes, as one dict (handy to test and to show)."""
+    options = {
+        "spark.app.name": APP_NAME,
+        "spark.master": config.master,
+        # one Arrow batch per model call: bounded memory, no re-batching in Python
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
+        "spark.python.worker.reuse": "true",
+        "spark.ui.showConsoleProgress": "false",  # our own progress bar replaces it
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+        "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    if config.uses_s3:
+        options["spark.jars.packages"] = s3a_packages(bundled_hadoop_version())
+        options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(config).items()})
+        if config.profile:
+            options["spark.executorEnv.AWS_PROFILE"] = config.profile
+    return options
+
+
+def start_session(config: RunConfig) -> SessionHandle:
+    """Start (or join) the SparkSession for a run. A session that already runs in this process (a notebook,
+    a test fixture) is reused and left running; its S3A settings are updated for this run."""
+    from pyspark.sql import SparkSession
+
+    options = spark_options(config)
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        hadoop = active.sparkContext._jsc.hadoopConfiguration()
+        for key, value in options.items():
+            if key.startswith("spark.hadoop."):
+                hadoop.set(key[len("spark.hadoop.") :], value)
+        active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
+        return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
+
+    if config.profile:
+        os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    builder = SparkSession.builder
+    for key, value in options.items():
+        builder = builder.config(key, value)
+    log_path = _new_log_path()
+    try:
+        with _stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
+            spark = builder.getOrCreate()
+    except Exception as exc:
+        raise SessionError(
+            f"Spark did not start: {_first_line(exc)}. Last lines of its log ({log_path}):\n{_tail(log_path)}",
+            "Check Java 17+ (JAVA_HOME), --master, and that Maven Central is reachable for the S3A jars.",
+        ) from None
+    spark.sparkContext.setLogLevel("WARN")
+    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path)
+
+
+def _new_log_path() -> Path:
+    folder = Path(tempfile.gettempdir()) / "sparkyfruit-logs"
+    folder.mkdir(exist_ok=True)
+    return folder / f"driver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])

@@ -1,0 +1,103 @@
+"""Writes the Parquet output, then `_sparkyfruit.json` last: no manifest means no finished run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from importlib import metadata
+
+from sparkyfruit import __version__, storage
+from sparkyfruit.config import RunConfig, S3Settings
+from sparkyfruit.errors import ConfigError
+
+MANIFEST_NAME = "_sparkyfruit.json"
+MANIFEST_FORMAT = "sparkyfruit-output/1"
+
+
+def check_output_free(config: RunConfig) -> None:
+    """Refuse, before any work, to write over an output that has content, unless --overwrite."""
+    location = config.output_location
+    if config.input_location.is_s3 == location.is_s3 and _inside(location, config.input_location):
+        raise ConfigError(
+            f"--output {location.uri} lies inside --input {config.input_location.uri}.",
+            "Write the output somewhere else, or the next run would read it as input.",
+        )
+    if not config.overwrite and storage.has_content(location, config):
+        raise ConfigError(
+            f"--output {location.uri} already has content; nothing was touched.",
+            "Pass --overwrite to replace it, or choose another --output.",
+        )
+
+
+def _inside(inner: storage.Location, outer: storage.Location) -> bool:
+    inner_path, outer_path = (
+        (f"{inner.bucket}/{inner.key}", f"{outer.bucket}/{outer.key}") if inner.is_s3 else (inner.path, outer.path)
+    )
+    return (inner_path.rstrip("/") + "/").startswith(outer_path.rstrip("/") + "/")
+
+
+def write(frame, config: RunConfig) -> dict[str, int]:
+    """Write rows as Parquet and return the counts, read back from what was committed."""
+    from pyspark.sql import functions as F
+
+    location = config.output_location
+    if config.overwrite:
+        storage.delete(location.child(MANIFEST_NAME), config)  # never leave an old manifest beside new data
+    frame.write.mode("overwrite").parquet(location.hadoop_uri)
+    written = frame.sparkSession.read.parquet(location.hadoop_uri)
+    row = written.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count("features").alias("ok"),
+        F.max(F.size("features")).alias("dim"),
+    ).first()
+    return {"rows": row["rows"], "ok": row["ok"], "failed": row["rows"] - row["ok"], "dim": row["dim"]}
+
+
+def library_version(*distributions: str) -> str | None:
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def build_manifest(config: RunConfig, counts: dict, *, spark_version: str, weights_sha256: str | None,
+                   duration_seconds: float) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "sparkyfruit": __version__,
+            "spark": spark_version,
+            "tensorflow": library_version("tensorflow", "tensorflow-cpu"),
+            "keras": library_version("keras"),
+            "python": platform.python_version(),
+        },
+        "mode": config.mode,
+        "input": config.input_location.uri,
+        "output": config.output_location.uri,
+        "model": config.model,
+        "alpha": config.alpha,
+        "image_size": config.image_size,
+        "weights": config.weights if config.weights in ("imagenet", "none") else storage_name(config.weights),
+        "weights_sha256": weights_sha256,
+        "dim": counts["dim"] if counts.get("dim") and counts["dim"] > 0 else config.dim,
+        "counts": {"rows": counts["rows"], "ok": counts["ok"], "failed": counts["failed"]},
+        "duration_seconds": round(duration_seconds, 3),
+        "config": config.redacted(),
+    }
+
+
+def storage_name(weights: str) -> str:
+    return weights if weights.startswith(("s3://", "s3a://")) else storage.parse_location(weights).uri
+
+
+def write_manifest(config: RunConfig, manifest: dict) -> None:
+    storage.write_text(config.output_location.child(MANIFEST_NAME), json.dumps(manifest, indent=2), config)
+
+
+def read_manifest(location: storage.Location, s3: S3Settings) -> dict | None:
+    text = storage.read_text(location.child(MANIFEST_NAME), s3)
+    return json.loads(text) if text is not None else None

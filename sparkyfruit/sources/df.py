@@ -1,0 +1,57 @@
+"""Mode "df": Spark lists and reads the files itself with the `binaryFile` source (over S3A for S3)."""
+
+from __future__ import annotations
+
+from sparkyfruit.config import RunConfig
+from sparkyfruit.errors import StorageError
+from sparkyfruit.sources import no_images_error
+
+
+def read_images(spark, config: RunConfig):
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    location = config.input_location
+    reader = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", config.file_pattern)
+    )
+    try:
+        frame = reader.load(location.hadoop_uri)
+        files = frame.inputFiles()  # the listing Spark already made: no job, no bytes read
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
+            raise no_images_error(config) from None
+        raise StorageError(f"Spark could not list {location.uri}: {str(exc).splitlines()[0]}") from None
+    if not files:
+        raise no_images_error(config)
+    if config.limit is not None and config.limit < len(files):
+        files = sorted(files, key=lambda f: f.encode("utf-8"))[: config.limit]
+        frame = reader.load([_escape_glob(f) for f in files])
+
+    path = F.col("path")
+    canonical = (
+        F.when(path.startswith("s3a://"), F.concat(F.lit("s3://"), path.substr(7, 1 << 30)))
+        .when(path.startswith("file:/") & ~path.startswith("file://"), F.concat(F.lit("file://"), path.substr(6, 1 << 30)))
+        .otherwise(path)
+    )
+    parts = F.split(canonical, "/")  # the column form of storage.label_of
+    return (
+        frame.select(canonical.alias("path"), "content")
+        .select(
+            "path",
+            F.when(F.size(parts) >= 5, F.element_at(parts, -2)).alias("label"),
+            "content",
+            F.lit(None).cast("string").alias("error"),
+        ),
+        len(files),
+    )
+
+
+def _escape_glob(path: str) -> str:
+    """Spark treats load() paths as Hadoop globs; a file name may contain glob characters."""
+    for char in "\\[]{}*?":
+        path = path.replace(char, "\\" + char)
+    return path
+

@@ -1,0 +1,333 @@
+"""Where data lives: URI parsing, the boto3 client factory, listing, and small-object I/O.
+
+Two kinds of location exist: S3 (`s3://` or `s3a://`) and the local file system (a plain path or
+`file://`). Image paths in outputs are canonical URIs: `s3://bucket/key` or `file:///abs/path`,
+whatever scheme the user typed, so the two source modes produce identical `path` columns.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from sparkyfruit.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from sparkyfruit.config import S3Settings
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed input or output location."""
+
+    scheme: str  # "s3" or "file"
+    bucket: str = ""
+    key: str = ""  # S3 prefix without leading slash; "" for the bucket root
+    path: str = ""  # absolute local path
+
+    @property
+    def is_s3(self) -> bool:
+        return self.scheme == "s3"
+
+    @property
+    def uri(self) -> str:
+        """Canonical URI, as written into outputs."""
+        if self.is_s3:
+            return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
+        return f"file://{self.path}"
+
+    @property
+    def hadoop_uri(self) -> str:
+        """The URI Spark/Hadoop reads and writes: S3 always through the S3A connector."""
+        if self.is_s3:
+            return f"s3a://{self.bucket}/{self.key}" if self.key else f"s3a://{self.bucket}/"
+        return f"file://{self.path}"
+
+    def child(self, name: str) -> Location:
+        if self.is_s3:
+            return Location("s3", self.bucket, f"{self.key.rstrip('/')}/{name}".lstrip("/"))
+        return Location("file", path=os.path.join(self.path, name))
+
+
+def parse_location(text: str, what: str = "path") -> Location:
+    """Parse `s3://`, `s3a://`, `file://` or a plain (absolute or relative) path."""
+    raw = (text or "").strip()
+    if not raw:
+        raise ConfigError(f"{what} is empty.", "Give an s3://bucket/prefix URI or a local folder.")
+    if "://" not in raw:
+        return Location("file", path=os.path.abspath(os.path.expanduser(raw)))
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme in ("s3", "s3a"):
+        bucket = parts.netloc
+        if not bucket or not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+            raise ConfigError(
+                f"{what} has no valid bucket name: {raw!r}.",
+                "Write it as s3://bucket/prefix (bucket names are 3-63 lowercase letters, digits, '.', '-').",
+            )
+        return Location("s3", bucket=bucket, key=parts.path.lstrip("/").rstrip("/"))
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"{what} names a remote host in a file URI: {raw!r}.", "Use file:///absolute/path.")
+        return Location("file", path=os.path.abspath(parts.path))
+    raise ConfigError(
+        f"{what} has an unsupported scheme {parts.scheme!r}: {raw!r}.",
+        "Use s3://bucket/prefix, s3a://bucket/prefix, file:///path or a plain local path.",
+    )
+
+
+def canonical_image_uri(hadoop_path: str) -> str:
+    """Map the paths Hadoop reports (`s3a://b/k`, `file:/p`) onto canonical URIs (`s3://b/k`, `file:///p`)."""
+    if hadoop_path.startswith("s3a://"):
+        return "s3://" + hadoop_path[len("s3a://") :]
+    if hadoop_path.startswith("file:") and not hadoop_path.startswith("file://"):
+        return "file://" + hadoop_path[len("file:") :]
+    return hadoop_path
+
+
+def label_of(uri: str) -> str | None:
+    """The label of an image is the name of its parent folder (None at a bucket or file-system root)."""
+    parts = uri.split("://", 1)[-1].split("/")
+    return parts[-2] if len(parts) >= 3 and parts[-2] else None
+
+
+# ---------------------------------------------------------------- file-name patterns
+
+def default_pattern() -> str:
+    """Case-insensitive glob for jpg/jpeg/png, in the Hadoop glob syntax that `pathGlobFilter` takes."""
+    alternatives = ["".join(f"[{c.lower()}{c.upper()}]" for c in ext) for ext in IMAGE_EXTENSIONS]
+    return "*.{" + ",".join(alternatives) + "}"
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """Expand Hadoop glob `{a,b}` alternations (possibly nested) into plain fnmatch patterns."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    depth = 0
+    for end in range(start, len(pattern)):
+        depth += {"{": 1, "}": -1}.get(pattern[end], 0)
+        if depth == 0:
+            break
+    else:
+        raise ConfigError(f"--pattern has an unclosed '{{': {pattern!r}.", "Close every '{' with '}'.")
+    body, options, level, current = pattern[start + 1 : end], [], 0, ""
+    for char in body:
+        if char == "," and level == 0:
+            options.append(current)
+            current = ""
+            continue
+        level += {"{": 1, "}": -1}.get(char, 0)
+        current += char
+    options.append(current)
+    return [x for option in options for x in _expand_braces(pattern[:start] + option + pattern[end + 1 :])]
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a file-name glob (`*`, `?`, `[abc]`, `{a,b}`; case-sensitive) into one regex.
+
+    The same pattern goes to Spark's `pathGlobFilter` in df mode, so both modes select the same files.
+    """
+    if "/" in pattern:
+        raise ConfigError(
+            f"--pattern matches file names only and cannot contain '/': {pattern!r}.",
+            "Point --input at the folder instead, e.g. --input s3://bucket/Training --pattern '*.jpg'.",
+        )
+    regexes = [fnmatch.translate(p.replace("[^", "[!")) for p in _expand_braces(pattern)]
+    return re.compile("|".join(f"(?:{r})" for r in regexes))
+
+
+# ---------------------------------------------------------------- S3 client
+
+def s3_client(s3: S3Settings):
+    """A boto3 S3 client: standard credential chain (or a named profile), retries by botocore's own mode."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.Session(profile_name=s3.profile) if s3.profile else boto3.Session()
+    config = Config(
+        retries={"mode": s3.s3_retry_mode, "max_attempts": s3.s3_max_attempts},
+        connect_timeout=s3.s3_connect_timeout,
+        read_timeout=s3.s3_read_timeout,
+        max_pool_connections=max(10, s3.fetch_concurrency),
+        s3={"addressing_style": "path"} if s3.s3_endpoint else None,
+    )
+    return session.client("s3", endpoint_url=s3.s3_endpoint, region_name=s3.effective_region, config=config)
+
+
+def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str) -> StorageError:
+    """Turn a botocore exception into an error that names the endpoint and bucket and says what to check."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    where = f"bucket {bucket!r} at {s3.s3_endpoint or 'AWS S3'}"
+    if isinstance(exc, NoCredentialsError):
+        return StorageError(
+            f"No AWS credentials found while trying to {action} {where}.",
+            "Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --profile, or run where an instance role applies.",
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return StorageError(
+            f"Could not connect to {s3.s3_endpoint or 'AWS S3'} to {action} bucket {bucket!r}.",
+            "Check --s3-endpoint (scheme, host, port) and that the server is running.",
+        )
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "?")
+        hints = {
+            "NoSuchBucket": "Check the bucket name; create it first if it should exist.",
+            "404": "Check the bucket name; create it first if it should exist.",
+            "AccessDenied": "Check the credentials and the bucket policy.",
+            "403": "Check the credentials and the bucket policy.",
+            "InvalidAccessKeyId": "Check the access key (env, --profile, or instance role).",
+            "SignatureDoesNotMatch": "Check the secret key and --s3-region.",
+        }
+        return StorageError(f"S3 refused to {action} {where}: {code}.", hints.get(code, "Check the S3 settings."))
+    return StorageError(f"Failed to {action} {where}: {type(exc).__name__}: {exc}", "Check the S3 settings.")
+
+
+# ---------------------------------------------------------------- listing
+
+def list_images(location: Location, pattern: str, s3: S3Settings, limit: int | None = None) -> list[str]:
+    """Canonical URIs of the images under `location` whose file name matches `pattern`, sorted.
+
+    Sorted by UTF-8 code points (S3's own listing order), so `limit` takes the same first N in both modes.
+    """
+    regex = compile_pattern(pattern)
+    found = _iter_s3_keys(location, regex, s3) if location.is_s3 else _iter_local_files(location, regex)
+    uris: list[str] = []
+    for uri in found:
+        uris.append(uri)
+        if limit is not None and location.is_s3 and len(uris) >= limit:
+            break  # S3 lists in sorted order already: stop paginating early
+    uris.sort(key=lambda u: u.encode("utf-8"))
+    return uris[:limit] if limit is not None else uris
+
+
+def _hidden(relative_path: str) -> bool:
+    """Spark's file index skips names starting with '_' or '.' (e.g. _SUCCESS, .DS_Store); so do we."""
+    return any(part.startswith(("_", ".")) for part in relative_path.split("/"))
+
+
+def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) -> Iterator[str]:
+    client = s3_client(s3)
+    prefix = f"{location.key}/" if location.key else ""
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                relative = key[len(prefix) :]
+                if not key.endswith("/") and not _hidden(relative) and regex.fullmatch(key.rsplit("/", 1)[-1]):
+                    yield f"s3://{location.bucket}/{key}"
+    except Exception as exc:  # botocore raises several unrelated types; all become one clear error
+        raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
+
+
+def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[str]:
+    for root, dirs, files in os.walk(location.path):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        for name in files:
+            if not _hidden(name) and regex.fullmatch(name):
+                yield "file://" + os.path.join(root, name)
+
+
+def read_local_or_s3(uri: str, client=None) -> bytes:
+    """Bytes of one image by canonical URI (keys mode, on executors)."""
+    if uri.startswith("s3://"):
+        bucket, key = uri[len("s3://") :].split("/", 1)
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return Path(uri[len("file://") :]).read_bytes()
+
+
+# ---------------------------------------------------------------- outputs and small objects
+
+def has_content(location: Location, s3: S3Settings) -> bool:
+    """Whether an output location already holds anything (a non-empty folder or any object under the prefix)."""
+    if not location.is_s3:
+        path = Path(location.path)
+        if path.is_file():
+            return True
+        return path.is_dir() and any(path.iterdir())
+    client = s3_client(s3)
+    prefix = f"{location.key}/" if location.key else ""
+    try:
+        response = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix, MaxKeys=1)
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "check the output in") from exc
+    return response.get("KeyCount", 0) > 0
+
+
+def read_text(location: Location, s3: S3Settings) -> str | None:
+    """A small text object, or None when it does not exist."""
+    if not location.is_s3:
+        path = Path(location.path)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    client = s3_client(s3)
+    try:
+        return client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read().decode("utf-8")
+    except client.exceptions.NoSuchKey:
+        return None
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "read from") from exc
+
+
+def write_text(location: Location, text: str, s3: S3Settings) -> None:
+    if not location.is_s3:
+        Path(location.path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(location.path + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(location.path)  # atomic: a reader never sees half a manifest
+        return
+    client = s3_client(s3)
+    try:
+        client.put_object(Bucket=location.bucket, Key=location.key, Body=text.encode("utf-8"))
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "write to") from exc
+
+
+def download(location: Location, target: Path, s3: S3Settings) -> Path:
+    """Copy one S3 object to a local file (used for s3:// weights)."""
+    client = s3_client(s3)
+    try:
+        client.download_file(location.bucket, location.key, str(target))
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, f"download {location.key!r} from") from exc
+    return target
+
+
+def pyarrow_filesystem(location: Location, s3: S3Settings):
+    """A pyarrow file system and the path inside it, for reading outputs without a JVM."""
+    from pyarrow import fs
+
+    if not location.is_s3:
+        return fs.LocalFileSystem(), location.path
+    import boto3
+
+    session = boto3.Session(profile_name=s3.profile) if s3.profile else boto3.Session()
+    credentials = session.get_credentials()
+    kwargs = {}
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        kwargs = {"access_key": frozen.access_key, "secret_key": frozen.secret_key, "session_token": frozen.token}
+    if s3.s3_endpoint:
+        parts = urlsplit(s3.s3_endpoint)
+        kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme or "https", force_virtual_addressing=False)
+    filesystem = fs.S3FileSystem(region=s3.effective_region, **kwargs)
+    return filesystem, f"{location.bucket}/{location.key}".rstrip("/")
+
+
+def delete(location: Location, s3: S3Settings) -> None:
+    """Remove one file or object if it exists."""
+    if not location.is_s3:
+        Path(location.path).unlink(missing_ok=True)
+        return
+    try:
+        s3_client(s3).delete_object(Bucket=location.bucket, Key=location.key)
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc

@@ -1,0 +1,86 @@
+"""Shared fixtures: a real S3 server (moto over HTTP on 127.0.0.1) and one real local Spark session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from devtools import local_s3
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "images"  # byte-for-byte copy of ../shared/data/fruits-360-sample (192 images)
+WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
+MASTER = "local[2]"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_env():
+    """Fake credentials for the whole session: nothing here may ever reach real AWS."""
+    saved = {name: os.environ.get(name) for name in [*local_s3.FAKE_CREDENTIALS, "AWS_PROFILE", "AWS_SESSION_TOKEN"]}
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(local_s3.FAKE_CREDENTIALS)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = local_s3.start(log_path=tmp_path_factory.mktemp("moto") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server):
+    """The S3 server with every bucket removed before the test."""
+    s3_server.reset()
+    return s3_server
+
+
+@pytest.fixture
+def fruit_bucket(s3):
+    """s3://fruit/Training/<label>/<file>.jpg with the 192 sample images."""
+    assert local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE) == 192
+    return "s3://fruit/Training"
+
+
+@pytest.fixture(scope="session")
+def spark(s3_server, tmp_path_factory):
+    """One local Spark session for the whole run, with S3A pointed at the test server."""
+    from sparkyfruit.config import RunConfig
+    from sparkyfruit.session import start_session
+
+    config = RunConfig(
+        input="s3://fixture/in", output=str(tmp_path_factory.mktemp("unused")), master=MASTER,
+        s3_endpoint=s3_server.endpoint,
+    )
+    handle = start_session(config)
+    yield handle.spark
+    handle.spark.stop()
+
+
+def run_config(**overrides):
+    """Settings for the real-weights model used throughout the tests (MobileNet v1 0.25, 256-d)."""
+    from sparkyfruit.config import RunConfig
+
+    settings = dict(model="mobilenet", alpha=0.25, weights=str(WEIGHTS), master=MASTER, quiet=True)
+    settings.update(overrides)
+    return RunConfig(**settings)
+
+
+def read_output(path) -> dict[str, tuple]:
+    """{path: (label, features as a tuple or None, error)} from an output's Parquet files."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(path), format="parquet").to_table()
+    return {
+        row["path"]: (row["label"], row["features"], row["error"])
+        for row in table.to_pylist()
+    }
