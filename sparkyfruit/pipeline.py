@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -67,9 +67,6 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     started = time.monotonic()
     sink.check_output_free(config)
     weights, weights_sha256 = stage_weights(config)
-    if config.master.startswith("local"):
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this interpreter's packages
-
     handle = SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=False) if spark else start_session(config)
     show = console is not None and not config.quiet
     try:
@@ -84,11 +81,11 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         spec = models.ModelSpec(config.model, config.alpha, config.image_size, weights, config.batch_size)
 
         source = df_source if config.mode == "df" else keys_source
-        images, count = source.read_images(handle.spark, config)
+        images, listed, count = source.read_images(handle.spark, config)
         features = images.mapInArrow(featurize_partition(spec), OUTPUT_SCHEMA)
         description = f"encoding {count} images ({config.mode} mode, {config.model})"
         with SparkProgress(context, description, console=console, enabled=show):
-            counts = _run_job(lambda: sink.write(features, config))
+            counts = _run_job(lambda: sink.write(features, config, listed))
 
         duration = time.monotonic() - started
         manifest = sink.build_manifest(
@@ -105,6 +102,15 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         handle.stop()
 
 
+def failure_summary(exc: BaseException) -> str:
+    """The line of a Spark failure that says what went wrong: the innermost Python or Java exception,
+    not the first line of a wrapper ("An exception was thrown from the Python worker:")."""
+    text = str(exc).split("JVM stacktrace:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    causes = [line for line in lines if re.match(r"^[\w.$]+(Error|Exception)\b", line)]
+    return (causes or lines or [type(exc).__name__])[-1]
+
+
 def _run_job(action):
     """Run a Spark action; a failed job becomes one clear RunFailedError instead of a JVM stack trace."""
     try:
@@ -112,9 +118,8 @@ def _run_job(action):
     except SparkyfruitError:
         raise
     except Exception as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise RunFailedError(
-            f"The Spark job failed: {first[:500]}",
+            f"The Spark job failed: {failure_summary(exc)[:500]}",
             "Nothing was marked finished (no _sparkyfruit.json). See the Spark UI or the log above, then rerun "
             "with --overwrite.",
         ) from exc

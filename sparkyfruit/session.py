@@ -128,6 +128,10 @@ def start_session(config: RunConfig) -> SessionHandle:
 
     if config.profile:
         os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
+    if config.master.startswith("local"):
+        # pyspark starts local workers with $PYSPARK_PYTHON or a bare "python3" from PATH, which may lack
+        # our packages (a venv that is not activated); this interpreter has them.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     builder = SparkSession.builder
     for key, value in options.items():

@@ -37,15 +37,29 @@ def _inside(inner: storage.Location, outer: storage.Location) -> bool:
     return (inner_path.rstrip("/") + "/").startswith(outer_path.rstrip("/") + "/")
 
 
-def write(frame, config: RunConfig) -> dict[str, int]:
-    """Write rows as Parquet and return the counts, read back from what was committed."""
+UNREAD_ERROR = "no bytes read: the file is empty (0 bytes) or was removed after listing"
+
+
+def write(frame, config: RunConfig, listed: list[str] | None = None) -> dict[str, int]:
+    """Write rows as Parquet and return the counts, read back from what was committed.
+
+    `listed` (the image URIs the source listed) makes every one of them appear in the output: Spark's
+    file scan silently skips 0-byte files, so those get an error row of their own here.
+    """
     from pyspark.sql import functions as F
 
     location = config.output_location
+    spark = frame.sparkSession
     if config.overwrite:
         storage.delete(location.child(MANIFEST_NAME), config)  # never leave an old manifest beside new data
     frame.write.mode("overwrite").parquet(location.hadoop_uri)
-    written = frame.sparkSession.read.parquet(location.hadoop_uri)
+    if listed is not None:
+        expected = spark.createDataFrame([(uri, storage.label_of(uri)) for uri in listed], "path string, label string")
+        missing = expected.join(spark.read.parquet(location.hadoop_uri).select("path"), "path", "left_anti")
+        missing.select(
+            "path", "label", F.lit(None).cast("array<float>").alias("features"), F.lit(UNREAD_ERROR).alias("error")
+        ).coalesce(1).write.mode("append").parquet(location.hadoop_uri)
+    written = spark.read.parquet(location.hadoop_uri)
     row = written.agg(
         F.count(F.lit(1)).alias("rows"),
         F.count("features").alias("ok"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
+from sparkyfruit import storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import StorageError
 from sparkyfruit.sources import no_images_error
@@ -19,7 +22,8 @@ def read_images(spark, config: RunConfig):
     )
     try:
         frame = reader.load(location.hadoop_uri)
-        files = frame.inputFiles()  # the listing Spark already made: no job, no bytes read
+        # the listing Spark already made (no job, no bytes read), as URIs: "Apple%20Braeburn"
+        files = [unquote(uri) for uri in frame.inputFiles()]
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
             raise no_images_error(config) from None
@@ -45,6 +49,7 @@ def read_images(spark, config: RunConfig):
             "content",
             F.lit(None).cast("string").alias("error"),
         ),
+        [storage.canonical_image_uri(uri) for uri in files],
         len(files),
     )
 

@@ -24,7 +24,8 @@ def read_images(spark, config: RunConfig):
     slices = min(len(uris), max(spark.sparkContext.defaultParallelism, math.ceil(len(uris) / ROWS_PER_PARTITION)))
     rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri)) for uri in uris], slices)
     keys = spark.createDataFrame(rows, "path string, label string")
-    return keys.mapInArrow(fetch_partition(config.s3_only()), SOURCE_SCHEMA), len(uris)
+    # one output row per listed key by construction: nothing for the sink to reconcile
+    return keys.mapInArrow(fetch_partition(config.s3_only()), SOURCE_SCHEMA), None, len(uris)
 
 
 def fetch_partition(s3: S3Settings):

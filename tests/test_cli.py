@@ -1,0 +1,99 @@
+"""The command line without Spark: bad usage is one clear line and exit 2; inspect needs no JVM."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sparkyfruit.cli import app
+from tests.conftest import SAMPLE, WEIGHTS
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "vgg16"], "Unknown --model 'vgg16'. Choose one of: mobilenet_v2, mobilenet, resnet50."),
+        (["--mode", "stream"], "Unknown --mode 'stream'."),
+        (["--batch-size", "-5"], "--batch-size must be between 1 and 4096; got -5."),
+        (["--weights", "/nowhere/w.h5"], "--weights file is missing or unreadable: '/nowhere/w.h5'."),
+        (["--input", "ftp://host/images"], "--input has an unsupported scheme 'ftp'"),
+        (["--output", "gs://bucket/out"], "--output has an unsupported scheme 'gs'"),
+        (["--input", "/no/such/folder"], "--input folder does not exist: '/no/such/folder'."),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(tmp_path, args, message):
+    base = {"--input": str(SAMPLE), "--output": str(tmp_path / "out")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    code, output = invoke("encode", *[x for pair in base.items() for x in pair])
+    assert code == 2
+    assert message in " ".join(output.split())
+    assert "Traceback" not in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_is_refused_and_left_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(out), "--weights", str(WEIGHTS),
+                          "--model", "mobilenet", "--alpha", "0.25")
+    assert code == 2
+    assert "already has content; nothing was touched" in output and "--overwrite" in output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
+
+
+def test_output_inside_input_is_refused(tmp_path):
+    (tmp_path / "Kiwi").mkdir()
+    code, output = invoke("encode", "--input", str(tmp_path), "--output", str(tmp_path / "features"))
+    assert code == 2 and "lies inside --input" in output
+
+
+def test_env_setting_is_validated_like_a_flag(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKYFRUIT_LIMIT", "many")
+    code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(tmp_path / "o"))
+    assert code == 2 and "Invalid --limit" in output and "SPARKYFRUIT_LIMIT" in output
+
+
+def test_inspect_of_a_folder_that_is_not_an_output(tmp_path):
+    (tmp_path / "part-0.parquet").write_bytes(b"PAR1")
+    code, output = invoke("inspect", str(tmp_path))
+    assert code == 1 and "no _sparkyfruit.json" in output and "not a finished sparkyfruit output" in output
+    code, output = invoke("inspect", str(tmp_path / "missing"))
+    assert code == 1 and "does not exist or is empty" in output
+
+
+def test_help_and_version_do_not_load_spark_or_tensorflow():
+    code = (
+        "import sys\n"
+        "from sparkyfruit.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'encode' in r.output, r.output\n"
+        "r = CliRunner().invoke(app, ['encode', '--help']); assert '--s3-endpoint' in r.output, r.output\n"
+        "r = CliRunner().invoke(app, ['--version']); assert 'sparkyfruit 0.1' in r.output, r.output\n"
+        "heavy = [m for m in ('pyspark', 'tensorflow', 'keras', 'py4j') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_installed_console_script_reports_bad_usage_without_traceback(tmp_path):
+    script = Path(sys.executable).with_name("sparkyfruit")
+    result = subprocess.run(
+        [str(script), "encode", "--input", str(SAMPLE), "--output", str(tmp_path / "o"), "--model", "alexnet"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: Unknown --model 'alexnet'")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,188 @@
+"""End to end on real parts: moto's S3 server over HTTP, local Spark, TensorFlow, the real ImageNet weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import sparkyfruit
+from sparkyfruit.cli import app
+from tests.conftest import SAMPLE, WEIGHTS, read_output, run_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def both_modes(spark, s3_server, tmp_path_factory):
+    """The 192 sample images encoded from S3 in keys mode and in df mode (real weights, 224 px)."""
+    from devtools import local_s3
+
+    s3_server.reset()
+    local_s3.seed(s3_server.endpoint, "fruit", "Training", SAMPLE)
+    results, outputs = {}, {}
+    for mode in ("keys", "df"):
+        out = tmp_path_factory.mktemp(f"out-{mode}")
+        config = run_config(mode=mode, input="s3://fruit/Training", output=str(out), s3_endpoint=s3_server.endpoint)
+        results[mode] = sparkyfruit.encode(config)
+        outputs[mode] = read_output(out)
+    return results, outputs
+
+
+def nearest_centroid_accuracy(rows: dict[str, tuple]) -> float:
+    """Even positions of each class's sorted files train, odd positions test; cosine to class centroids."""
+    by_label: dict[str, list] = {}
+    for path in sorted(rows):
+        label, features, _ = rows[path]
+        by_label.setdefault(label, []).append(np.asarray(features, dtype=np.float64))
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    labels = sorted(by_label)
+    centroids = unit(np.stack([np.mean(by_label[label][0::2], axis=0) for label in labels]))
+    correct = total = 0
+    for index, label in enumerate(labels):
+        tests = unit(np.stack(by_label[label][1::2]))
+        correct += int(np.sum(np.argmax(tests @ centroids.T, axis=1) == index))
+        total += len(tests)
+    return correct / total
+
+
+@pytest.mark.s3
+def test_keys_and_df_modes_give_the_same_rows_and_vectors(both_modes):
+    results, outputs = both_modes
+    for mode in ("keys", "df"):
+        assert (results[mode].rows, results[mode].ok, results[mode].failed, results[mode].dim) == (192, 192, 0, 256)
+        assert len(outputs[mode]) == 192
+    assert set(outputs["keys"]) == set(outputs["df"])
+    for path, (label, features, error) in outputs["keys"].items():
+        assert path.startswith("s3://fruit/Training/") and error is None
+        assert label == path.split("/")[-2] == outputs["df"][path][0]
+        keys_vector, df_vector = np.asarray(features), np.asarray(outputs["df"][path][1])
+        assert keys_vector.shape == (256,) and np.all(np.isfinite(keys_vector))
+        np.testing.assert_allclose(keys_vector, df_vector, atol=1e-5)
+    assert {row[0] for row in outputs["keys"].values()} == {p.name for p in SAMPLE.iterdir() if p.is_dir()}
+
+
+@pytest.mark.s3
+def test_manifest_records_the_run(both_modes):
+    results, _ = both_modes
+    manifest = results["df"].manifest
+    assert manifest["counts"] == {"rows": 192, "ok": 192, "failed": 0}
+    assert manifest["mode"] == "df" and manifest["input"] == "s3://fruit/Training"
+    assert (manifest["model"], manifest["alpha"], manifest["image_size"], manifest["dim"]) == ("mobilenet", 0.25, 224, 256)
+    assert manifest["weights_sha256"] == "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
+    assert manifest["versions"]["spark"] and manifest["versions"]["tensorflow"]
+    assert manifest["duration_seconds"] > 0 and manifest["config"]["batch_size"] == 64
+    on_disk = json.loads(Path(results["df"].output.removeprefix("file://"), "_sparkyfruit.json").read_text())
+    assert on_disk == manifest
+
+
+@pytest.mark.s3
+def test_vectors_equal_a_direct_keras_call(both_modes):
+    import keras
+
+    _, outputs = both_modes
+    model = keras.applications.MobileNet(
+        alpha=0.25, input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=str(WEIGHTS)
+    )
+    paths = sorted(outputs["keys"])[::50]
+    files = [SAMPLE / path.removeprefix("s3://fruit/Training/") for path in paths]
+    batch = np.stack([
+        keras.utils.img_to_array(keras.utils.load_img(f, target_size=(224, 224), interpolation="bilinear"))
+        for f in files
+    ])
+    expected = model.predict_on_batch(keras.applications.mobilenet.preprocess_input(batch))
+    for path, vector in zip(paths, expected):
+        np.testing.assert_allclose(np.asarray(outputs["keys"][path][1]), vector, atol=1e-4)
+
+
+@pytest.mark.s3
+def test_real_weights_separate_the_classes_and_random_weights_do_not(both_modes, tmp_path):
+    _, outputs = both_modes
+    real = nearest_centroid_accuracy(outputs["keys"])
+    config = run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "random"), weights="none")
+    result = sparkyfruit.encode(config)
+    assert result.manifest["weights_sha256"] is None and result.manifest["weights"] == "none"
+    random_rows = read_output(tmp_path / "random")
+    real_vectors = np.array([outputs["keys"][p][1] for p in sorted(outputs["keys"])])
+    random_vectors = np.array([random_rows[p.replace("s3://fruit/Training", f"file://{SAMPLE}")][1]
+                               for p in sorted(outputs["keys"])])
+    real_spread, random_spread = real_vectors.std(axis=0).max(), random_vectors.std(axis=0).max()
+    print(f"nearest-centroid accuracy with ImageNet weights: {real:.3f}; largest per-feature spread across "
+          f"images: ImageNet {real_spread:.3g}, random {random_spread:.3g}")
+    assert real >= 0.95
+    # The seeded random MobileNet 0.25 squashes every image to ~1e-17: its vectors carry no information,
+    # so the class structure above can only come from the ImageNet weights.
+    assert real_spread > 0.1 and random_spread < 1e-6 * real_spread
+
+
+@pytest.mark.s3
+def test_local_folder_to_s3_output_then_inspect(spark, s3, tmp_path):
+    from devtools import local_s3
+
+    local_s3.client(s3.endpoint).create_bucket(Bucket="features")
+    config = run_config(mode="df", input=str(SAMPLE), output="s3://features/run1", s3_endpoint=s3.endpoint,
+                        limit=40, pattern="*.jpg")
+    result = sparkyfruit.encode(config)
+    assert (result.rows, result.failed, result.output) == (40, 0, "s3://features/run1")
+    keys = {o["Key"] for o in local_s3.client(s3.endpoint).list_objects_v2(Bucket="features")["Contents"]}
+    assert "run1/_sparkyfruit.json" in keys and any(k.endswith(".parquet") for k in keys)
+
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["inspect", "s3://features/run1", "--json", "--s3-endpoint", s3.endpoint])
+    assert as_json.exit_code == 0, as_json.output
+    summary = json.loads(as_json.output)
+    assert {"rows", "ok", "failed", "dim", "model", "image_size", "weights_sha256", "mode", "labels"} <= set(summary)
+    assert (summary["rows"], summary["ok"], summary["failed"], summary["dim"], summary["mode"]) == (40, 40, 0, 256, "df")
+    # --limit takes the first 40 paths in order: Apple Braeburn (24) then 16 Avocado
+    assert summary["labels"] == {"Apple Braeburn": 24, "Avocado": 16}
+
+    human = runner.invoke(app, ["inspect", "s3://features/run1", "--s3-endpoint", s3.endpoint], env={"COLUMNS": "120"})
+    assert human.exit_code == 0
+    for text in ["rows", "40", "mobilenet", "Apple Braeburn", "Avocado", "images per label"]:
+        assert text in human.output
+
+
+@pytest.mark.parametrize("mode", ["keys", "df"])
+def test_undecodable_files_become_error_rows(spark, tmp_path, mode):
+    folder = tmp_path / "in" / "Kiwi"
+    folder.mkdir(parents=True)
+    for name in sorted(p.name for p in (SAMPLE / "Kiwi").iterdir())[:2]:
+        (folder / name).write_bytes((SAMPLE / "Kiwi" / name).read_bytes())
+    (folder / "text.jpg").write_text("this is not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(next((SAMPLE / "Kiwi").iterdir()).read_bytes()[:300])
+    result = sparkyfruit.encode(run_config(mode=mode, input=str(tmp_path / "in"), output=str(tmp_path / "out")))
+    assert (result.rows, result.ok, result.failed) == (5, 2, 3)
+    rows = read_output(tmp_path / "out")
+    for name, reason in [("text.jpg", "cannot decode image"), ("empty.jpg", "empty"), ("truncated.jpg", "cannot decode")]:
+        label, features, error = rows[f"file://{folder}/{name}"]
+        assert label == "Kiwi" and features is None and reason in error
+    summary = sparkyfruit.inspect(str(tmp_path / "out"))
+    assert summary.failed == 3 and len(summary.failures) == 3
+
+
+def test_installed_console_script_encodes_a_local_folder(tmp_path):
+    """The real entry point, in its own process: local folder in, local folder out, then inspect."""
+    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    out = tmp_path / "out"
+    env = {**os.environ, "COLUMNS": "200", "SPARKYFRUIT_MASTER": "local[2]"}
+    encode = subprocess.run(
+        [script, "encode", "--mode", "keys", "--input", str(SAMPLE), "--output", str(out), "--model", "mobilenet",
+         "--alpha", "0.25", "--weights", str(WEIGHTS), "--limit", "24"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert encode.returncode == 0, encode.stderr
+    assert "Spark UI: http" in encode.stderr and "tasks" in encode.stderr
+    assert "done: 24 images, 24 ok, 0 failed" in encode.stdout and "images/s" in encode.stdout
+    inspect = subprocess.run([script, "inspect", str(out), "--json"], capture_output=True, text=True, timeout=60)
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["labels"] == {"Apple Braeburn": 24}
