@@ -104,10 +104,11 @@ def encode(
     if not settings.quiet:
         out.print(
             f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
-            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {result.output}"
+            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {result.output}",
+            soft_wrap=True,
         )
     if result.failed and not settings.quiet:
-        out.print(f"see the failures with: sparkyfruit inspect {result.output}")
+        out.print(f"see the failures with: sparkyfruit inspect {result.output}", soft_wrap=True)
 
 
 @app.command(epilog="Example: sparkyfruit inspect s3://my-bucket/features --json")
@@ -142,7 +143,7 @@ def inspect(
 
 
 def _print_summary(summary) -> None:
-    out.print(f"[bold]{summary.output}[/]")
+    out.print(f"[bold]{summary.output}[/]", soft_wrap=True)
     facts = Table.grid(padding=(0, 2))
     for name, value in [
         ("rows", summary.rows), ("ok", summary.ok), ("failed", summary.failed), ("dim", summary.dim),

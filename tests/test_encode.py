@@ -151,6 +151,28 @@ def test_local_folder_to_s3_output_then_inspect(spark, s3, tmp_path):
         assert text in human.output
 
 
+@pytest.mark.s3
+def test_weights_from_s3_and_overwrite_of_an_s3_output(spark, s3, tmp_path):
+    from devtools import local_s3
+
+    client = local_s3.client(s3.endpoint)
+    client.create_bucket(Bucket="models")
+    client.upload_file(str(WEIGHTS), "models", "mobilenet/mobilenet_2_5_224_tf_no_top.h5")
+    settings = dict(mode="keys", input=str(SAMPLE), output="s3://models/features", s3_endpoint=s3.endpoint,
+                    weights="s3://models/mobilenet/mobilenet_2_5_224_tf_no_top.h5", limit=8)
+    first = sparkyfruit.encode(run_config(**settings))
+    assert first.manifest["weights_sha256"] == "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
+    assert first.manifest["weights"] == "s3://models/mobilenet/mobilenet_2_5_224_tf_no_top.h5"
+
+    from sparkyfruit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="already has content"):
+        sparkyfruit.encode(run_config(**{**settings, "limit": 4}))
+    second = sparkyfruit.encode(run_config(**{**settings, "limit": 4, "overwrite": True}))
+    assert second.rows == 4
+    assert sparkyfruit.inspect("s3://models/features", s3=run_config(**settings).s3_only()).rows == 4
+
+
 @pytest.mark.parametrize("mode", ["keys", "df"])
 def test_undecodable_files_become_error_rows(spark, tmp_path, mode):
     folder = tmp_path / "in" / "Kiwi"
