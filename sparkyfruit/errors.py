@@ -1,4 +1,6 @@
-"""Errors a user can act on. The CLI prints `message` and `hint` on one line each, never a traceback."""
+"""Errors a user can act on. The CLI prints `message` and `hint` on one line, never a traceback."""
+
+import re
 
 
 class SparkyfruitError(Exception):
@@ -31,3 +33,16 @@ class NotAnOutputError(SparkyfruitError):
 
 class RunFailedError(SparkyfruitError):
     """The Spark job itself failed."""
+
+
+def failure_summary(exc: BaseException) -> str:
+    """The line of a Spark failure that says what went wrong: the innermost Python or Java exception,
+    not the first line of a wrapper ("An exception was thrown from the Python worker:")."""
+    text = str(exc).split("JVM stacktrace:")[0]
+    lines = [
+        line.strip().removeprefix("Caused by: ")
+        for line in text.splitlines()
+        if line.strip() and not line.startswith((" ", "\t"))
+    ]
+    causes = [line for line in lines if re.match(r"^[\w.$]+(Error|Exception)\b", line)]
+    return (causes or lines or [type(exc).__name__])[-1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from sparkyfruit import models, sink, storage
 from sparkyfruit.config import RunConfig
-from sparkyfruit.errors import RunFailedError, SparkyfruitError
+from sparkyfruit.errors import RunFailedError, SparkyfruitError, failure_summary
 
 
 @dataclass
@@ -100,15 +99,6 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         )
     finally:
         handle.stop()
-
-
-def failure_summary(exc: BaseException) -> str:
-    """The line of a Spark failure that says what went wrong: the innermost Python or Java exception,
-    not the first line of a wrapper ("An exception was thrown from the Python worker:")."""
-    text = str(exc).split("JVM stacktrace:")[0]
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
-    causes = [line for line in lines if re.match(r"^[\w.$]+(Error|Exception)\b", line)]
-    return (causes or lines or [type(exc).__name__])[-1]
 
 
 def _run_job(action):

@@ -53,14 +53,21 @@ def write(frame, config: RunConfig, listed: list[str] | None = None) -> dict[str
     if config.overwrite:
         storage.delete(location.child(MANIFEST_NAME), config)  # never leave an old manifest beside new data
     frame.write.mode("overwrite").parquet(location.hadoop_uri)
-    if listed is not None:
+    counts = _count(spark, location)
+    if listed is not None and counts["rows"] < len(listed):
         expected = spark.createDataFrame([(uri, storage.label_of(uri)) for uri in listed], "path string, label string")
         missing = expected.join(spark.read.parquet(location.hadoop_uri).select("path"), "path", "left_anti")
         missing.select(
             "path", "label", F.lit(None).cast("array<float>").alias("features"), F.lit(UNREAD_ERROR).alias("error")
         ).coalesce(1).write.mode("append").parquet(location.hadoop_uri)
-    written = spark.read.parquet(location.hadoop_uri)
-    row = written.agg(
+        counts = _count(spark, location)
+    return counts
+
+
+def _count(spark, location: storage.Location) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    row = spark.read.parquet(location.hadoop_uri).agg(
         F.count(F.lit(1)).alias("rows"),
         F.count("features").alias("ok"),
         F.max(F.size("features")).alias("dim"),

@@ -6,7 +6,7 @@ from urllib.parse import unquote
 
 from sparkyfruit import storage
 from sparkyfruit.config import RunConfig
-from sparkyfruit.errors import StorageError
+from sparkyfruit.errors import StorageError, failure_summary
 from sparkyfruit.sources import no_images_error
 
 
@@ -27,7 +27,13 @@ def read_images(spark, config: RunConfig):
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
             raise no_images_error(config) from None
-        raise StorageError(f"Spark could not list {location.uri}: {str(exc).splitlines()[0]}") from None
+        raise StorageError(f"Spark could not list {location.uri}: {failure_summary(exc)}") from None
+    except Exception as exc:  # Py4JJavaError from S3A: credentials, endpoint, bucket
+        endpoint = config.endpoint_for_display or "AWS S3"
+        raise StorageError(
+            f"Spark could not list {location.uri} at {endpoint}: {failure_summary(exc)[:400]}",
+            "Check the bucket, --s3-endpoint, --s3-region and the credentials (env, --profile, instance role).",
+        ) from None
     if not files:
         raise no_images_error(config)
     if config.limit is not None and config.limit < len(files):

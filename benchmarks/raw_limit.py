@@ -1,0 +1,36 @@
+"""The raw model limit: the same network on pre-decoded float batches, all cores, no Spark, no I/O.
+
+Usage: python benchmarks/raw_limit.py MODEL IMAGE_SIZE [SECONDS]   -> prints one JSON line
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(model_name: str, size: int, seconds: float) -> None:
+    import numpy as np
+
+    from sparkyfruit.models import ModelSpec, build_model
+
+    results = {}
+    for batch in (32, 64, 128):
+        model, preprocess = build_model(ModelSpec(model_name, 1.0, size, "none", batch))
+        x = preprocess(np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
+        model.predict_on_batch(x)
+        model.predict_on_batch(x)
+        started, images = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            model.predict_on_batch(x)
+            images += batch
+        results[batch] = images / (time.perf_counter() - started)
+    best = max(results, key=results.get)
+    print(json.dumps({"images_per_second": results[best], "best_batch": best, "by_batch": results,
+                      "threads": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 6.0)
