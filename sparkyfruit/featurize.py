@@ -18,7 +18,6 @@ import numpy as np
 
 from sparkyfruit.models import ModelSpec, build_model
 
-SOURCE_SCHEMA = "path string, label string, content binary, error string"
 OUTPUT_SCHEMA = "path string, label string, features array<float>, error string"
 
 # A ModelSpec's weights value with this prefix names a file shipped to executors by SparkContext.addFile.
@@ -115,8 +114,9 @@ def featurize_batch(encoder: Encoder, paths, labels, contents, errors) -> dict:
     return {"errors": errors, "decoded_rows": decoded, "vectors": vectors}
 
 
-def featurize_partition(spec: ModelSpec) -> callable:
-    """The function given to `DataFrame.mapInArrow`: closes over the spec only, builds nothing until called."""
+def featurize_partition(spec: ModelSpec, fetch=None) -> callable:
+    """The function given to `DataFrame.mapInArrow`: closes over the spec (and the source's `fetch`, which
+    turns (path, label) batches into (path, label, content, error) batches in this same worker); builds nothing until called."""
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
@@ -124,7 +124,7 @@ def featurize_partition(spec: ModelSpec) -> callable:
 
         context = TaskContext.get()
         encoder = encoder_for(spec, threads=max(1, int(context.cpus())) if context else 1)
-        for batch in batches:
+        for batch in fetch(batches) if fetch else batches:
             if batch.num_rows == 0:
                 continue
             paths, labels = batch.column("path"), batch.column("label")

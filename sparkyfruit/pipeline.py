@@ -55,18 +55,22 @@ def stage_weights(config: RunConfig) -> tuple[str, str | None]:
 
 
 def encode(config: RunConfig, spark=None, console=None) -> RunResult:
-    """Encode every image under config.input into config.output. `console` (rich) shows the Spark UI
-    link and a progress bar; without it the run is silent. Raises SparkyfruitError subclasses."""
+    """Encode every image under config.input into config.output. `spark`: a running SparkSession to use
+    (and leave running); by default the active one, else a new one that is stopped at the end.
+    `console` (rich) shows the Spark UI link and a progress bar; without it the run is silent.
+    Raises SparkyfruitError subclasses."""
     from sparkyfruit.featurize import OUTPUT_SCHEMA, SPARK_FILES_PREFIX, featurize_partition
     from sparkyfruit.progress import SparkProgress
-    from sparkyfruit.session import SessionHandle, start_session
+    from sparkyfruit.session import start_session
     from sparkyfruit.sources import df as df_source
     from sparkyfruit.sources import keys as keys_source
 
     started = time.monotonic()
     sink.check_output_free(config)
     weights, weights_sha256 = stage_weights(config)
-    handle = SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=False) if spark else start_session(config)
+    # keys mode lists on the driver: a wrong bucket or empty prefix fails before the JVM starts
+    keys = keys_source.list_keys(config) if config.mode == "keys" else None
+    handle = start_session(config, spark)
     show = console is not None and not config.quiet
     try:
         if show and handle.ui_url:
@@ -79,12 +83,14 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             weights = SPARK_FILES_PREFIX + Path(weights).name
         spec = models.ModelSpec(config.model, config.alpha, config.image_size, weights, config.batch_size)
 
-        source = df_source if config.mode == "df" else keys_source
-        images, listed, count = source.read_images(handle.spark, config)
-        features = images.mapInArrow(featurize_partition(spec), OUTPUT_SCHEMA)
-        description = f"encoding {count} images ({config.mode} mode, {config.model})"
+        if keys is None:
+            source = df_source.read_images(handle.spark, config)
+        else:
+            source = keys_source.read_images(handle.spark, config, keys)
+        features = source.frame.mapInArrow(featurize_partition(spec, source.fetch), OUTPUT_SCHEMA)
+        description = f"encoding {source.count} images ({config.mode} mode, {config.model})"
         with SparkProgress(context, description, console=console, enabled=show):
-            counts = _run_job(lambda: sink.write(features, config, listed))
+            counts = _run_job(lambda: sink.write(features, config, source.listed))
 
         duration = time.monotonic() - started
         manifest = sink.build_manifest(

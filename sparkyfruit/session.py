@@ -120,13 +120,13 @@ def spark_options(config: RunConfig) -> dict[str, str]:
     return options
 
 
-def start_session(config: RunConfig) -> SessionHandle:
-    """Start (or join) the SparkSession for a run. A session that already runs in this process (a notebook,
-    a test fixture) is reused and left running; its S3A settings are updated for this run."""
+def start_session(config: RunConfig, existing=None) -> SessionHandle:
+    """Start (or join) the SparkSession for a run. A given session, or one that already runs in this
+    process (a notebook, a test fixture), is reused and left running; its S3A settings are updated."""
     from pyspark.sql import SparkSession
 
     options = spark_options(config)
-    active = SparkSession.getActiveSession()
+    active = existing or SparkSession.getActiveSession()
     if active is not None:
         hadoop = active.sparkContext._jsc.hadoopConfiguration()
         for key, value in options.items():

@@ -97,3 +97,22 @@ def test_installed_console_script_reports_bad_usage_without_traceback(tmp_path):
     assert result.stderr.strip().startswith("error: Unknown --model 'alexnet'")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.s3
+def test_keys_mode_reports_a_missing_bucket_before_starting_spark(s3, tmp_path):
+    code, output = invoke("encode", "--mode", "keys", "--input", "s3://no-such-bucket/Training", "--output",
+                          str(tmp_path / "o"), "--s3-endpoint", s3.endpoint)
+    assert code == 1
+    assert "no-such-bucket" in output and s3.endpoint in output and "NoSuchBucket" in output
+    assert "Traceback" not in output and "pyspark" not in sys.modules
+
+
+@pytest.mark.s3
+def test_keys_mode_reports_an_empty_prefix(s3, tmp_path):
+    from devtools import local_s3
+
+    local_s3.client(s3.endpoint).create_bucket(Bucket="empty")
+    code, output = invoke("encode", "--mode", "keys", "--input", "s3://empty/Training", "--output",
+                          str(tmp_path / "o"), "--s3-endpoint", s3.endpoint)
+    assert code == 1 and "No images under s3://empty/Training match the pattern" in output

@@ -55,6 +55,13 @@ def nearest_centroid_accuracy(rows: dict[str, tuple]) -> float:
     return correct / total
 
 
+def test_s3a_jars_stay_off_the_python_path(spark):
+    """spark-submit ships --packages jars as Python files; the 690 MB SDK bundle on sys.path slows imports."""
+    assert any("hadoop-aws" in jar for jar in spark.sparkContext.getConf().get("spark.jars", "").split(","))
+    assert not [entry for entry in sys.path if entry.endswith(".jar")]
+    assert not [name for name in spark.sparkContext._python_includes if name.endswith(".jar")]
+
+
 @pytest.mark.s3
 def test_keys_and_df_modes_give_the_same_rows_and_vectors(both_modes):
     results, outputs = both_modes

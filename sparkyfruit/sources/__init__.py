@@ -1,11 +1,33 @@
-"""Sources turn an input location into DataFrame[path, label, content, error] (see featurize.SOURCE_SCHEMA).
+"""Sources turn an input location into rows of (path, label, content, error) for the featurize stage.
 
-Both return (DataFrame, listed image URIs or None, number of images); `error` is null unless the source
-itself could not read a file. A source returns the listed URIs when its DataFrame may drop some of them
-(Spark's file scan skips 0-byte files), so the sink can account for every image.
+keys mode lists first, on the driver and before Spark starts (keys.list_keys); df mode lets Spark list.
+`error` is null unless the source itself could not read a file.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
 from sparkyfruit.errors import StorageError
+
+
+@dataclass
+class Source:
+    """What a source hands to the featurize stage.
+
+    frame: a DataFrame of (path, label, content, error) rows, or of (path, label) rows when `fetch` is set.
+    fetch: turns Arrow batches of (path, label) into (path, label, content, error) inside the featurize
+        worker, so image bytes go from storage straight to the model without a trip through the JVM.
+    listed: the image URIs listed, when the frame may drop some of them (Spark's file scan skips
+        0-byte files), so the sink can account for every image; None when the frame cannot.
+    count: the number of images.
+    """
+
+    frame: object
+    fetch: Callable[[Iterator], Iterator] | None
+    listed: list[str] | None
+    count: int
 
 
 def no_images_error(config) -> StorageError:

@@ -7,10 +7,10 @@ from urllib.parse import unquote
 from sparkyfruit import storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import StorageError, failure_summary
-from sparkyfruit.sources import no_images_error
+from sparkyfruit.sources import Source, no_images_error
 
 
-def read_images(spark, config: RunConfig):
+def read_images(spark, config: RunConfig) -> Source:
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -47,17 +47,16 @@ def read_images(spark, config: RunConfig):
         .otherwise(path)
     )
     parts = F.split(canonical, "/")  # the column form of storage.label_of
-    return (
+    images = (
         frame.select(canonical.alias("path"), "content")
         .select(
             "path",
             F.when(F.size(parts) >= 5, F.element_at(parts, -2)).alias("label"),
             "content",
             F.lit(None).cast("string").alias("error"),
-        ),
-        [storage.canonical_image_uri(uri) for uri in files],
-        len(files),
+        )
     )
+    return Source(images, fetch=None, listed=[storage.canonical_image_uri(uri) for uri in files], count=len(files))
 
 
 def _escape_glob(path: str) -> str:
