@@ -61,7 +61,8 @@ class S3Settings(BaseSettings):
     @classmethod
     def _positive(cls, value: int, info) -> int:
         if value < 1:
-            raise ConfigError(f"--{info.field_name.replace('_', '-')} must be at least 1; got {value}.")
+            raise ConfigError(f"{info.field_name} must be at least 1; got {value}.", f"Set {ENV_PREFIX}"
+                              f"{info.field_name.upper()} or '{info.field_name}' in the --config file.")
         return value
 
     @property

@@ -30,10 +30,32 @@ class Summary:
         return asdict(self)
 
 
+def open_dataset(location: storage.Location, s3: S3Settings):
+    """The Parquet files of an output as a pyarrow dataset (files starting with '_' or '.' are skipped)."""
+    import pyarrow.dataset as ds
+
+    filesystem, path = storage.pyarrow_filesystem(location, s3)
+    try:
+        return ds.dataset(path, filesystem=filesystem, format="parquet")
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
+
+
+def count_rows(location: storage.Location, s3: S3Settings) -> dict[str, int | None]:
+    """rows, ok, failed and dim of what an output holds, from Parquet metadata and two small columns."""
+    import pyarrow.compute as pc
+
+    dataset = open_dataset(location, s3)
+    rows = dataset.count_rows()
+    failed = dataset.count_rows(filter=pc.field("error").is_valid())
+    first = dataset.head(1, columns=["features"], filter=pc.field("error").is_null())
+    dim = len(first.column("features")[0].as_py()) if first.num_rows else None
+    return {"rows": rows, "ok": rows - failed, "failed": failed, "dim": dim}
+
+
 def inspect(output: str, s3: S3Settings | None = None) -> Summary:
     """Summarise a finished output. Raises NotAnOutputError for anything that is not one."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
     s3 = s3 or S3Settings()
     location = storage.parse_location(output, "OUTPUT")
@@ -45,9 +67,8 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
             f"{location.uri} has no {sink.MANIFEST_NAME}: it is not a finished sparkyfruit output.",
             "The run that wrote it did not finish (or this is another folder); rerun encode with --overwrite.",
         )
-    filesystem, path = storage.pyarrow_filesystem(location, s3)
+    dataset = open_dataset(location, s3)
     try:
-        dataset = ds.dataset(path, filesystem=filesystem, format="parquet")
         table = dataset.to_table(columns=["label", "error"])
         failures = dataset.head(MAX_FAILURES_SHOWN, columns=["path", "error"], filter=pc.field("error").is_valid())
     except (OSError, ValueError) as exc:

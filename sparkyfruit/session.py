@@ -132,7 +132,9 @@ def start_session(config: RunConfig, existing=None) -> SessionHandle:
         for key, value in options.items():
             if key.startswith("spark.hadoop."):
                 hadoop.set(key[len("spark.hadoop.") :], value)
-        active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
+        for key, value in options.items():
+            if key.startswith("spark.sql."):  # runtime settings; the rest are fixed at JVM start
+                active.conf.set(key, value)
         return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
 
     if config.profile:

@@ -41,7 +41,7 @@ UNREAD_ERROR = "no bytes read: the file is empty (0 bytes) or was removed after 
 
 
 def write(frame, config: RunConfig, listed: list[str] | None = None) -> dict[str, int]:
-    """Write rows as Parquet and return the counts, read back from what was committed.
+    """Write rows as Parquet and return the counts, read back (with pyarrow) from what was committed.
 
     `listed` (the image URIs the source listed) makes every one of them appear in the output: Spark's
     file scan silently skips 0-byte files, so those get an error row of their own here.
@@ -53,26 +53,21 @@ def write(frame, config: RunConfig, listed: list[str] | None = None) -> dict[str
     if config.overwrite:
         storage.delete(location.child(MANIFEST_NAME), config)  # never leave an old manifest beside new data
     frame.write.mode("overwrite").parquet(location.hadoop_uri)
-    counts = _count(spark, location)
+    counts = _count(location, config)
     if listed is not None and counts["rows"] < len(listed):
         expected = spark.createDataFrame([(uri, storage.label_of(uri)) for uri in listed], "path string, label string")
         missing = expected.join(spark.read.parquet(location.hadoop_uri).select("path"), "path", "left_anti")
         missing.select(
             "path", "label", F.lit(None).cast("array<float>").alias("features"), F.lit(UNREAD_ERROR).alias("error")
         ).coalesce(1).write.mode("append").parquet(location.hadoop_uri)
-        counts = _count(spark, location)
+        counts = _count(location, config)
     return counts
 
 
-def _count(spark, location: storage.Location) -> dict[str, int]:
-    from pyspark.sql import functions as F
+def _count(location: storage.Location, s3: S3Settings) -> dict[str, int | None]:
+    from sparkyfruit.inspection import count_rows  # pyarrow reads footers: no Spark job for this
 
-    row = spark.read.parquet(location.hadoop_uri).agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count("features").alias("ok"),
-        F.max(F.size("features")).alias("dim"),
-    ).first()
-    return {"rows": row["rows"], "ok": row["ok"], "failed": row["rows"] - row["ok"], "dim": row["dim"]}
+    return count_rows(location, s3)
 
 
 def library_version(*distributions: str) -> str | None:

@@ -147,12 +147,25 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 # ---------------------------------------------------------------- S3 client
 
+def aws_session(s3: S3Settings):
+    """A boto3 session: the named profile, or the standard credential chain."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return boto3.Session(profile_name=s3.profile) if s3.profile else boto3.Session()
+    except ProfileNotFound:
+        raise ConfigError(
+            f"--profile {s3.profile!r} is not in the AWS config or credentials files.",
+            "Check ~/.aws/config and ~/.aws/credentials (or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE).",
+        ) from None
+
+
 def s3_client(s3: S3Settings):
     """A boto3 S3 client: standard credential chain (or a named profile), retries by botocore's own mode."""
-    import boto3
     from botocore.config import Config
 
-    session = boto3.Session(profile_name=s3.profile) if s3.profile else boto3.Session()
+    session = aws_session(s3)
     config = Config(
         retries={"mode": s3.s3_retry_mode, "max_attempts": s3.s3_max_attempts},
         connect_timeout=s3.s3_connect_timeout,
@@ -307,10 +320,7 @@ def pyarrow_filesystem(location: Location, s3: S3Settings):
 
     if not location.is_s3:
         return fs.LocalFileSystem(), location.path
-    import boto3
-
-    session = boto3.Session(profile_name=s3.profile) if s3.profile else boto3.Session()
-    credentials = session.get_credentials()
+    credentials = aws_session(s3).get_credentials()
     kwargs = {}
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()

@@ -67,3 +67,35 @@ def test_local_listing_skips_hidden_and_non_matching(tmp_path):
     found = storage.list_images(location, storage.default_pattern(), s3=None)
     assert found == [f"file://{tmp_path}/Kiwi/1.jpg", f"file://{tmp_path}/Kiwi/2.PNG", f"file://{tmp_path}/Lemon/4.jpeg"]
     assert storage.list_images(location, storage.default_pattern(), s3=None, limit=2) == found[:2]
+
+
+@pytest.mark.s3
+def test_a_named_profile_is_used_for_s3_listing(s3, tmp_path, monkeypatch):
+    """--profile goes through boto3's own credential files, not through env keys."""
+    from devtools import local_s3
+    from sparkyfruit.config import S3Settings
+
+    local_s3.client(s3.endpoint).create_bucket(Bucket="profiled")
+    local_s3.client(s3.endpoint).put_object(Bucket="profiled", Key="in/Kiwi/1.jpg", Body=b"x")
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[fruit]\naws_access_key_id = profile-key\naws_secret_access_key = profile-secret\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    settings = S3Settings(s3_endpoint=s3.endpoint, profile="fruit")
+    found = storage.list_images(storage.parse_location("s3://profiled/in"), storage.default_pattern(), settings)
+    assert found == ["s3://profiled/in/Kiwi/1.jpg"]
+    client = storage.s3_client(settings)
+    assert client._request_signer._credentials.access_key == "profile-key"
+    with pytest.raises(ConfigError, match="--profile 'missing' is not in the AWS config"):
+        storage.s3_client(S3Settings(s3_endpoint=s3.endpoint, profile="missing"))
+
+
+def test_profile_reaches_s3a_through_the_sdk_provider_not_keys(tmp_path):
+    from sparkyfruit.config import RunConfig
+    from sparkyfruit.session import s3a_options, spark_options
+
+    config = RunConfig(input="s3://bucket/in", output=str(tmp_path / "o"), profile="fruit")
+    assert s3a_options(config)["fs.s3a.aws.credentials.provider"].endswith("ProfileCredentialsProvider")
+    assert spark_options(config)["spark.executorEnv.AWS_PROFILE"] == "fruit"
+    assert not any("secret" in key or "access.key" in key for key in spark_options(config))
