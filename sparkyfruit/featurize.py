@@ -91,11 +91,11 @@ def _error_text(exc: BaseException) -> str:
     return f"cannot decode image: {type(exc).__name__}: {exc}"
 
 
-def featurize_batch(encoder: Encoder, paths, labels, contents, errors) -> dict:
-    """One Arrow batch of source rows -> columns of output rows (features as a flat array + validity)."""
+def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
+    """The contents and source errors of one batch -> the errors, which rows decoded, and their vectors."""
     size = encoder.spec.image_size
     errors = list(errors)
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.float32)
+    pixels = np.empty((len(contents), size, size, 3), dtype=np.float32)
     decoded: list[int] = []
     for row, content in enumerate(contents):
         if errors[row] is not None:
@@ -115,8 +115,9 @@ def featurize_batch(encoder: Encoder, paths, labels, contents, errors) -> dict:
 
 
 def featurize_partition(spec: ModelSpec, fetch=None) -> callable:
-    """The function given to `DataFrame.mapInArrow`: closes over the spec (and the source's `fetch`, which
-    turns (path, label) batches into (path, label, content, error) batches in this same worker); builds nothing until called."""
+    """The function given to `DataFrame.mapInArrow`. It closes over the spec and the source's `fetch` (which
+    turns (path, label) batches into (path, label, content, error) in this same worker); builds nothing
+    until a task calls it."""
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
@@ -128,9 +129,7 @@ def featurize_partition(spec: ModelSpec, fetch=None) -> callable:
             if batch.num_rows == 0:
                 continue
             paths, labels = batch.column("path"), batch.column("label")
-            result = featurize_batch(
-                encoder, paths, labels, batch.column("content").to_pylist(), batch.column("error").to_pylist()
-            )
+            result = featurize_batch(encoder, batch.column("content").to_pylist(), batch.column("error").to_pylist())
             yield pa.RecordBatch.from_arrays(
                 [paths, labels, _features_array(batch.num_rows, result), pa.array(result["errors"], pa.string())],
                 names=["path", "label", "features", "error"],
