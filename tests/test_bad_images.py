@@ -1,0 +1,77 @@
+"""Messy real-world files: every one gets exactly one row, convertible images get vectors, the job never fails."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sparkyfruit
+from tests.conftest import SAMPLE, read_output, run_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims width x height pixels (a decompression bomb's calling card)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("messy") / "Kiwi"
+    folder.mkdir()
+    source = next((SAMPLE / "Kiwi").iterdir())
+    rgb = Image.open(source).convert("RGB")
+    files = {
+        "good.jpg": source.read_bytes(),
+        "zero.jpg": b"",
+        "truncated.jpg": source.read_bytes()[: len(source.read_bytes()) // 3],
+        "text.jpg": b"<html>not an image</html>",
+        "rgba.png": encoded(rgb.convert("RGBA"), "PNG"),
+        "gray.jpg": encoded(rgb.convert("L"), "JPEG"),
+        "cmyk.jpg": encoded(rgb.convert("CMYK"), "JPEG"),
+        "sixteen.png": encoded(Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)), "PNG"),
+        "palette.png": encoded(rgb.convert("P"), "PNG"),
+        "bomb.png": png_declaring(30000, 30000),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+CONVERTIBLE = {"good.jpg", "rgba.png", "gray.jpg", "cmyk.jpg", "sixteen.png", "palette.png"}
+BROKEN = {"zero.jpg", "truncated.jpg", "text.jpg", "bomb.png"}
+
+
+@pytest.mark.parametrize("mode", ["keys", "df"])
+def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_folder, tmp_path, mode):
+    result = sparkyfruit.encode(run_config(mode=mode, input=str(messy_folder.parent), output=str(tmp_path / "out")))
+    assert (result.rows, result.ok, result.failed) == (10, 6, 4)
+    rows = read_output(tmp_path / "out")
+    by_name = {path.rsplit("/", 1)[-1]: row for path, row in rows.items()}
+    assert set(by_name) == CONVERTIBLE | BROKEN
+    for name in CONVERTIBLE:
+        label, features, error = by_name[name]
+        assert error is None and len(features) == 256 and np.all(np.isfinite(features)), name
+    for name in BROKEN:
+        label, features, error = by_name[name]
+        assert features is None and error, name
+    assert "DecompressionBomb" in by_name["bomb.png"][2]
+    assert result.manifest["counts"] == {"rows": 10, "ok": 6, "failed": 4}
+    assert sparkyfruit.inspect(str(tmp_path / "out")).failed == 4
