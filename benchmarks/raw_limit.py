@@ -1,6 +1,7 @@
 """The raw model limit: the same network on pre-decoded float batches, all cores, no Spark, no I/O.
 
-Usage: python benchmarks/raw_limit.py MODEL IMAGE_SIZE [SECONDS]   -> prints one JSON line
+Usage: python benchmarks/raw_limit.py MODEL IMAGE_SIZE [SECONDS] [THREADS]   -> prints one JSON line
+THREADS: TensorFlow intra-op threads (default: all cores), e.g. 1 to compare one process per core.
 """
 
 import json
@@ -11,8 +12,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(model_name: str, size: int, seconds: float) -> None:
+def main(model_name: str, size: int, seconds: float, threads: int | None) -> None:
     import numpy as np
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
     from sparkyfruit.models import ModelSpec, build_model
 
@@ -42,8 +48,9 @@ def main(model_name: str, size: int, seconds: float) -> None:
             images += best
         per_way[name] = images / (time.perf_counter() - started)
     print(json.dumps({"images_per_second": results[best], "best_batch": best, "by_batch": results,
-                      "by_call": per_way, "threads": os.cpu_count()}))
+                      "by_call": per_way, "threads": threads or os.cpu_count()}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 6.0)
+    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 6.0,
+         int(sys.argv[4]) if len(sys.argv) > 4 else None)
