@@ -33,14 +33,20 @@ S3_PANEL = "S3"
 
 def _version(value: bool) -> None:
     if value:
+        import platform
+
+        from sparkyfruit.sink import library_version  # metadata only: no JVM, no TensorFlow import
+
         print(f"sparkyfruit {__version__}")
+        print(f"pyspark {library_version('pyspark')}, tensorflow {library_version('tensorflow', 'tensorflow-cpu')}, "
+              f"keras {library_version('keras')}, python {platform.python_version()}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+                                           help="Print the versions of sparkyfruit, Spark, TensorFlow and Python, and exit."),
 ) -> None:
     """Turn images in S3 or a folder into CNN feature vectors (Parquet) with Apache Spark.
 

@@ -81,6 +81,8 @@ def test_help_and_version_do_not_load_spark_or_tensorflow():
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'encode' in r.output, r.output\n"
         "r = CliRunner().invoke(app, ['encode', '--help']); assert '--s3-endpoint' in r.output, r.output\n"
         "r = CliRunner().invoke(app, ['--version']); assert 'sparkyfruit 0.1' in r.output, r.output\n"
+        "assert 'pyspark 4' in r.output or 'pyspark 3' in r.output, r.output\n"
+        "assert 'tensorflow 2' in r.output and 'python 3' in r.output, r.output\n"
         "heavy = [m for m in ('pyspark', 'tensorflow', 'keras', 'py4j') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
