@@ -1,0 +1,55 @@
+"""Multi-node path for real: a Spark standalone master and 2 workers (1 core each) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sparkyfruit
+from devtools import standalone
+from tests.conftest import WEIGHTS, read_output, run_config
+
+pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("standalone")
+    cluster = standalone.start(folder)
+    yield cluster, folder
+    cluster.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # executors keep a copy of the S3A jars each: ~1.3 GB per run
+
+
+@pytest.mark.parametrize("mode", ["keys", "df"])
+def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tmp_path, mode):
+    cluster, folder = cluster
+    local = sparkyfruit.encode(run_config(mode=mode, input=fruit_bucket, output=str(tmp_path / "local"),
+                                          s3_endpoint=s3.endpoint))
+    out = tmp_path / "cluster"
+    command = [str(Path(sys.executable).with_name("sparkyfruit")), "encode", "--mode", mode, "--input", fruit_bucket,
+               "--output", str(out), "--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
+               "--s3-endpoint", s3.endpoint, "--master", cluster.master_url]
+    # the executors on these workers run this interpreter, which has sparkyfruit installed
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "COLUMNS": "200"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done: 192 images, 192 ok, 0 failed" in result.stdout
+
+    expected, actual = read_output(tmp_path / "local"), read_output(out)
+    assert local.rows == len(expected) == 192 and set(actual) == set(expected)
+    for path, (label, features, error) in actual.items():
+        assert error is None and label == expected[path][0]
+        np.testing.assert_allclose(np.asarray(features), np.asarray(expected[path][1]), atol=1e-5)
+
+    # both workers ran tasks of this application: each executor logged a finished task
+    for worker in ("worker-0", "worker-1"):
+        newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
+        logs = "".join(p.read_text(errors="replace") for p in newest_app.glob("*/stderr"))
+        assert "Finished task" in logs, worker
