@@ -180,7 +180,7 @@ def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str
     """Turn a botocore exception into an error that names the endpoint and bucket and says what to check."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-    where = f"bucket {bucket!r} at {s3.s3_endpoint or 'AWS S3'}"
+    where = f"bucket {bucket!r} at {s3.endpoint_for_display or 'AWS S3'}"
     if isinstance(exc, NoCredentialsError):
         return StorageError(
             f"No AWS credentials found while trying to {action} {where}.",
@@ -188,7 +188,7 @@ def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str
         )
     if isinstance(exc, EndpointConnectionError):
         return StorageError(
-            f"Could not connect to {s3.s3_endpoint or 'AWS S3'} to {action} bucket {bucket!r}.",
+            f"Could not connect to {s3.endpoint_for_display or 'AWS S3'} to {action} bucket {bucket!r}.",
             "Check --s3-endpoint (scheme, host, port) and that the server is running.",
         )
     if isinstance(exc, ClientError):
