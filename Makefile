@@ -1,6 +1,14 @@
 # Quick start: `make demo` and `make test`. Both create .venv and install what they need.
+# `make test PYSPARK=3.5` runs the suite against pyspark 3.5.x in its own .venv-pyspark3.5.
 PYTHON ?= python3
+PYSPARK ?=
+ifeq ($(PYSPARK),)
 VENV := .venv
+PYSPARK_PIN :=
+else
+VENV := .venv-pyspark$(PYSPARK)
+PYSPARK_PIN := "pyspark==$(PYSPARK).*"
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
@@ -9,7 +17,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(PYSPARK_PIN) -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.featurize $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache build *.egg-info
+	rm -rf .venv .venv-pyspark* demo-out .pytest_cache build *.egg-info
