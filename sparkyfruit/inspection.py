@@ -46,9 +46,12 @@ def count_rows(location: storage.Location, s3: S3Settings) -> dict[str, int | No
     import pyarrow.compute as pc
 
     dataset = open_dataset(location, s3)
-    rows = dataset.count_rows()
-    failed = dataset.count_rows(filter=pc.field("error").is_valid())
-    first = dataset.head(1, columns=["features"], filter=pc.field("error").is_null())
+    try:
+        rows = dataset.count_rows()
+        failed = dataset.count_rows(filter=pc.field("error").is_valid())
+        first = dataset.head(1, columns=["features"], filter=pc.field("error").is_null())
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
     dim = len(first.column("features")[0].as_py()) if first.num_rows else None
     return {"rows": rows, "ok": rows - failed, "failed": failed, "dim": dim}
 
@@ -67,29 +70,27 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
             f"{location.uri} has no {sink.MANIFEST_NAME}: it is not a finished sparkyfruit output.",
             "The run that wrote it did not finish (or this is another folder); rerun encode with --overwrite.",
         )
+    counts = count_rows(location, s3)  # the same reader that produced the manifest's counts
+    expected = manifest.get("counts", {})
+    if counts["rows"] != expected.get("rows") or counts["failed"] != expected.get("failed"):
+        raise NotAnOutputError(
+            f"{location.uri}: the Parquet files hold {counts['rows']} rows ({counts['failed']} failed) but "
+            f"{sink.MANIFEST_NAME} records {expected.get('rows')} ({expected.get('failed')} failed).",
+            "The output was changed after the run; rerun encode with --overwrite.",
+        )
     dataset = open_dataset(location, s3)
     try:
-        table = dataset.to_table(columns=["label", "error"])
+        table = dataset.to_table(columns=["label"])
         failures = dataset.head(MAX_FAILURES_SHOWN, columns=["path", "error"], filter=pc.field("error").is_valid())
     except (OSError, ValueError) as exc:
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
-
-    rows = table.num_rows
-    failed = rows - pc.sum(pc.is_null(table["error"])).as_py() if rows else 0
-    expected = manifest.get("counts", {})
-    if rows != expected.get("rows") or failed != expected.get("failed"):
-        raise NotAnOutputError(
-            f"{location.uri}: the Parquet files hold {rows} rows ({failed} failed) but {sink.MANIFEST_NAME} "
-            f"records {expected.get('rows')} ({expected.get('failed')} failed).",
-            "The output was changed after the run; rerun encode with --overwrite.",
-        )
-    counts = pc.value_counts(table["label"]).to_pylist()
+    per_label = pc.value_counts(table["label"]).to_pylist()
     labels = {
         (entry["values"] if entry["values"] is not None else "(none)"): entry["counts"]
-        for entry in sorted(counts, key=lambda e: (e["values"] is None, e["values"] or ""))
+        for entry in sorted(per_label, key=lambda e: (e["values"] is None, e["values"] or ""))
     }
     return Summary(
-        output=location.uri, rows=rows, ok=rows - failed, failed=failed, dim=manifest["dim"],
+        output=location.uri, rows=counts["rows"], ok=counts["ok"], failed=counts["failed"], dim=manifest["dim"],
         model=manifest["model"], image_size=manifest["image_size"], weights_sha256=manifest.get("weights_sha256"),
         mode=manifest["mode"], labels=labels, failures=failures.to_pylist(), manifest=manifest,
     )

@@ -129,11 +129,10 @@ def start_session(config: RunConfig, existing=None) -> SessionHandle:
     active = existing or SparkSession.getActiveSession()
     if active is not None:
         hadoop = active.sparkContext._jsc.hadoopConfiguration()
-        for key, value in options.items():
+        for key, value in options.items():  # only these can change at run time; the rest is fixed at start
             if key.startswith("spark.hadoop."):
                 hadoop.set(key[len("spark.hadoop.") :], value)
-        for key, value in options.items():
-            if key.startswith("spark.sql."):  # runtime settings; the rest are fixed at JVM start
+            elif key.startswith("spark.sql."):
                 active.conf.set(key, value)
         return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
 

@@ -48,26 +48,22 @@ def write(frame, config: RunConfig, listed: list[str] | None = None) -> dict[str
     """
     from pyspark.sql import functions as F
 
+    from sparkyfruit.inspection import count_rows  # pyarrow, Parquet metadata: no second Spark job
+
     location = config.output_location
     spark = frame.sparkSession
     if config.overwrite:
         storage.delete(location.child(MANIFEST_NAME), config)  # never leave an old manifest beside new data
     frame.write.mode("overwrite").parquet(location.hadoop_uri)
-    counts = _count(location, config)
+    counts = count_rows(location, config)
     if listed is not None and counts["rows"] < len(listed):
         expected = spark.createDataFrame([(uri, storage.label_of(uri)) for uri in listed], "path string, label string")
         missing = expected.join(spark.read.parquet(location.hadoop_uri).select("path"), "path", "left_anti")
         missing.select(
             "path", "label", F.lit(None).cast("array<float>").alias("features"), F.lit(UNREAD_ERROR).alias("error")
         ).coalesce(1).write.mode("append").parquet(location.hadoop_uri)
-        counts = _count(location, config)
+        counts = count_rows(location, config)
     return counts
-
-
-def _count(location: storage.Location, s3: S3Settings) -> dict[str, int | None]:
-    from sparkyfruit.inspection import count_rows  # pyarrow reads footers: no Spark job for this
-
-    return count_rows(location, s3)
 
 
 def library_version(*distributions: str) -> str | None:

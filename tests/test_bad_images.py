@@ -75,3 +75,12 @@ def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_fold
     assert "DecompressionBomb" in by_name["bomb.png"][2]
     assert result.manifest["counts"] == {"rows": 10, "ok": 6, "failed": 4}
     assert sparkyfruit.inspect(str(tmp_path / "out")).failed == 4
+
+    # data changed after the run no longer matches the manifest: inspect refuses it
+    from sparkyfruit.errors import NotAnOutputError
+
+    for part in (tmp_path / "out").glob("part-*.parquet"):
+        part.unlink()
+        break
+    with pytest.raises(NotAnOutputError, match="records 10 "):
+        sparkyfruit.inspect(str(tmp_path / "out"))
