@@ -104,6 +104,8 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             manifest=manifest,
         )
     finally:
+        if show and handle.class_archive is not None and handle.class_archive.recording is not None:
+            console.print("Saving the Spark driver's classes for faster start-ups (first run only, ~10 s)...")
         handle.stop()
 
 

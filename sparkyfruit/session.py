@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparkyfruit.class_cache import ClassArchive, class_archive
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.errors import ConfigError, SparkyfruitError
 
@@ -30,10 +31,37 @@ class SessionHandle:
     ui_url: str | None
     owned: bool  # True when this run started the session and must stop it
     log_path: Path | None = None  # where the driver JVM (and its Python workers) write their logs
+    class_archive: ClassArchive | None = None
 
     def stop(self) -> None:
-        if self.owned:
-            self.spark.stop()
+        if not self.owned:
+            return
+        self.spark.stop()
+        if self.class_archive is not None and self.class_archive.recording is not None:
+            self.class_archive.finish(_end_driver_jvm())
+
+
+def _end_driver_jvm() -> int | None:
+    """Let the driver JVM exit now (it does when its stdin closes) and return its exit code. A JVM that
+    records a class archive writes it while exiting, which must be complete before the archive is used.
+    pyspark launches a new JVM for the next session in this process."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if process is None:
+        return None
+    try:
+        gateway.shutdown()
+    except Exception:  # the gateway may already be gone; the JVM's exit code decides
+        pass
+    process.stdin.close()
+    try:
+        return process.wait(timeout=120)
+    except Exception:
+        return None
 
 
 def spark_home() -> Path:
@@ -92,7 +120,10 @@ def _profile_provider(hadoop_version: str) -> str:
 
 def spark_options(config: RunConfig) -> dict[str, str]:
     """Every Spark setting a run makes, as one dict (handy to test and to show)."""
-    java_options = [f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"]
+    java_options = [
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+        f"-XX:ErrorFile={_log_folder() / 'hs_err_pid%p.log'}",  # a JVM crash report beside the driver log, not in the cwd
+    ]
     if config.master.startswith("local"):
         # The local driver JVM is also the executor; its C2 JIT burns about 6 CPU-seconds at start-up,
         # taken from TensorFlow on a small machine. C1 alone halves the JVM's CPU (measured: 13 -> 7 s
@@ -112,7 +143,7 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         "spark.sql.files.openCostInBytes": str(16 * 1024),
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    if config.uses_s3:
+    if config.needs_s3a:
         options["spark.jars.packages"] = s3a_packages(bundled_hadoop_version())
         options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(config).items()})
         if config.profile:
@@ -143,13 +174,17 @@ def start_session(config: RunConfig, existing=None) -> SessionHandle:
         # our packages (a venv that is not activated); this interpreter has them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    builder = SparkSession.builder
-    for key, value in options.items():
-        builder = builder.config(key, value)
+    archive = class_archive(spark_home(), options.get("spark.jars.packages")) if config.jvm_class_cache else None
     log_path = _new_log_path()
     try:
-        with _stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
-            spark = builder.getOrCreate()
+        try:
+            spark = _launch(options, archive, log_path)
+        except Exception:
+            if archive is None:
+                raise
+            archive.discard()  # a damaged or foreign archive must not keep Spark from starting
+            archive = None
+            spark = _launch(options, None, log_path)
     except Exception as exc:
         raise SessionError(
             f"Spark did not start: {_first_line(exc)}. Last lines of its log ({log_path}):\n{_tail(log_path)}",
@@ -157,7 +192,20 @@ def start_session(config: RunConfig, existing=None) -> SessionHandle:
         ) from None
     spark.sparkContext.setLogLevel("WARN")
     _keep_jars_off_python_path(spark.sparkContext)
-    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path)
+    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
+
+
+def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in options.items():
+        if key == "spark.driver.extraJavaOptions" and archive is not None:
+            # JVM log lines (e.g. classes an archive skips) go to stdout by default: keep them in the log file
+            value = f"{value} {archive.java_option} -Xlog:all=off:stdout -Xlog:all=warning:stderr"
+        builder = builder.config(key, value)
+    with _stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
+        return builder.getOrCreate()
 
 
 def _keep_jars_off_python_path(context) -> None:
@@ -169,8 +217,12 @@ def _keep_jars_off_python_path(context) -> None:
     context._python_includes[:] = [name for name in context._python_includes if not name.endswith(".jar")]
 
 
+def _log_folder() -> Path:
+    return Path(tempfile.gettempdir()) / "sparkyfruit-logs"
+
+
 def _new_log_path() -> Path:
-    folder = Path(tempfile.gettempdir()) / "sparkyfruit-logs"
+    folder = _log_folder()
     folder.mkdir(exist_ok=True)
     return folder / f"driver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 

@@ -30,6 +30,19 @@ def aws_env():
             os.environ[name] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def class_cache_home(tmp_path_factory):
+    """JVM class archives that CLI runs record (sparkyfruit/class_cache.py) go to a folder of this session,
+    not the user's ~/.cache."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield Path(os.environ["XDG_CACHE_HOME"])
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     server = local_s3.start(log_path=tmp_path_factory.mktemp("moto") / "server.log")
@@ -59,11 +72,11 @@ def spark(s3_server, tmp_path_factory):
 
     config = RunConfig(
         input="s3://fixture/in", output=str(tmp_path_factory.mktemp("unused")), master=MASTER,
-        s3_endpoint=s3_server.endpoint,
+        s3_endpoint=s3_server.endpoint, jvm_class_cache=False,
     )
     handle = start_session(config)
     yield handle.spark
-    handle.spark.stop()
+    handle.stop()
 
 
 def run_config(**overrides):

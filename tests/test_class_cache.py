@@ -1,0 +1,109 @@
+"""The driver JVM's class archive (AppCDS): recorded once, mapped later, never able to stop Spark starting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparkyfruit import class_cache
+from sparkyfruit.session import spark_home
+from tests.conftest import SAMPLE, WEIGHTS
+
+
+def fake_jdk(root: Path, base_archive: bool) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "java").write_text("#!/bin/sh\n")
+    (root / "bin" / "java").chmod(0o755)
+    (root / "lib" / "server").mkdir(parents=True)
+    (root / "lib" / "server" / "libjvm.so").write_bytes(b"")
+    if base_archive:
+        (root / "lib" / "server" / "classes.jsa").write_bytes(b"")
+    return root
+
+
+def test_no_archive_without_the_jdks_base_archive(tmp_path, monkeypatch):
+    """Recording on a JDK without classes.jsa would stop the JVM from starting."""
+    monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path / "jdk", base_archive=False)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert class_cache.class_archive(spark_home(), None) is None
+
+
+def test_records_first_then_maps_and_keys_by_packages(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path / "jdk", base_archive=True)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = class_cache.class_archive(spark_home(), None)
+    assert first.java_option == f"-XX:ArchiveClassesAtExit={first.recording}"
+    first.recording.write_bytes(b"classes")
+    first.finish(exit_code=0)
+    assert first.final.read_bytes() == b"classes" and not first.recording.exists()
+
+    again = class_cache.class_archive(spark_home(), None)
+    assert again.recording is None and again.java_option == f"-XX:SharedArchiveFile={first.final}"
+    with_s3a = class_cache.class_archive(spark_home(), "org.apache.hadoop:hadoop-aws:3.5.0")
+    assert with_s3a.recording is not None and with_s3a.final != first.final
+
+
+def test_a_recording_is_kept_only_after_a_clean_exit(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path / "jdk", base_archive=True)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    archive = class_cache.class_archive(spark_home(), None)
+    archive.recording.write_bytes(b"half")
+    archive.finish(exit_code=134)
+    assert not archive.recording.exists() and not archive.final.exists()
+
+
+def test_recordings_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path / "jdk", base_archive=True)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "sparkyfruit"
+    folder.mkdir(parents=True)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = folder / f".driver-classes-abc.{finished.stdout.strip()}.recording"
+    in_progress = folder / f".driver-classes-abc.{os.getpid()}.recording"
+    abandoned.write_bytes(b"x")
+    in_progress.write_bytes(b"x")
+    class_cache.class_archive(spark_home(), None)
+    assert not abandoned.exists() and in_progress.exists()
+
+
+def encode(tmp_path: Path, output: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    env = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(tmp_path / "cache"), **(extra_env or {})}
+    return subprocess.run(
+        [script, "encode", "--input", str(SAMPLE), "--output", str(tmp_path / output), "--model", "mobilenet",
+         "--alpha", "0.25", "--weights", str(WEIGHTS), "--limit", "8", "--master", "local[2]"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_first_run_records_the_archive_and_the_next_run_maps_it(tmp_path):
+    first = encode(tmp_path, "first")
+    assert first.returncode == 0, first.stderr
+    assert "Saving the Spark driver's classes" in first.stdout + first.stderr
+    folder = tmp_path / "cache" / "sparkyfruit"
+    archives = list(folder.glob("driver-classes-*.jsa"))
+    assert len(archives) == 1 and archives[0].stat().st_size > 10_000_000
+    assert not list(folder.glob(".*.recording"))
+
+    # the JVM logs where each class came from; "(top)" is the archive layer that sparkyfruit recorded
+    class_log = tmp_path / "classes.log"
+    second = encode(tmp_path, "second", {"JAVA_TOOL_OPTIONS": f"-Xlog:class+load=info:file={class_log}"})
+    assert second.returncode == 0, second.stderr
+    assert "Saving the Spark driver's classes" not in second.stdout + second.stderr
+    assert "source: shared objects file (top)" in class_log.read_text()
+
+    # a truncated archive (a full disk, a copy cut short) crashes a JVM that maps it: the run must go on
+    archive = archives[0]
+    archive.chmod(0o644)
+    archive.write_bytes(archive.read_bytes()[: 20_000_000])
+    third = encode(tmp_path, "third")
+    assert third.returncode == 0, third.stderr
+    assert "done: 8 images, 8 ok" in third.stdout
+    assert not archive.exists()  # discarded: the next run records a fresh one
+    assert not list(tmp_path.glob("hs_err_pid*.log"))  # the crash report went beside the driver log
