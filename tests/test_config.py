@@ -107,3 +107,11 @@ def test_s3a_settings_for_a_custom_endpoint_hold_no_credentials(images, tmp_path
 def test_local_runs_do_not_pull_s3a(images, tmp_path):
     config = RunConfig.load(input=images, output=str(tmp_path / "o"))
     assert "spark.jars.packages" not in spark_options(config)
+
+
+def test_keys_mode_pulls_s3a_only_for_an_s3_output(tmp_path):
+    """keys mode GETs with boto3 in the Python workers: the JVM needs S3A only to write the output."""
+    to_folder = RunConfig.load(input="s3://bucket/in", output=str(tmp_path / "o"), mode="keys")
+    assert "spark.jars.packages" not in spark_options(to_folder)
+    to_s3 = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", mode="keys")
+    assert "spark.jars.packages" in spark_options(to_s3)
