@@ -77,6 +77,9 @@ def encode(
                                                      "object, or none (random, tests only). [default: imagenet]"),
     master: Optional[str] = typer.Option(None, help="Spark master: local[*], local[N], spark://host:port, yarn. "
                                                     "[default: local[*]]"),
+    ship_env: Optional[bool] = typer.Option(None, "--ship-env/--no-ship-env",
+                                            help="On a cluster: pack this virtualenv (cached) and run the "
+                                                 "executors' Python from it. [default: off]"),
     batch_size: Optional[int] = typer.Option(None, help="Images per model call. [default: 64]"),
     limit: Optional[int] = typer.Option(None, help="Encode only the first N images in path order."),
     pattern: Optional[str] = typer.Option(None, help="Glob on file names, e.g. '*.jpg' or '*_100.{jpg,png}'. "
@@ -96,7 +99,7 @@ def encode(
     try:
         settings = RunConfig.load(
             config, mode=mode, input=input, output=output, model=model, alpha=alpha, image_size=image_size,
-            weights=weights, master=master, batch_size=batch_size, limit=limit, pattern=pattern,
+            weights=weights, master=master, ship_env=ship_env, batch_size=batch_size, limit=limit, pattern=pattern,
             overwrite=overwrite, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
         )
         if settings.weights == "none" and not settings.quiet:

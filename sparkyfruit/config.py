@@ -112,6 +112,9 @@ class RunConfig(S3Settings):
     """Replace an output that already has content (default: refuse and touch nothing)."""
     quiet: bool = False
     """No progress bar and no summary, errors only."""
+    ship_env: bool = False
+    """On a cluster master: pack this virtualenv (venv-pack, cached by content) and run the executors'
+    Python from it. Off: the executors' own Python must have sparkyfruit installed."""
     jvm_class_cache: bool = True
     """Keep an archive of the driver JVM's classes (AppCDS, ~180 MB in ~/.cache/sparkyfruit): start-up is
     about 3 s faster from the second run on. The first run records it as its JVM exits."""

@@ -11,8 +11,10 @@ import contextlib
 import gc
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -73,6 +75,9 @@ def encoder_for(spec: ModelSpec, threads: int = 1) -> Encoder:
 
             built = replace(spec, weights=SparkFiles.get(spec.weights[len(SPARK_FILES_PREFIX) :]))
         encoder = _ENCODERS[spec] = Encoder(built, threads)
+        # once per Python worker, into the executor's log: which environment a cluster really ran
+        print(f"sparkyfruit worker: python {sys.executable}, sparkyfruit from {Path(__file__).parent}, "
+              f"{spec.name} built", file=sys.stderr, flush=True)
     return encoder
 
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparkyfruit import models, sink, storage
+from sparkyfruit import models, ship_env, sink, storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import RunFailedError, SparkyfruitError, failure_summary
 
@@ -70,8 +70,14 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     weights, weights_sha256 = stage_weights(config)
     # keys mode lists on the driver: a wrong bucket or empty prefix fails before the JVM starts
     keys = keys_source.list_keys(config) if config.mode == "keys" else None
-    handle = start_session(config, spark)
     show = console is not None and not config.quiet
+    shipped = None
+    if config.ship_env and not config.master.startswith("local"):  # local workers run this very Python
+        shipped = ship_env.ship(announce=console.print if show else None)
+        if show:
+            console.print(f"Executors' Python: {shipped.archive} ({shipped.size_bytes / 2**20:.0f} MB"
+                          + (f", packed in {shipped.built_seconds:.0f} s)" if shipped.built_seconds else ", cached)"))
+    handle = start_session(config, spark, shipped)
     try:
         if show and handle.ui_url:
             console.print(f"Spark UI: {handle.ui_url}")

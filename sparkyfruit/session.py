@@ -16,6 +16,7 @@ from pathlib import Path
 from sparkyfruit.class_cache import ClassArchive, class_archive
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.errors import ConfigError, SparkyfruitError
+from sparkyfruit.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
 
 APP_NAME = "sparkyfruit"
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -151,13 +152,21 @@ def spark_options(config: RunConfig) -> dict[str, str]:
     return options
 
 
-def start_session(config: RunConfig, existing=None) -> SessionHandle:
+def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
     """Start (or join) the SparkSession for a run. A given session, or one that already runs in this
-    process (a notebook, a test fixture), is reused and left running; its S3A settings are updated."""
+    process (a notebook, a test fixture), is reused and left running; its S3A settings are updated.
+    `shipped`: the packed environment the executors run from (--ship-env)."""
     from pyspark.sql import SparkSession
 
     options = spark_options(config)
     active = existing or SparkSession.getActiveSession()
+    if active is not None and shipped is not None:
+        raise ConfigError(
+            "--ship-env needs to start Spark itself, and a Spark session is already running here "
+            "(spark-submit, a notebook).",
+            f"Pass --archives {shipped.spark_archive} and set PYSPARK_PYTHON={EXECUTOR_PYTHON} when starting Spark "
+            "(see docs/cluster.md), and leave --ship-env off.",
+        )
     if active is not None:
         hadoop = active.sparkContext._jsc.hadoopConfiguration()
         for key, value in options.items():  # only these can change at run time; the rest is fixed at start
@@ -169,7 +178,11 @@ def start_session(config: RunConfig, existing=None) -> SessionHandle:
 
     if config.profile:
         os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
-    if config.master.startswith("local"):
+    if shipped is not None:
+        options["spark.archives"] = shipped.spark_archive
+        # pyspark reads the executors' Python from this variable when the context starts
+        os.environ["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
+    elif config.master.startswith("local"):
         # pyspark starts local workers with $PYSPARK_PYTHON or a bare "python3" from PATH, which may lack
         # our packages (a venv that is not activated); this interpreter has them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -192,6 +205,8 @@ def start_session(config: RunConfig, existing=None) -> SessionHandle:
         ) from None
     spark.sparkContext.setLogLevel("WARN")
     _keep_jars_off_python_path(spark.sparkContext)
+    if shipped is not None:
+        spark.sparkContext.addPyFile(str(shipped.code))
     return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
 
 

@@ -53,3 +53,28 @@ def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tm
         newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
         logs = "".join(p.read_text(errors="replace") for p in newest_app.glob("*/stderr"))
         assert "Finished task" in logs, worker
+
+
+def test_ship_env_runs_the_executors_from_the_packed_environment(cluster, fruit_bucket, s3, tmp_path):
+    """--ship-env: the executors' Python is the unpacked archive and sparkyfruit comes from the shipped zip,
+    not from this machine's venv (which the workers here could otherwise reach)."""
+    cluster, folder = cluster
+    command = [str(Path(sys.executable).with_name("sparkyfruit")), "encode", "--mode", "keys", "--input", fruit_bucket,
+               "--output", str(tmp_path / "out"), "--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
+               "--s3-endpoint", s3.endpoint, "--master", cluster.master_url, "--limit", "16", "--ship-env"]
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("PYSPARK_PYTHON", None)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done: 16 images, 16 ok, 0 failed" in result.stdout
+    assert "Executors' Python:" in result.stderr
+
+    reports = []
+    for worker in ("worker-0", "worker-1"):
+        newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
+        for log in newest_app.glob("*/stderr"):
+            reports += [line for line in log.read_text(errors="replace").splitlines() if "sparkyfruit worker:" in line]
+    assert reports, "no executor reported its Python"
+    for line in reports:
+        assert f"python {folder}" in line and "/environment/bin/python" in line, line
+        assert "sparkyfruit.zip/sparkyfruit" in line, line

@@ -1,0 +1,104 @@
+"""--ship-env: this Python environment, packed with venv-pack for the executors of a cluster.
+
+Spark's "Python Package Management" way: the archive goes out as `spark.archives=ENV.tar.gz#environment`,
+every executor unpacks it into its working directory and starts `./environment/bin/python`. The archive is
+built once per environment content (the RECORD of every installed distribution, which lists each file's
+hash) and kept in ~/.cache/sparkyfruit/environments. sparkyfruit's own code travels beside it as a zip on
+the executors' Python path, so an editable install (`pip install -e .`) works on the cluster too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkyfruit.class_cache import cache_dir
+from sparkyfruit.errors import ConfigError
+
+ALIAS = "environment"
+EXECUTOR_PYTHON = f"./{ALIAS}/bin/python"
+# the executors run their own Spark: pyspark's 460 MB of jars stay home
+EXCLUDE = ["lib/python*/site-packages/pyspark/jars/*"]
+
+
+@dataclass
+class ShippedEnvironment:
+    archive: Path
+    code: Path  # sparkyfruit's package as a zip for the executors' Python path
+    size_bytes: int
+    built_seconds: float | None  # None when the cached archive was reused
+
+    @property
+    def spark_archive(self) -> str:
+        return f"{self.archive}#{ALIAS}"
+
+
+def environment_key() -> str:
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    digest.update(f"{sys.version}|{platform.machine()}|{sys.prefix}".encode())
+    entries = sorted(
+        (dist.metadata["Name"] or "", dist.version, dist.read_text("RECORD") or "")
+        for dist in metadata.distributions()
+    )
+    for entry in entries:
+        digest.update("\0".join(entry).encode())
+    return digest.hexdigest()[:20]
+
+
+def ship(announce=None) -> ShippedEnvironment:
+    """The packed environment (built now, or reused) and a fresh zip of sparkyfruit's code.
+    `announce(text)` is told before a slow build starts."""
+    if sys.prefix == sys.base_prefix:
+        raise ConfigError(
+            f"--ship-env packs a virtual environment, and this Python is not one ({sys.executable}).",
+            "Run sparkyfruit from a venv (python -m venv; pip install sparkyfruit), or install sparkyfruit on "
+            "every node and leave --ship-env off.",
+        )
+    folder = cache_dir() / "environments"
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / f"env-{environment_key()}.tar.gz"
+    built_seconds = None
+    if not archive.is_file():
+        if announce:
+            announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
+        built_seconds = _pack(archive)
+    return ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, built_seconds)
+
+
+def _pack(archive: Path) -> float:
+    import venv_pack
+
+    started = time.monotonic()
+    partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
+    try:
+        venv_pack.pack(
+            prefix=sys.prefix, output=str(partial), format="tar.gz", compress_level=1, force=True,
+            filters=[("exclude", pattern) for pattern in EXCLUDE],
+        )
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(
+            f"Could not pack this Python environment ({sys.prefix}) for the executors: {exc}",
+            "Fix what venv-pack reports, or install sparkyfruit on every node and leave --ship-env off.",
+        ) from None
+    os.replace(partial, archive)
+    return time.monotonic() - started
+
+
+def _code_zip() -> Path:
+    package = Path(__file__).resolve().parent
+    target = Path(tempfile.mkdtemp(prefix="sparkyfruit-code-")) / "sparkyfruit.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                bundle.write(path, Path("sparkyfruit") / path.relative_to(package))
+    return target
