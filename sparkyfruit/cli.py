@@ -92,6 +92,8 @@ def encode(
     s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
     profile: Optional[str] = typer.Option(None, help="AWS profile; otherwise the standard credential chain.",
                                           rich_help_panel=S3_PANEL),
+    spark_s3_scheme: Optional[str] = typer.Option(None, help="How Spark reaches S3: s3a (Hadoop S3A) or s3 (EMRFS, "
+                                                             "on AWS EMR). [default: s3a]", rich_help_panel=S3_PANEL),
 ) -> None:
     """Encode every image under --input into feature vectors in --output (Parquet + _sparkyfruit.json)."""
     from sparkyfruit.config import RunConfig
@@ -101,6 +103,7 @@ def encode(
             config, mode=mode, input=input, output=output, model=model, alpha=alpha, image_size=image_size,
             weights=weights, master=master, ship_env=ship_env, batch_size=batch_size, limit=limit, pattern=pattern,
             overwrite=overwrite, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
+            spark_s3_scheme=spark_s3_scheme,
         )
         if settings.weights == "none" and not settings.quiet:
             err.print("[yellow]warning:[/] --weights none uses a random network: the vectors carry no meaning "

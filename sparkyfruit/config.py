@@ -43,6 +43,9 @@ class S3Settings(BaseSettings):
     """Seconds to wait for S3 to answer a request."""
     fetch_concurrency: int = 16
     """Concurrent GETs per Spark task in keys mode."""
+    spark_s3_scheme: Literal["s3a", "s3"] = "s3a"
+    """How Spark itself reaches S3: 's3a' (Hadoop's S3A connector, pulled at Spark's Hadoop version) or 's3'
+    (EMRFS, built into AWS EMR; nothing pulled). Inputs and outputs are written s3:// either way."""
 
     @field_validator("s3_endpoint")
     @classmethod
@@ -263,7 +266,8 @@ class RunConfig(S3Settings):
     def needs_s3a(self) -> bool:
         """Whether Spark itself touches S3 (df mode reading it, or the output written there). keys mode's
         GETs and an s3:// weights file go through boto3, so a JVM without S3A starts faster for them."""
-        return (self.mode == "df" and self.input_location.is_s3) or self.output_location.is_s3
+        touches_s3 = (self.mode == "df" and self.input_location.is_s3) or self.output_location.is_s3
+        return touches_s3 and self.spark_s3_scheme == "s3a"
 
     def redacted(self) -> dict[str, Any]:
         """The resolved settings, safe to print or store: no credentials ever live here, and an endpoint

@@ -160,7 +160,12 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
 
     options = spark_options(config)
     active = existing or SparkSession.getActiveSession()
-    if active is not None and shipped is not None:
+    submitted = launched_by_spark_submit()
+    if submitted:
+        # spark-submit already started the JVM with its own --master, --packages and JVM options: those win
+        for key in ("spark.master", "spark.jars.packages", "spark.driver.extraJavaOptions"):
+            options.pop(key, None)
+    if (active is not None or submitted) and shipped is not None:
         raise ConfigError(
             "--ship-env needs to start Spark itself, and a Spark session is already running here "
             "(spark-submit, a notebook).",
@@ -187,7 +192,8 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         # our packages (a venv that is not activated); this interpreter has them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    archive = class_archive(spark_home(), options.get("spark.jars.packages")) if config.jvm_class_cache else None
+    use_archive = config.jvm_class_cache and not submitted
+    archive = class_archive(spark_home(), options.get("spark.jars.packages")) if use_archive else None
     log_path = _new_log_path()
     try:
         try:
@@ -205,6 +211,13 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         ) from None
     spark.sparkContext.setLogLevel("WARN")
     _keep_jars_off_python_path(spark.sparkContext)
+    if submitted and config.needs_s3a and not _jvm_has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
+        spark.stop()
+        raise ConfigError(
+            "This run reads or writes S3 through S3A, and the spark-submit that started it has no S3A connector.",
+            f"Add --packages {s3a_packages(bundled_hadoop_version())} to spark-submit (on EMR: "
+            "--spark-s3-scheme s3 uses EMRFS instead).",
+        )
     if shipped is not None:
         spark.sparkContext.addPyFile(str(shipped.code))
     return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
@@ -221,6 +234,19 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
         builder = builder.config(key, value)
     with _stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
         return builder.getOrCreate()
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit (and the pyspark shell) start the JVM first and hand its port to Python."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _jvm_has_class(spark, name: str) -> bool:
+    try:
+        spark.sparkContext._jvm.org.apache.spark.util.Utils.classForName(name, True, False)
+        return True
+    except Exception:
+        return False
 
 
 def _keep_jars_off_python_path(context) -> None:

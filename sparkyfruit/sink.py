@@ -54,14 +54,14 @@ def write(frame, config: RunConfig, listed: list[str] | None = None) -> dict[str
     spark = frame.sparkSession
     if config.overwrite:
         storage.delete(location.child(MANIFEST_NAME), config)  # never leave an old manifest beside new data
-    frame.write.mode("overwrite").parquet(location.hadoop_uri)
+    frame.write.mode("overwrite").parquet(location.spark_uri(config.spark_s3_scheme))
     counts = count_rows(location, config)
     if listed is not None and counts["rows"] < len(listed):
         expected = spark.createDataFrame([(uri, storage.label_of(uri)) for uri in listed], "path string, label string")
-        missing = expected.join(spark.read.parquet(location.hadoop_uri).select("path"), "path", "left_anti")
+        missing = expected.join(spark.read.parquet(location.spark_uri(config.spark_s3_scheme)).select("path"), "path", "left_anti")
         missing.select(
             "path", "label", F.lit(None).cast("array<float>").alias("features"), F.lit(UNREAD_ERROR).alias("error")
-        ).coalesce(1).write.mode("append").parquet(location.hadoop_uri)
+        ).coalesce(1).write.mode("append").parquet(location.spark_uri(config.spark_s3_scheme))
         counts = count_rows(location, config)
     return counts
 

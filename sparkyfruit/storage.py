@@ -44,11 +44,11 @@ class Location:
             return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
         return f"file://{self.path}"
 
-    @property
-    def hadoop_uri(self) -> str:
-        """The URI Spark/Hadoop reads and writes: S3 always through the S3A connector."""
+    def spark_uri(self, s3_scheme: str = "s3a") -> str:
+        """The URI Spark/Hadoop reads and writes. S3 goes through the S3A connector (`s3a`), or on EMR
+        through EMRFS (`s3`)."""
         if self.is_s3:
-            return f"s3a://{self.bucket}/{self.key}" if self.key else f"s3a://{self.bucket}/"
+            return f"{s3_scheme}://{self.bucket}/{self.key}" if self.key else f"{s3_scheme}://{self.bucket}/"
         return f"file://{self.path}"
 
     def child(self, name: str) -> Location:

@@ -78,3 +78,34 @@ def test_ship_env_runs_the_executors_from_the_packed_environment(cluster, fruit_
     for line in reports:
         assert f"python {folder}" in line and "/environment/bin/python" in line, line
         assert "sparkyfruit.zip/sparkyfruit" in line, line
+
+
+def test_spark_submit_runs_the_same_command_in_client_mode(cluster, fruit_bucket, s3, tmp_path):
+    """`spark-submit ... $(python -m sparkyfruit.submit) encode ...`: spark-submit's --master and --packages
+    are used; without the S3A package the run stops with the line to add."""
+    from sparkyfruit.session import bundled_hadoop_version, s3a_packages, spark_home
+
+    cluster, _ = cluster
+    entry = subprocess.run([sys.executable, "-m", "sparkyfruit.submit"], capture_output=True, text=True, check=True)
+    submit = [str(spark_home() / "bin" / "spark-submit"), "--master", cluster.master_url]
+    encode = ["encode", "--mode", "df", "--input", fruit_bucket, "--output", str(tmp_path / "out"), "--model",
+              "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "16"]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "COLUMNS": "200"}
+
+    without_s3a = subprocess.run([*submit, entry.stdout.strip(), *encode], capture_output=True, text=True, env=env,
+                                 timeout=300)
+    assert without_s3a.returncode == 2, without_s3a.stderr[-3000:]
+    # spark-submit merges the Python driver's stderr into its stdout
+    assert f"Add --packages {s3a_packages(bundled_hadoop_version())} to spark-submit" in without_s3a.stdout
+
+    result = subprocess.run([*submit, "--deploy-mode", "client", "--packages", s3a_packages(bundled_hadoop_version()),
+                             entry.stdout.strip(), *encode], capture_output=True, text=True, env=env, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done: 16 images, 16 ok, 0 failed" in result.stdout
+    assert len(read_output(tmp_path / "out")) == 16
+
+    # cluster deploy mode needs YARN (or Kubernetes) for Python: a standalone master refuses it up front
+    refused = subprocess.run([*submit, "--deploy-mode", "cluster", entry.stdout.strip(), "--help"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode != 0
+    assert "not supported for python applications on standalone clusters" in (refused.stdout + refused.stderr).lower()

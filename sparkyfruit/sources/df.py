@@ -21,7 +21,7 @@ def read_images(spark, config: RunConfig) -> Source:
         .option("pathGlobFilter", config.file_pattern)
     )
     try:
-        frame = reader.load(location.hadoop_uri)
+        frame = reader.load(location.spark_uri(config.spark_s3_scheme))
         # the listing Spark already made (no job, no bytes read), as URIs: "Apple%20Braeburn"
         files = [unquote(uri) for uri in frame.inputFiles()]
     except AnalysisException as exc:
