@@ -51,13 +51,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(port: int | None = None, log_path: str | os.PathLike | None = None, timeout: float = 30) -> S3Server:
-    """Start moto's server on 127.0.0.1 and wait until it answers."""
+def start(port: int | None = None, log_path: str | os.PathLike | None = None, timeout: float = 30,
+          authenticate_after: int | None = None) -> S3Server:
+    """Start moto's server on 127.0.0.1 and wait until it answers. `authenticate_after=N`: after N requests
+    the server checks credentials against its IAM users, as AWS does (moto's INITIAL_NO_AUTH_ACTION_COUNT)."""
     port = port or free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    env = dict(os.environ)
+    if authenticate_after is not None:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(authenticate_after)
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     server = S3Server(process, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout

@@ -45,4 +45,10 @@ def failure_summary(exc: BaseException) -> str:
         if line.strip() and not line.startswith((" ", "\t"))
     ]
     causes = [line for line in lines if re.match(r"^[\w.$]+(Error|Exception)\b", line)]
-    return (causes or lines or [type(exc).__name__])[-1]
+    summary = (causes or lines or [type(exc).__name__])[-1]
+    # Spark names the file a task was reading in an outer line ("Encountered error while reading file
+    # s3a://b/k"): keep it, the inner SDK exception does not say which object failed
+    file = re.search(r"while reading file (\S+?)\.?(\s|$)", str(exc))
+    if file and file.group(1) not in summary:
+        summary += f" (while reading {file.group(1)})"
+    return summary

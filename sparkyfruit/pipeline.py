@@ -63,12 +63,15 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     from sparkyfruit.progress import SparkProgress
     from sparkyfruit.session import start_session
     from sparkyfruit.sources import df as df_source
+    from sparkyfruit.sources import no_images_error
     from sparkyfruit.sources import keys as keys_source
 
     started = time.monotonic()
     sink.check_output_free(config)
     weights, weights_sha256 = stage_weights(config)
-    # keys mode lists on the driver: a wrong bucket or empty prefix fails before the JVM starts
+    # a wrong endpoint, bucket, credentials or an empty prefix fail here, before the JVM starts
+    if config.input_location.is_s3 and not storage.prefix_has_objects(config.input_location, config):
+        raise no_images_error(config)
     keys = keys_source.list_keys(config) if config.mode == "keys" else None
     show = console is not None and not config.quiet
     shipped = None

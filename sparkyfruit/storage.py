@@ -176,6 +176,22 @@ def s3_client(s3: S3Settings):
     return session.client("s3", endpoint_url=s3.s3_endpoint, region_name=s3.effective_region, config=config)
 
 
+PREFLIGHT_ATTEMPTS = 2
+
+
+def prefix_has_objects(location: Location, s3: S3Settings) -> bool:
+    """One quick LIST before Spark starts, with few attempts: a closed port, a missing bucket or wrong
+    credentials fail in seconds with a message that names them, instead of after a JVM start and every
+    retry of the configured mode. The run itself keeps the configured retries."""
+    quick = s3.s3_only().model_copy(update={"s3_max_attempts": min(PREFLIGHT_ATTEMPTS, s3.s3_max_attempts)})
+    prefix = f"{location.key}/" if location.key else ""
+    try:
+        page = s3_client(quick).list_objects_v2(Bucket=location.bucket, Prefix=prefix, MaxKeys=1)
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
+    return page.get("KeyCount", 0) > 0
+
+
 def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str) -> StorageError:
     """Turn a botocore exception into an error that names the endpoint and bucket and says what to check."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
@@ -212,15 +228,20 @@ def list_images(location: Location, pattern: str, s3: S3Settings, limit: int | N
 
     Sorted by UTF-8 code points (S3's own listing order), so `limit` takes the same first N in both modes.
     """
+    return [uri for uri, _ in list_image_sizes(location, pattern, s3, limit)]
+
+
+def list_image_sizes(location: Location, pattern: str, s3: S3Settings, limit: int | None = None) -> list[tuple[str, int]]:
+    """`list_images` with each object's size in bytes (from the same listing: no extra request)."""
     regex = compile_pattern(pattern)
     found = _iter_s3_keys(location, regex, s3) if location.is_s3 else _iter_local_files(location, regex)
-    uris: list[str] = []
-    for uri in found:
-        uris.append(uri)
-        if limit is not None and location.is_s3 and len(uris) >= limit:
+    images: list[tuple[str, int]] = []
+    for image in found:
+        images.append(image)
+        if limit is not None and location.is_s3 and len(images) >= limit:
             break  # S3 lists in sorted order already: stop paginating early
-    uris.sort(key=lambda u: u.encode("utf-8"))
-    return uris[:limit] if limit is not None else uris
+    images.sort(key=lambda image: image[0].encode("utf-8"))
+    return images[:limit] if limit is not None else images
 
 
 def _hidden(relative_path: str) -> bool:
@@ -228,7 +249,7 @@ def _hidden(relative_path: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative_path.split("/"))
 
 
-def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) -> Iterator[str]:
+def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) -> Iterator[tuple[str, int]]:
     client = s3_client(s3)
     prefix = f"{location.key}/" if location.key else ""
     try:
@@ -237,25 +258,31 @@ def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) ->
                 key = obj["Key"]
                 relative = key[len(prefix) :]
                 if not key.endswith("/") and not _hidden(relative) and regex.fullmatch(key.rsplit("/", 1)[-1]):
-                    yield f"s3://{location.bucket}/{key}"
+                    yield f"s3://{location.bucket}/{key}", obj["Size"]
     except Exception as exc:  # botocore raises several unrelated types; all become one clear error
         raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
 
 
-def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[str]:
+def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, int]]:
     for root, dirs, files in os.walk(location.path):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
         for name in files:
             if not _hidden(name) and regex.fullmatch(name):
-                yield "file://" + os.path.join(root, name)
+                path = os.path.join(root, name)
+                yield "file://" + path, os.path.getsize(path)
 
 
-def read_local_or_s3(uri: str, client=None) -> bytes:
-    """Bytes of one image by canonical URI (keys mode, on executors)."""
-    if uri.startswith("s3://"):
-        bucket, key = uri[len("s3://") :].split("/", 1)
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return Path(uri[len("file://") :]).read_bytes()
+def s3_downloads(s3: S3Settings):
+    """A transfer manager for many small GETs (keys mode, on executors). s3transfer also retries a body that
+    breaks off mid-stream, which botocore's retry modes do not cover (they retry until the headers arrive)."""
+    from s3transfer.manager import TransferConfig, TransferManager
+
+    config = TransferConfig(
+        max_request_concurrency=s3.fetch_concurrency,
+        num_download_attempts=s3.s3_max_attempts,
+        multipart_threshold=64 * 2**20,  # images: one GET each
+    )
+    return TransferManager(s3_client(s3), config)
 
 
 # ---------------------------------------------------------------- outputs and small objects

@@ -1,11 +1,14 @@
-"""Mode "keys": the driver lists object keys (boto3 paginator, or a folder walk); executors GET the bytes,
-one boto3 client per partition and several requests in flight, retries by botocore's configured mode."""
+"""Mode "keys": the driver lists object keys (boto3 paginator, or a folder walk); executors GET the bytes
+through s3transfer, several requests in flight per task, retries by botocore's mode and s3transfer's."""
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from s3transfer.subscribers import BaseSubscriber
 
 from sparkyfruit import storage
 from sparkyfruit.config import RunConfig, S3Settings
@@ -16,52 +19,87 @@ from sparkyfruit.sources import Source, no_images_error
 ROWS_PER_PARTITION = 2048
 
 
-def list_keys(config: RunConfig) -> list[str]:
-    """The image URIs to encode, listed on the driver (no Spark needed)."""
-    uris = storage.list_images(config.input_location, config.file_pattern, config, config.limit)
-    if not uris:
+def list_keys(config: RunConfig) -> list[tuple[str, int]]:
+    """(URI, size) of the images to encode, listed on the driver (no Spark needed)."""
+    images = storage.list_image_sizes(config.input_location, config.file_pattern, config, config.limit)
+    if not images:
         raise no_images_error(config)
-    return uris
+    return images
 
 
-def read_images(spark, config: RunConfig, uris: list[str]) -> Source:
-    slices = min(len(uris), max(spark.sparkContext.defaultParallelism, math.ceil(len(uris) / ROWS_PER_PARTITION)))
-    rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri)) for uri in uris], slices)
-    keys = spark.createDataFrame(rows, "path string, label string")
+def read_images(spark, config: RunConfig, images: list[tuple[str, int]]) -> Source:
+    slices = min(len(images), max(spark.sparkContext.defaultParallelism, math.ceil(len(images) / ROWS_PER_PARTITION)))
+    rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri), size) for uri, size in images], slices)
+    keys = spark.createDataFrame(rows, "path string, label string, size long")
     # one output row per listed key by construction: nothing for the sink to reconcile
-    return Source(keys, fetch=fetch_batches(config.s3_only()), listed=None, count=len(uris))
+    return Source(keys, fetch=fetch_batches(config.s3_only()), listed=None, count=len(images))
 
 
 def fetch_batches(s3: S3Settings):
-    """(path, label) Arrow batches -> (path, label, content, error) batches, run inside the featurize worker.
+    """(path, label, size) Arrow batches -> (path, label, content, error) batches, run inside the featurize
+    worker.
 
-    One boto3 client per partition, shared by `fetch_concurrency` threads. The GETs of the next batch are
-    in flight while the caller works on the current one: on S3 a small object costs tens of milliseconds
-    of latency, which then hides behind decode and inference.
+    One s3transfer manager per partition, `fetch_concurrency` GETs in flight. The GETs of the next batch
+    are in flight while the caller works on the current one: on S3 a small object costs tens of
+    milliseconds of latency, which then hides behind decode and inference. The sizes come from the
+    listing, so no HEAD precedes a GET.
     """
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
 
-        client = None
+        downloads = None
         pending = None
-        with ThreadPoolExecutor(max_workers=s3.fetch_concurrency) as pool:
+        try:
             for batch in batches:
                 paths = batch.column("path").to_pylist()
-                if client is None and any(p.startswith("s3://") for p in paths):
-                    client = storage.s3_client(s3)
-                submitted = (batch, [pool.submit(_fetch, uri, client) for uri in paths])
+                if downloads is None and any(p.startswith("s3://") for p in paths):
+                    downloads = storage.s3_downloads(s3)
+                started = [_start(uri, size, downloads) for uri, size in zip(paths, batch.column("size").to_pylist())]
                 if pending is not None:
                     yield _assemble(pa, *pending)
-                pending = submitted
+                pending = (batch, started)
             if pending is not None:
                 yield _assemble(pa, *pending)
+        finally:
+            if downloads is not None:
+                downloads.shutdown(cancel=True)
 
     return run
 
 
-def _assemble(pa, batch, futures):
-    fetched = [future.result() for future in futures]
+class _KnownSize(BaseSubscriber):
+    """Hands s3transfer the size from the listing (without it, s3transfer sends a HEAD before each GET)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def on_queued(self, future, **kwargs):
+        future.meta.provide_transfer_size(self.size)
+
+
+def _start(uri: str, size: int, downloads):
+    """A started read: an s3transfer future with its buffer, or a local path read when assembled."""
+    if uri.startswith("s3://"):
+        bucket, key = uri[len("s3://") :].split("/", 1)
+        buffer = io.BytesIO()
+        return downloads.download(bucket, key, buffer, subscribers=[_KnownSize(size)]), buffer
+    return None, Path(uri[len("file://") :])
+
+
+def _result(started) -> tuple[bytes | None, str | None]:
+    future, target = started
+    try:
+        if future is None:
+            return target.read_bytes(), None
+        future.result()
+        return target.getvalue(), None
+    except Exception as exc:  # after botocore's and s3transfer's retries: the row records why, the job goes on
+        return None, f"cannot read image: {type(exc).__name__}: {exc}"
+
+
+def _assemble(pa, batch, started):
+    fetched = [_result(item) for item in started]
     return pa.RecordBatch.from_arrays(
         [
             batch.column("path"),
@@ -71,10 +109,3 @@ def _assemble(pa, batch, futures):
         ],
         names=["path", "label", "content", "error"],
     )
-
-
-def _fetch(uri: str, client) -> tuple[bytes | None, str | None]:
-    try:
-        return storage.read_local_or_s3(uri, client), None
-    except Exception as exc:  # after botocore's retries: the row records why, the job goes on
-        return None, f"cannot read image: {type(exc).__name__}: {exc}"

@@ -1,0 +1,142 @@
+"""An HTTP proxy on 127.0.0.1 in front of the S3 server that breaks a chosen fraction of requests, the way a
+flaky network or a throttling S3 does: a 503 SlowDown answer, a connection reset, or a response body cut
+short after its headers promised more. Objects whose key contains one of `always_fail` get a 500 on every
+request. Used by the reliability tests; runs in daemon threads. `counts` says what was injected.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import socketserver
+import struct
+import threading
+from collections import Counter
+
+KINDS = ("slowdown", "reset", "truncate")
+SLOWDOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
+            b"<Message>Please reduce your request rate.</Message></Error>")
+INTERNAL = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>"
+            b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+
+
+class FaultProxy:
+    def __init__(self, target_port: int, fraction: float = 0.1, kinds: tuple[str, ...] = KINDS, seed: int = 0,
+                 always_fail: tuple[str, ...] = ()):
+        self.target_port = target_port
+        self.fraction = fraction
+        self.kinds = kinds
+        self.always_fail = always_fail
+        self.counts: Counter = Counter()
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                proxy._serve(self.request)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+    @property
+    def faulty_fraction(self) -> float:
+        total = self.counts["requests"]
+        return sum(self.counts[kind] for kind in (*KINDS, "always_fail")) / total if total else 0.0
+
+    def _pick(self, method: str, path: str) -> str | None:
+        with self._lock:
+            self.counts["requests"] += 1
+            if any(marker in path for marker in self.always_fail):
+                self.counts["always_fail"] += 1
+                return "always_fail"
+            if self._random.random() >= self.fraction:
+                return None
+            kinds = [k for k in self.kinds if k != "truncate" or method == "GET"] or ["slowdown"]
+            kind = self._random.choice(kinds)
+            self.counts[kind] += 1
+            return kind
+
+    def _serve(self, client: socket.socket) -> None:
+        stream = client.makefile("rb")
+        upstream = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=60)
+        try:
+            while True:
+                request = _read_request(stream)
+                if request is None:
+                    return
+                method, path, headers, body = request
+                headers.pop("Expect", None)  # the body is already read; the server answers at once
+                fault = self._pick(method, path)
+                if fault == "reset":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                if fault in ("slowdown", "always_fail"):
+                    status, reason, payload = (503, "Slow Down", SLOWDOWN) if fault == "slowdown" else (
+                        500, "Internal Server Error", INTERNAL)
+                    head = _response_head(status, reason, [("Content-Type", "application/xml")], len(payload))
+                    client.sendall(head if method == "HEAD" else head + payload)  # a HEAD answer has no body
+                    continue
+                upstream.request(method, path, body=body, headers=headers)
+                response = upstream.getresponse()
+                payload = response.read()
+                kept = [(k, v) for k, v in response.getheaders()
+                        if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+                length = int(response.getheader("Content-Length", len(payload))) if method == "HEAD" else len(payload)
+                head = _response_head(response.status, response.reason, kept, length)
+                if fault == "truncate" and len(payload) > 1:
+                    client.sendall(head + payload[: len(payload) // 2])
+                    return  # the promised rest never comes: the client sees a short body, then EOF
+                client.sendall(head + (b"" if method == "HEAD" else payload))
+        except (OSError, http.client.HTTPException):
+            return
+        finally:
+            upstream.close()
+            try:
+                client.close()
+            except OSError:
+                pass
+
+
+def _read_request(stream):
+    line = stream.readline(65537)
+    if not line or not line.strip():
+        return None
+    method, path, _ = line.decode("latin-1").split(" ", 2)
+    headers = {}
+    while (header := stream.readline(65537)) not in (b"\r\n", b"\n", b""):
+        name, _, value = header.decode("latin-1").partition(":")
+        headers[name.strip()] = value.strip()
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        body = b""
+        while (size := int(stream.readline().split(b";")[0], 16)) > 0:
+            body += stream.read(size)
+            stream.readline()
+        while stream.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        headers.pop("Transfer-Encoding")
+        headers["Content-Length"] = str(len(body))
+    else:
+        body = stream.read(int(headers.get("Content-Length", 0) or 0))
+    return method, path, headers, body
+
+
+def _response_head(status: int, reason: str, headers: list[tuple[str, str]], length: int) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers), f"Content-Length: {length}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

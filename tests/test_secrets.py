@@ -1,0 +1,89 @@
+"""AWS keys given by env vars or by a profile never show up: not in stdout/stderr, the driver log, the
+manifest, `inspect`, nor the Spark UI's environment page while the application runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from devtools import local_s3
+from tests.conftest import SAMPLE, WEIGHTS
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
+
+ACCESS_KEY = "AKIASPARKYFRUITTEST1"
+SECRET_KEY = "sparkyfruit/never-print-this/Secret+Key0123456789"
+
+
+def spark_environment_while_running(process: subprocess.Popen, stderr_lines: list[str]) -> str:
+    """Read stderr until the Spark UI link appears, then fetch the running application's environment."""
+    ui = None
+    for line in process.stderr:
+        stderr_lines.append(line)
+        if line.startswith("Spark UI: "):
+            ui = line.split(" ", 2)[2].strip()
+            break
+    assert ui, "".join(stderr_lines)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=5) as response:
+                app_id = json.load(response)[0]["id"]
+            with urllib.request.urlopen(f"{ui}/api/v1/applications/{app_id}/environment", timeout=5) as response:
+                return response.read().decode()
+        except (OSError, IndexError, KeyError):
+            time.sleep(0.2)
+    raise AssertionError("the Spark UI did not answer while the run was going")
+
+
+@pytest.mark.parametrize("mode, how", [("keys", "env"), ("df", "env"), ("df", "profile")])
+def test_the_secret_key_appears_nowhere(s3, tmp_path, mode, how):
+    local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"COLUMNS": "200", "SPARKYFRUIT_MASTER": "local[2]", "SPARKYFRUIT_DEBUG": "1",
+                "TMPDIR": str(tmp_path), "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"]})
+    extra = []
+    if how == "env":
+        env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+    else:
+        credentials = tmp_path / "credentials"
+        credentials.write_text(f"[fruit]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")
+        env.update({"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(tmp_path / "config")})
+        extra = ["--profile", "fruit"]
+    out = tmp_path / "out"
+    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    process = subprocess.Popen(
+        [script, "encode", "--mode", mode, "--input", "s3://fruit/Training", "--output", str(out), "--model", "mobilenet",
+         "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    stderr_lines: list[str] = []
+    try:
+        environment = spark_environment_while_running(process, stderr_lines)
+        stdout, rest = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = "".join(stderr_lines) + rest
+    assert process.returncode == 0, stderr[-3000:]
+    assert "done: 192 images, 192 ok" in stdout
+    assert "spark.app.id" in environment or "sparkProperties" in environment  # the page really was read
+
+    inspect = subprocess.run([script, "inspect", str(out), "--json"], capture_output=True, text=True, env=env,
+                             timeout=60)
+    assert inspect.returncode == 0, inspect.stderr
+    logs = sorted((tmp_path / "sparkyfruit-logs").glob("*.log"))
+    assert logs, "the run wrote no driver log under its TMPDIR"
+    places = {"stdout": stdout, "stderr": stderr, "Spark UI environment": environment,
+              "manifest": (out / "_sparkyfruit.json").read_text(), "inspect": inspect.stdout + inspect.stderr,
+              **{log.name: log.read_text(errors="replace") for log in logs}}
+    for place, text in places.items():
+        assert SECRET_KEY not in text, f"the secret key leaked into {place}"
