@@ -139,8 +139,25 @@ def featurize_partition(spec: ModelSpec, fetch=None) -> callable:
                 [paths, labels, _features_array(batch.num_rows, result), pa.array(result["errors"], pa.string())],
                 names=["path", "label", "features", "error"],
             )
+            _crash_once_if_asked()
 
     return run
+
+
+CRASH_HOOK = "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE"
+
+
+def _crash_once_if_asked() -> None:
+    """Fault hook for the tests: with SPARKYFRUIT_TEST_CRASH_WORKER_ONCE=<file>, the first worker to get here
+    creates the file and kills its own process, half-way through a task's output (as the OOM killer would)."""
+    marker = os.environ.get(CRASH_HOOK)
+    if not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), 9)
 
 
 def _features_array(rows: int, result: dict):
