@@ -13,7 +13,6 @@ import pytest
 from tests.conftest import SAMPLE, WEIGHTS, read_output
 
 
-
 @pytest.mark.spark
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_is_retried_without_duplicates_or_gaps(tmp_path):
