@@ -86,6 +86,9 @@ def encode(
                                                      "[default: jpg/jpeg/png, any case]"),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite",
                                              help="Replace an output that has content. [default: refuse]"),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume",
+                                          help="Add only images not yet in a finished --output (same model), as "
+                                               "new files; run again as the input grows. [default: off]"),
     quiet: Optional[bool] = typer.Option(None, "--quiet/--no-quiet", "-q", help="Errors only."),
     s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000. "
                                                          "[default: AWS]", rich_help_panel=S3_PANEL),
@@ -102,7 +105,7 @@ def encode(
         settings = RunConfig.load(
             config, mode=mode, input=input, output=output, model=model, alpha=alpha, image_size=image_size,
             weights=weights, master=master, ship_env=ship_env, batch_size=batch_size, limit=limit, pattern=pattern,
-            overwrite=overwrite, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
+            overwrite=overwrite, resume=resume, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
             spark_s3_scheme=spark_s3_scheme,
         )
         if settings.weights == "none" and not settings.quiet:
@@ -113,7 +116,10 @@ def encode(
         result = run_encode(settings, console=err)
     except SparkyfruitError as error:
         _fail(error)
-    if not settings.quiet:
+    if not settings.quiet and result.added is not None:
+        out.print(f"[bold green]resumed:[/] added {result.added} images; the output now has {result.rows} "
+                  f"({result.ok} ok, {result.failed} failed) -> {result.output}", soft_wrap=True)
+    elif not settings.quiet:
         out.print(
             f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
             f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {result.output}",

@@ -113,6 +113,9 @@ class RunConfig(S3Settings):
     """Glob on file names ('*', '?', '[abc]', '{a,b}'); default: jpg, jpeg, png in any letter case."""
     overwrite: bool = False
     """Replace an output that already has content (default: refuse and touch nothing)."""
+    resume: bool = False
+    """Add only the images not yet in a finished --output (same model, size and weights) as new Parquet
+    files, then update its manifest. Run it again as the input grows."""
     quiet: bool = False
     """No progress bar and no summary, errors only."""
     ship_env: bool = False
@@ -227,6 +230,13 @@ class RunConfig(S3Settings):
         if not path.name.endswith(WEIGHT_SUFFIXES):
             raise ConfigError(f"--weights file must end in .h5 or .keras; got {value!r}.", "Keras loads only those.")
         return str(path.resolve())
+
+    @model_validator(mode="after")
+    def _resume_or_overwrite(self) -> RunConfig:
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume adds to an output and --overwrite replaces it; got both.",
+                              "Choose one.")
+        return self
 
     @model_validator(mode="after")
     def _model_fits_weights(self) -> RunConfig:

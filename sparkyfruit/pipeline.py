@@ -25,6 +25,7 @@ class RunResult:
     duration_seconds: float
     ui_url: str | None
     manifest: dict = field(repr=False)
+    added: int | None = None  # --resume: rows this run added (rows/ok/failed count the whole output)
 
     @property
     def images_per_second(self) -> float:
@@ -68,11 +69,19 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
 
     started = time.monotonic()
     sink.check_output_free(config)
+    previous, done = sink.prepare_resume(config) if config.resume else (None, set())
     weights, weights_sha256 = stage_weights(config)
     # a wrong endpoint, bucket, credentials or an empty prefix fail here, before the JVM starts
     if config.input_location.is_s3 and not storage.prefix_has_objects(config.input_location, config):
         raise no_images_error(config)
-    keys = keys_source.list_keys(config) if config.mode == "keys" else None
+    keys = keys_source.list_keys(config) if config.mode == "keys" or previous else None
+    if previous is not None:
+        keys = [(uri, size) for uri, size in keys if uri not in done]
+        if not keys:  # nothing new: no Spark at all
+            counts = previous["counts"]
+            return RunResult(output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
+                             failed=counts["failed"], dim=previous["dim"], duration_seconds=time.monotonic() - started,
+                             ui_url=None, manifest=previous, added=0)
     show = console is not None and not config.quiet
     shipped = None
     if config.ship_env and not config.master.startswith("local"):  # local workers run this very Python
@@ -92,25 +101,31 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             weights = SPARK_FILES_PREFIX + Path(weights).name
         spec = models.ModelSpec(config.model, config.alpha, config.image_size, weights, config.batch_size)
 
-        if keys is None:
-            source = df_source.read_images(handle.spark, config)
+        if config.mode == "df":
+            source = df_source.read_images(handle.spark, config, [uri for uri, _ in keys] if keys else None)
         else:
             source = keys_source.read_images(handle.spark, config, keys)
         features = source.frame.mapInArrow(featurize_partition(spec, source.fetch), OUTPUT_SCHEMA)
         description = f"encoding {source.count} images ({config.mode} mode, {config.model})"
+        if previous is not None:
+            sink.begin_resume(config, previous)
         with SparkProgress(context, description, console=console, enabled=show):
-            counts = _run_job(lambda: sink.write(features, config, source.listed))
+            counts = _run_job(lambda: sink.write(features, config, source.listed, rows_before=len(done)))
 
         duration = time.monotonic() - started
         manifest = sink.build_manifest(
             config, counts, spark_version=handle.spark.version, weights_sha256=weights_sha256,
             duration_seconds=duration,
         )
+        if previous is not None:
+            manifest["created_at"] = previous["created_at"]
+            manifest["resumes"] = previous.get("resumes", 0) + 1
+            manifest["added_by_last_resume"] = counts["rows"] - len(done)
         sink.write_manifest(config, manifest)
         return RunResult(
             output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
             failed=counts["failed"], dim=manifest["dim"], duration_seconds=duration, ui_url=handle.ui_url,
-            manifest=manifest,
+            manifest=manifest, added=counts["rows"] - len(done) if previous is not None else None,
         )
     finally:
         if show and handle.class_archive is not None and handle.class_archive.recording is not None:

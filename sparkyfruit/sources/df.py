@@ -10,7 +10,8 @@ from sparkyfruit.errors import StorageError, failure_summary
 from sparkyfruit.sources import Source, no_images_error
 
 
-def read_images(spark, config: RunConfig) -> Source:
+def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Source:
+    """`only`: canonical URIs to read (--resume's new images) instead of everything under --input."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -20,6 +21,8 @@ def read_images(spark, config: RunConfig) -> Source:
         .option("recursiveFileLookup", "true")
         .option("pathGlobFilter", config.file_pattern)
     )
+    if only is not None:
+        return _source(reader.load([_escape_glob(_spark_path(uri, config)) for uri in only]), only)
     try:
         frame = reader.load(location.spark_uri(config.spark_s3_scheme))
         # the listing Spark already made (no job, no bytes read), as URIs: "Apple%20Braeburn"
@@ -39,6 +42,16 @@ def read_images(spark, config: RunConfig) -> Source:
     if config.limit is not None and config.limit < len(files):
         files = sorted(files, key=lambda f: f.encode("utf-8"))[: config.limit]
         frame = reader.load([_escape_glob(f) for f in files])
+    return _source(frame, [storage.canonical_image_uri(uri) for uri in files])
+
+
+def _spark_path(uri: str, config: RunConfig) -> str:
+    return f"{config.spark_s3_scheme}://{uri[len('s3://'):]}" if uri.startswith("s3://") else uri
+
+
+def _source(frame, listed: list[str]) -> Source:
+    """Spark's (path, content) rows as the shared (path, label, content, error), paths canonical."""
+    from pyspark.sql import functions as F
 
     path = F.col("path")
     canonical = (
@@ -56,7 +69,7 @@ def read_images(spark, config: RunConfig) -> Source:
             F.lit(None).cast("string").alias("error"),
         )
     )
-    return Source(images, fetch=None, listed=[storage.canonical_image_uri(uri) for uri in files], count=len(files))
+    return Source(images, fetch=None, listed=listed, count=len(listed))
 
 
 def _escape_glob(path: str) -> str:
