@@ -63,6 +63,7 @@ class FaultProxy:
     def _pick(self, method: str, path: str) -> str | None:
         with self._lock:
             self.counts["requests"] += 1
+            self.counts[method] += 1
             if any(marker in path for marker in self.always_fail):
                 self.counts["always_fail"] += 1
                 return "always_fail"

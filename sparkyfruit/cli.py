@@ -133,31 +133,135 @@ def encode(
 def inspect(
     output: str = typer.Argument(..., help="The --output of an encode run: a local folder or s3://bucket/prefix."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a figure (PNG): the vectors' 2-D PCA by "
+                                                            "label, and images per label."),
     s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
     s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
     profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
 ) -> None:
     """Show what an output holds (rows, failures, labels, model) without starting Spark."""
-    from pydantic import ValidationError
-
-    from sparkyfruit.config import S3Settings, config_error_from
     from sparkyfruit.inspection import inspect as run_inspect
 
-    flags = {"s3_endpoint": s3_endpoint, "s3_region": s3_region, "profile": profile}
     try:
-        try:
-            s3 = S3Settings(**{k: v for k, v in flags.items() if v is not None})
-        except ValidationError as exc:
-            raise config_error_from(exc) from None
+        s3 = _s3_settings(s3_endpoint, s3_region, profile)
         summary = run_inspect(output, s3=s3)
+        if plot is not None:
+            from sparkyfruit.plot import plot_output
+
+            written = plot_output(output, plot, s3, summary)
     except SparkyfruitError as error:
         _fail(error)
+    if plot is not None and not as_json:
+        err.print(f"figure: {written}")
     if as_json:
         data = summary.to_dict()
         data.pop("manifest")
         print(json.dumps(data))
         return
     _print_summary(summary)
+
+
+def _s3_settings(s3_endpoint, s3_region, profile):
+    from pydantic import ValidationError
+
+    from sparkyfruit.config import S3Settings, config_error_from
+
+    flags = {"s3_endpoint": s3_endpoint, "s3_region": s3_region, "profile": profile}
+    try:
+        return S3Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        raise config_error_from(exc) from None
+
+
+@app.command(epilog="Example: sparkyfruit reduce s3://my-bucket/features --output s3://my-bucket/features-pca "
+                    "--variance 0.95")
+def reduce(
+    source: str = typer.Argument(..., metavar="INPUT_OUTPUT", help="A finished encode output (local or s3://)."),
+    output: str = typer.Option(..., "--output", "-o", help="Where the reduced Parquet, manifest and PCA model go."),
+    k: Optional[int] = typer.Option(None, "--k", help="Number of principal components."),
+    variance: Optional[float] = typer.Option(None, "--variance", help="Keep as many components as this share of "
+                                                                      "the variance needs, e.g. 0.95."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an --output that has content."),
+    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
+    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
+    profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
+) -> None:
+    """PCA (Spark ML) on the features column: fitted once, applied to every row (failed rows kept, null)."""
+    from sparkyfruit.reduce import reduce as run_reduce
+
+    try:
+        result = run_reduce(source, output, _s3_settings(s3_endpoint, s3_region, profile), k=k, variance=variance,
+                            overwrite=overwrite)
+    except SparkyfruitError as error:
+        _fail(error)
+    out.print(f"[bold green]done:[/] {result.rows} rows, {result.dim_in}-d -> {result.k}-d keeping "
+              f"{result.explained_variance:.1%} of the variance, {result.duration_seconds:.1f} s -> {result.output}",
+              soft_wrap=True)
+
+
+@app.command(epilog="Example: sparkyfruit evaluate s3://my-bucket/features --test-fraction 0.2 --json")
+def evaluate(
+    output: str = typer.Argument(..., help="An encode or reduce output (local or s3://)."),
+    test_fraction: float = typer.Option(0.5, help="Share of each label held out for testing."),
+    seed: int = typer.Option(0, help="Seed of the stratified split."),
+    method: str = typer.Option("centroid", help="centroid (nearest class mean, no Spark) or logistic (Spark ML)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
+    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
+    profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
+) -> None:
+    """A linear probe on the vectors: accuracy, per-label precision/recall, and the confusions."""
+    from sparkyfruit.evaluate import evaluate as run_evaluate
+
+    try:
+        report = run_evaluate(output, _s3_settings(s3_endpoint, s3_region, profile), test_fraction=test_fraction,
+                              seed=seed, method=method)
+    except SparkyfruitError as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(report.to_json()))
+        return
+    out.print(f"[bold]{report.output}[/] ({report.column}, {report.method}): accuracy "
+              f"[bold]{report.accuracy:.3f}[/] on {report.test} held-out images ({report.train} to train)",
+              soft_wrap=True)
+    table = Table()
+    for column in ("label", "precision", "recall", "support"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, scores in report.per_class.items():
+        table.add_row(label, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", str(scores["support"]))
+    out.print(table)
+    if report.confusions:
+        out.print("confused: " + ", ".join(f"{c['label']} -> {c['predicted']} ({c['count']})"
+                                          for c in report.confusions[:10]), soft_wrap=True)
+
+
+config_app = typer.Typer(help="Settings: what a run would use, and where each value comes from.",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show", epilog="Example: sparkyfruit config show --config examples/run.toml --json")
+def config_show(
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """The resolved settings (env SPARKYFRUIT_* over the --config file over defaults), secrets redacted.
+    Flags given to encode win over all of these."""
+    from sparkyfruit.config import settings_with_sources
+
+    try:
+        rows = settings_with_sources(config)
+    except SparkyfruitError as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table()
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], "-" if row["value"] is None else str(row["value"]), row["source"])
+    out.print(table)
 
 
 def _print_summary(summary) -> None:

@@ -25,7 +25,8 @@ WEIGHT_SUFFIXES = (".h5", ".keras")
 class S3Settings(BaseSettings):
     """How to reach S3: shared by every command that touches it."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True,
+                                      use_attribute_docstrings=True)
 
     s3_endpoint: str | None = None
     """S3 endpoint URL for S3-compatible servers, e.g. http://127.0.0.1:9000. Unset: AWS S3."""
@@ -87,7 +88,8 @@ class S3Settings(BaseSettings):
 class RunConfig(S3Settings):
     """Everything one `sparkyfruit encode` run needs."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True,
+                                      use_attribute_docstrings=True)
 
     mode: str = "df"
     """How images are read: 'df' (Spark binaryFile over S3A) or 'keys' (driver lists, executors GET)."""
@@ -312,3 +314,44 @@ def config_error_from(exc: ValidationError) -> ConfigError:
         return ConfigError(f"Missing {flag}.", f"Set it with {where}.")
     message = error["msg"].removeprefix("Value error, ")
     return ConfigError(f"Invalid {flag}: {message} (got {error.get('input')!r}).", f"Set it with {where}.")
+
+
+def settings_with_sources(config_file: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every RunConfig setting as {name, value, source, help}: where its value comes from (env, the file,
+    or the default), with the endpoint's user:password part removed. No flags here: they win over all of
+    this for the one command they are given to."""
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        _check_config_file(Path(config_file))
+        file_values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+    rows = []
+    for name, info in RunConfig.model_fields.items():
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if env_name in os.environ:
+            value, source = os.environ[env_name], f"env {env_name}"
+        elif name in file_values:
+            value, source = file_values[name], f"file {config_file}"
+        elif info.is_required():
+            value, source = None, "required (no default)"
+        else:
+            value, source = info.default, "default"
+        if name == "s3_endpoint" and value:
+            value = S3Settings.model_construct(s3_endpoint=str(value)).endpoint_for_display
+        rows.append({"name": name, "value": value, "source": source, "help": info.description or ""})
+    return rows
+
+
+def reference_markdown() -> str:
+    """The README's configuration reference, generated from this model (tests/test_docs.py keeps them equal)."""
+    lines = ["| setting | env | flag | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for name, info in RunConfig.model_fields.items():
+        default = "required" if info.is_required() else "unset" if info.default is None else f"`{info.default}`"
+        flag = f"`--{name.replace('_', '-')}`" if name not in NO_FLAG else ""
+        meaning = " ".join((info.description or "").split()).replace("|", "\\|")
+        lines.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {flag} | {default} | {meaning} |")
+    return "\n".join(lines)
+
+
+# settings for env/TOML only: rarely changed, and the encode --help stays readable
+NO_FLAG = {"s3_retry_mode", "s3_max_attempts", "s3_connect_timeout", "s3_read_timeout", "fetch_concurrency",
+           "jvm_class_cache"}

@@ -76,7 +76,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         raise no_images_error(config)
     keys = keys_source.list_keys(config) if config.mode == "keys" or previous else None
     if previous is not None:
-        keys = [(uri, size) for uri, size in keys if uri not in done]
+        keys = [image for image in keys if image[0] not in done]
         if not keys:  # nothing new: no Spark at all
             counts = previous["counts"]
             return RunResult(output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
@@ -102,7 +102,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         spec = models.ModelSpec(config.model, config.alpha, config.image_size, weights, config.batch_size)
 
         if config.mode == "df":
-            source = df_source.read_images(handle.spark, config, [uri for uri, _ in keys] if keys else None)
+            source = df_source.read_images(handle.spark, config, [image[0] for image in keys] if keys else None)
         else:
             source = keys_source.read_images(handle.spark, config, keys)
         features = source.frame.mapInArrow(featurize_partition(spec, source.fetch), OUTPUT_SCHEMA)

@@ -236,6 +236,29 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
         return builder.getOrCreate()
 
 
+def start_tool_session(s3: S3Settings, app_name: str, uses_s3: bool) -> SessionHandle:
+    """A local session for the commands that post-process an output (reduce, evaluate's logistic probe):
+    all cores, quiet logs, S3A when a location is on S3."""
+    options = {
+        "spark.app.name": app_name,
+        "spark.master": "local[*]",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} -XX:TieredStopAtLevel=1",
+    }
+    if uses_s3 and s3.spark_s3_scheme == "s3a":
+        options["spark.jars.packages"] = s3a_packages(bundled_hadoop_version())
+        options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(s3).items()})
+    log_path = _new_log_path()
+    try:
+        spark = _launch(options, None, log_path)
+    except Exception as exc:
+        raise SessionError(f"Spark did not start: {_first_line(exc)}. See its log: {log_path}",
+                           "Check Java 17+ (JAVA_HOME).") from None
+    spark.sparkContext.setLogLevel("WARN")
+    _keep_jars_off_python_path(spark.sparkContext)
+    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path)
+
+
 def launched_by_spark_submit() -> bool:
     """spark-submit (and the pyspark shell) start the JVM first and hand its port to Python."""
     return "PYSPARK_GATEWAY_PORT" in os.environ

@@ -228,14 +228,16 @@ def list_images(location: Location, pattern: str, s3: S3Settings, limit: int | N
 
     Sorted by UTF-8 code points (S3's own listing order), so `limit` takes the same first N in both modes.
     """
-    return [uri for uri, _ in list_image_sizes(location, pattern, s3, limit)]
+    return [uri for uri, _, _ in list_image_objects(location, pattern, s3, limit)]
 
 
-def list_image_sizes(location: Location, pattern: str, s3: S3Settings, limit: int | None = None) -> list[tuple[str, int]]:
-    """`list_images` with each object's size in bytes (from the same listing: no extra request)."""
+def list_image_objects(location: Location, pattern: str, s3: S3Settings,
+                       limit: int | None = None) -> list[tuple[str, int, str | None]]:
+    """`list_images` with each object's size and ETag (None for local files), from the same listing: keys
+    mode's GETs need no HEAD, and an object replaced after the listing is noticed (If-Match)."""
     regex = compile_pattern(pattern)
     found = _iter_s3_keys(location, regex, s3) if location.is_s3 else _iter_local_files(location, regex)
-    images: list[tuple[str, int]] = []
+    images: list[tuple[str, int, str | None]] = []
     for image in found:
         images.append(image)
         if limit is not None and location.is_s3 and len(images) >= limit:
@@ -249,7 +251,7 @@ def _hidden(relative_path: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative_path.split("/"))
 
 
-def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) -> Iterator[tuple[str, int]]:
+def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) -> Iterator[tuple[str, int, str]]:
     client = s3_client(s3)
     prefix = f"{location.key}/" if location.key else ""
     try:
@@ -258,18 +260,18 @@ def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) ->
                 key = obj["Key"]
                 relative = key[len(prefix) :]
                 if not key.endswith("/") and not _hidden(relative) and regex.fullmatch(key.rsplit("/", 1)[-1]):
-                    yield f"s3://{location.bucket}/{key}", obj["Size"]
+                    yield f"s3://{location.bucket}/{key}", obj["Size"], obj.get("ETag")
     except Exception as exc:  # botocore raises several unrelated types; all become one clear error
         raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
 
 
-def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, int]]:
+def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, int, None]]:
     for root, dirs, files in os.walk(location.path):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
         for name in files:
             if not _hidden(name) and regex.fullmatch(name):
                 path = os.path.join(root, name)
-                yield "file://" + path, os.path.getsize(path)
+                yield "file://" + path, os.path.getsize(path), None
 
 
 def s3_downloads(s3: S3Settings):

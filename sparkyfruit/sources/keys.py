@@ -19,30 +19,31 @@ from sparkyfruit.sources import Source, no_images_error
 ROWS_PER_PARTITION = 2048
 
 
-def list_keys(config: RunConfig) -> list[tuple[str, int]]:
-    """(URI, size) of the images to encode, listed on the driver (no Spark needed)."""
-    images = storage.list_image_sizes(config.input_location, config.file_pattern, config, config.limit)
+def list_keys(config: RunConfig) -> list[tuple[str, int, str | None]]:
+    """(URI, size, ETag) of the images to encode, listed on the driver (no Spark needed)."""
+    images = storage.list_image_objects(config.input_location, config.file_pattern, config, config.limit)
     if not images:
         raise no_images_error(config)
     return images
 
 
-def read_images(spark, config: RunConfig, images: list[tuple[str, int]]) -> Source:
+def read_images(spark, config: RunConfig, images: list[tuple[str, int, str | None]]) -> Source:
     slices = min(len(images), max(spark.sparkContext.defaultParallelism, math.ceil(len(images) / ROWS_PER_PARTITION)))
-    rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri), size) for uri, size in images], slices)
-    keys = spark.createDataFrame(rows, "path string, label string, size long")
+    rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri), size, etag) for uri, size, etag in images],
+                                          slices)
+    keys = spark.createDataFrame(rows, "path string, label string, size long, etag string")
     # one output row per listed key by construction: nothing for the sink to reconcile
     return Source(keys, fetch=fetch_batches(config.s3_only()), listed=None, count=len(images))
 
 
 def fetch_batches(s3: S3Settings):
-    """(path, label, size) Arrow batches -> (path, label, content, error) batches, run inside the featurize
-    worker.
+    """(path, label, size, etag) Arrow batches -> (path, label, content, error) batches, run inside the
+    featurize worker.
 
     One s3transfer manager per partition, `fetch_concurrency` GETs in flight. The GETs of the next batch
     are in flight while the caller works on the current one: on S3 a small object costs tens of
-    milliseconds of latency, which then hides behind decode and inference. The sizes come from the
-    listing, so no HEAD precedes a GET.
+    milliseconds of latency, which then hides behind decode and inference. Size and ETag come from the
+    listing, so no HEAD precedes a GET, and an object replaced since the listing fails its If-Match.
     """
 
     def run(batches: Iterator) -> Iterator:
@@ -55,7 +56,8 @@ def fetch_batches(s3: S3Settings):
                 paths = batch.column("path").to_pylist()
                 if downloads is None and any(p.startswith("s3://") for p in paths):
                     downloads = storage.s3_downloads(s3)
-                started = [_start(uri, size, downloads) for uri, size in zip(paths, batch.column("size").to_pylist())]
+                started = [_start(uri, size, etag, downloads) for uri, size, etag in
+                           zip(paths, batch.column("size").to_pylist(), batch.column("etag").to_pylist())]
                 if pending is not None:
                     yield _assemble(pa, *pending)
                 pending = (batch, started)
@@ -68,22 +70,23 @@ def fetch_batches(s3: S3Settings):
     return run
 
 
-class _KnownSize(BaseSubscriber):
-    """Hands s3transfer the size from the listing (without it, s3transfer sends a HEAD before each GET)."""
+class _Listed(BaseSubscriber):
+    """Hands s3transfer the size and ETag from the listing (without both it sends a HEAD before each GET)."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, etag: str):
+        self.size, self.etag = size, etag
 
     def on_queued(self, future, **kwargs):
         future.meta.provide_transfer_size(self.size)
+        future.meta.provide_object_etag(self.etag)
 
 
-def _start(uri: str, size: int, downloads):
+def _start(uri: str, size: int, etag: str | None, downloads):
     """A started read: an s3transfer future with its buffer, or a local path read when assembled."""
     if uri.startswith("s3://"):
         bucket, key = uri[len("s3://") :].split("/", 1)
         buffer = io.BytesIO()
-        return downloads.download(bucket, key, buffer, subscribers=[_KnownSize(size)]), buffer
+        return downloads.download(bucket, key, buffer, subscribers=[_Listed(size, etag)]), buffer
     return None, Path(uri[len("file://") :])
 
 

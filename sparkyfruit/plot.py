@@ -1,0 +1,78 @@
+"""`sparkyfruit inspect OUTPUT --plot FILE.png`: one figure of what an output holds.
+
+Left: the vectors projected on their first two principal components (numpy SVD on the driver, no Spark),
+one colour per label. Right: images per label, and the failed count. The title names the model, image
+size and dimension. Matplotlib's Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from sparkyfruit.config import S3Settings
+from sparkyfruit.errors import ConfigError
+
+WIDTH_PX, HEIGHT_PX, DPI = 1600, 700, 100
+
+
+def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) coordinates on the two leading principal components, and the variance share of each."""
+    centered = vectors - vectors.mean(axis=0)
+    _, singular, components = np.linalg.svd(centered, full_matrices=False)
+    variance = singular**2
+    share = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
+    return centered @ components[:2].T, share
+
+
+def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Path:
+    """Write the figure for `output` to `target` (a .png path); `summary` is inspect's result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sparkyfruit.evaluate import load_vectors
+
+    target = Path(target)
+    if target.suffix.lower() != ".png":
+        raise ConfigError(f"--plot writes a PNG; got {str(target)!r}.", "Give a file name ending in .png.")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--plot folder does not exist: {str(target.parent)!r}.", "Create it, or pick another path.")
+    _, labels, vectors, column = load_vectors(output, s3)
+    points, share = project_2d(vectors)
+    names = sorted(set(labels))
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+
+    figure, (scatter, bars) = plt.subplots(1, 2, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI,
+                                           gridspec_kw={"width_ratios": [3, 2]})
+    label_array = np.asarray(labels)
+    for index, name in enumerate(names):
+        mine = points[label_array == name]
+        scatter.scatter(mine[:, 0], mine[:, 1], s=18, alpha=0.8, color=colours(index % colours.N), label=name)
+    scatter.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
+    scatter.set_ylabel(f"PC 2 ({share[1]:.0%} of variance)")
+    scatter.set_title(f"{len(vectors)} vectors ({column}), first two principal components")
+    scatter.grid(alpha=0.3)
+    scatter.legend(loc="best", fontsize=8, markerscale=1.2, ncol=2 if len(names) > 8 else 1)
+
+    counts = Counter(summary.labels) if isinstance(summary.labels, dict) else Counter(labels)
+    rows = [(name, counts[name]) for name in sorted(counts)] + [("failed", summary.failed)]
+    positions = np.arange(len(rows))
+    bar_colours = [colours(names.index(n) % colours.N) if n in names else "grey" for n, _ in rows[:-1]] + ["firebrick"]
+    bars.barh(positions, [c for _, c in rows], color=bar_colours)
+    bars.set_yticks(positions, [n for n, _ in rows], fontsize=9)
+    bars.invert_yaxis()
+    for position, (_, count) in zip(positions, rows):
+        bars.text(count, position, f" {count}", va="center", fontsize=9)
+    bars.set_xlabel("images")
+    bars.set_title(f"images per label ({summary.rows} rows, {summary.failed} failed)")
+    bars.margins(x=0.15)
+
+    figure.suptitle(f"{summary.output}: {summary.model}, {summary.image_size} px, {summary.dim}-d", fontsize=13)
+    figure.tight_layout()
+    figure.savefig(target, dpi=DPI)
+    plt.close(figure)
+    return target

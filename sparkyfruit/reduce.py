@@ -1,0 +1,129 @@
+"""`sparkyfruit reduce`: Spark ML PCA on an encode output's `features`, fitted once, applied to every row.
+
+Rows without a vector (failed images) are kept with a null `pca_features`. The fitted PCAModel is saved
+in the output (`_pca_model/`), so later images can be projected the same way
+(`pyspark.ml.feature.PCAModel.load(...)`), and the manifest records k, the explained variance and the
+source output's manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from sparkyfruit import sink, storage
+from sparkyfruit.config import S3Settings
+from sparkyfruit.errors import ConfigError, NotAnOutputError
+
+MODEL_FOLDER = "_pca_model"
+
+
+@dataclass
+class Reduction:
+    output: str
+    k: int
+    explained_variance: float  # share of the variance the k components keep
+    rows: int
+    dim_in: int
+    duration_seconds: float
+
+
+def components_for(explained: list[float], variance: float) -> int:
+    """The smallest k whose leading components keep at least `variance` of the total."""
+    total = 0.0
+    for k, share in enumerate(explained, start=1):
+        total += share
+        if total >= variance - 1e-12:
+            return k
+    return len(explained)
+
+
+def reduce(source: str, output: str, s3: S3Settings, *, k: int | None = None, variance: float | None = None,
+           overwrite: bool = False, spark=None) -> Reduction:
+    if (k is None) == (variance is None):
+        raise ConfigError("Give exactly one of --k N or --variance F.", "E.g. --k 50, or --variance 0.95.")
+    if k is not None and k < 1:
+        raise ConfigError(f"--k must be at least 1; got {k}.", "E.g. --k 50.")
+    if variance is not None and not 0 < variance <= 1:
+        raise ConfigError(f"--variance must be in (0, 1]; got {variance}.", "E.g. --variance 0.95.")
+    source_location = storage.parse_location(source, "INPUT_OUTPUT")
+    target = storage.parse_location(output, "--output")
+    source_manifest = sink.read_manifest(source_location, s3)
+    if source_manifest is None:
+        raise NotAnOutputError(f"{source_location.uri} has no {sink.MANIFEST_NAME}: not a finished encode output.",
+                               "Give the --output of a finished `sparkyfruit encode` run.")
+    if not overwrite and storage.has_content(target, s3):
+        raise ConfigError(f"--output {target.uri} already has content; nothing was touched.",
+                          "Pass --overwrite to replace it, or choose another --output.")
+    dim = int(source_manifest["dim"])
+    if k is not None and k > dim:
+        raise ConfigError(f"--k {k} is more than the vectors' {dim} dimensions.", f"Choose --k at most {dim}.")
+    uses_s3 = source_location.is_s3 or target.is_s3
+    return _with_session(spark, s3, uses_s3, lambda session: _fit_and_write(
+        session, source_location, target, s3, source_manifest, dim, k, variance))
+
+
+def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance) -> Reduction:
+    from pyspark.ml.feature import PCA
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.sql import functions as F
+
+    started = time.monotonic()
+    scheme = getattr(s3, "spark_s3_scheme", "s3a")
+    rows = spark.read.parquet(source.spark_uri(scheme))
+    vectors = rows.where(F.col("features").isNotNull()).select(array_to_vector("features").alias("vector")).cache()
+    usable = vectors.count()
+    if usable < 2:
+        raise NotAnOutputError(f"{source.uri} has {usable} rows with vectors; PCA needs at least 2.",
+                               "Encode more images first.")
+    if variance is not None:
+        # every component the data allows, then keep as many as the requested variance needs
+        full = PCA(k=min(dim, usable), inputCol="vector", outputCol="pca").fit(vectors)
+        k = components_for([float(x) for x in full.explainedVariance], variance)
+    model = PCA(k=k, inputCol="vector", outputCol="pca").fit(vectors)
+    vectors.unpersist()
+    has_vector = F.col("features").isNotNull()
+    projected = model.transform(rows.where(has_vector).withColumn("vector", array_to_vector("features"))).select(
+        "path", "label", vector_to_array("pca", "float32").alias("pca_features"), "error")
+    failed = rows.where(~has_vector).select(  # kept, with no projection
+        "path", "label", F.lit(None).cast("array<float>").alias("pca_features"), "error")
+    result = projected.unionByName(failed)
+    uri = target.spark_uri(scheme)
+    result.write.mode("overwrite").parquet(uri)
+    model.write().overwrite().save(target.child(MODEL_FOLDER).spark_uri(scheme))
+    kept = float(sum(model.explainedVariance))
+    written = spark.read.parquet(uri).count()
+    duration = time.monotonic() - started
+    manifest = {
+        "format": "sparkyfruit-reduce/1",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": source.uri,
+        "method": "pca",
+        "k": k,
+        "requested_variance": variance,
+        "explained_variance": kept,
+        "explained_variance_by_component": [float(x) for x in model.explainedVariance],
+        "dim": k,
+        "dim_in": dim,
+        "counts": {"rows": written, "ok": usable, "failed": written - usable},
+        "model_folder": MODEL_FOLDER,
+        "duration_seconds": round(duration, 3),
+        "source_manifest": source_manifest,
+    }
+    storage.write_text(target.child(sink.MANIFEST_NAME), json.dumps(manifest, indent=2), s3)
+    return Reduction(target.uri, k, kept, written, dim, duration)
+
+
+def _with_session(spark, s3: S3Settings, uses_s3: bool, work):
+    from pyspark.sql import SparkSession
+
+    if spark is not None or (spark := SparkSession.getActiveSession()) is not None:
+        return work(spark)
+    from sparkyfruit.session import start_tool_session
+
+    handle = start_tool_session(s3, "sparkyfruit-reduce", uses_s3)
+    try:
+        return work(handle.spark)
+    finally:
+        handle.stop()

@@ -1,0 +1,124 @@
+"""reduce, evaluate, inspect --plot and config show, end to end on the sample (real ImageNet weights, 224 px)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import sparkyfruit
+from sparkyfruit.cli import app
+from tests.conftest import SAMPLE, run_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def encoded(spark, tmp_path_factory):
+    """The 192 sample images plus one undecodable file, encoded in keys mode."""
+    images = tmp_path_factory.mktemp("images")
+    shutil.copytree(SAMPLE, images / "Training", ignore=shutil.ignore_patterns("*.md"))
+    (images / "Training" / "Kiwi" / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path_factory.mktemp("encoded") / "features"
+    result = sparkyfruit.encode(run_config(mode="keys", input=str(images / "Training"), output=str(out)))
+    assert (result.rows, result.failed) == (193, 1)
+    return out
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_evaluate_nearest_centroid_reaches_95_percent(encoded):
+    code, output = cli("evaluate", str(encoded), "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["method"] == "centroid" and report["accuracy"] >= 0.95
+    assert report["train"] + report["test"] == 192 and report["test"] == 8 * 12  # stratified: half of each class
+    assert len(report["per_class"]) == 8 and all(v["support"] == 12 for v in report["per_class"].values())
+    code, text = cli("evaluate", str(encoded))
+    assert code == 0 and "accuracy" in text and "precision" in text and "Kiwi" in text
+
+
+def test_evaluate_with_spark_logistic_regression(encoded, spark):
+    from sparkyfruit.config import S3Settings
+    from sparkyfruit.evaluate import evaluate
+
+    report = evaluate(str(encoded), S3Settings(), method="logistic", spark=spark)
+    assert report.accuracy >= 0.95 and report.method == "logistic"
+
+
+def test_reduce_keeps_failed_rows_and_evaluates_on_pca_features(encoded, tmp_path, spark):
+    code, output = cli("reduce", str(encoded), "--output", str(tmp_path / "pca"), "--variance", "0.95")
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "pca" / "_sparkyfruit.json").read_text())
+    assert manifest["explained_variance"] >= 0.95 and 1 <= manifest["k"] < 256
+    assert manifest["source_manifest"]["model"] == "mobilenet" and manifest["counts"] == {"rows": 193, "ok": 192, "failed": 1}
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(tmp_path / "pca"), format="parquet").to_table().to_pylist()
+    assert len(table) == 193
+    broken = [row for row in table if row["path"].endswith("broken.jpg")]
+    assert broken[0]["pca_features"] is None and "cannot decode" in broken[0]["error"]
+    assert all(len(row["pca_features"]) == manifest["k"] for row in table if row["error"] is None)
+
+    from pyspark.ml.feature import PCAModel
+
+    model = PCAModel.load(str(tmp_path / "pca" / "_pca_model"))  # projects new images the same way
+    assert model.getK() == manifest["k"]
+
+    code, output = cli("evaluate", str(tmp_path / "pca"), "--json")
+    assert code == 0 and json.loads(output)["column"] == "pca_features" and json.loads(output)["accuracy"] >= 0.95
+
+    code, output = cli("reduce", str(encoded), "--output", str(tmp_path / "pca16"), "--k", "16")
+    assert code == 0, output
+    assert len(read_output_pca(tmp_path / "pca16")[0]) == 16
+
+
+def read_output_pca(path):
+    import pyarrow.dataset as ds
+
+    return [v for v in ds.dataset(str(path), format="parquet").to_table().column("pca_features").to_pylist() if v]
+
+
+def test_reduce_refuses_bad_requests(encoded, tmp_path):
+    code, output = cli("reduce", str(encoded), "--output", str(tmp_path / "p"))
+    assert code == 2 and "exactly one of --k N or --variance F" in output
+    code, output = cli("reduce", str(encoded), "--output", str(tmp_path / "p"), "--k", "999")
+    assert code == 2 and "more than the vectors' 256 dimensions" in output
+    code, output = cli("reduce", str(tmp_path), "--output", str(tmp_path / "p"), "--k", "2")
+    assert code == 1 and "not a finished encode output" in output
+
+
+def test_inspect_plot_writes_a_readable_png(encoded, tmp_path):
+    target = tmp_path / "figure.png"
+    code, output = cli("inspect", str(encoded), "--plot", str(target))
+    assert code == 0, output
+    assert target.stat().st_size > 30_000
+    with Image.open(target) as image:
+        assert image.size == (1600, 700)
+        colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
+    assert len(colours) > 50  # points, bars, text: not a blank canvas
+    code, output = cli("inspect", str(encoded), "--plot", str(tmp_path / "figure.jpg"))
+    assert code == 2 and "--plot writes a PNG" in output
+
+
+def test_config_show_reports_each_value_and_where_it_comes_from(tmp_path, monkeypatch):
+    settings = tmp_path / "run.toml"
+    settings.write_text('model = "resnet50"\nbatch_size = 16\ns3_endpoint = "http://user:pass@127.0.0.1:9000"\n')
+    monkeypatch.setenv("SPARKYFRUIT_BATCH_SIZE", "32")
+    code, output = cli("config", "show", "--config", str(settings), "--json")
+    assert code == 0, output
+    rows = {row["name"]: row for row in json.loads(output)}
+    assert rows["model"]["value"] == "resnet50" and rows["model"]["source"].startswith("file ")
+    assert rows["batch_size"]["value"] == "32" and rows["batch_size"]["source"] == "env SPARKYFRUIT_BATCH_SIZE"
+    assert rows["image_size"] == {**rows["image_size"], "value": 224, "source": "default"}
+    assert rows["s3_endpoint"]["value"] == "http://127.0.0.1:9000" and "pass" not in output
+    code, output = cli("config", "show", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "--config file not found" in output
+
