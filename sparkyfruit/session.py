@@ -149,7 +149,18 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(config).items()})
         if config.profile:
             options["spark.executorEnv.AWS_PROFILE"] = config.profile
+            options.update({f"spark.executorEnv.{name}": value for name, value in _profile_files_env().items()})
     return options
+
+
+def _profile_files_env() -> dict[str, str]:
+    """Where the profile's files are, for the JVM: boto3 and the v2 SDK read AWS_SHARED_CREDENTIALS_FILE,
+    the v1 SDK (Hadoop 3.3's S3A) reads AWS_CREDENTIAL_PROFILES_FILE for the same file."""
+    env = {name: os.environ[name] for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE") if name in os.environ}
+    if "AWS_SHARED_CREDENTIALS_FILE" in env:
+        env.setdefault("AWS_CREDENTIAL_PROFILES_FILE", os.environ.get("AWS_CREDENTIAL_PROFILES_FILE",
+                                                                      env["AWS_SHARED_CREDENTIALS_FILE"]))
+    return env
 
 
 def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
@@ -183,6 +194,7 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
 
     if config.profile:
         os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
+        os.environ.update(_profile_files_env())
     if shipped is not None:
         options["spark.archives"] = shipped.spark_archive
         # pyspark reads the executors' Python from this variable when the context starts

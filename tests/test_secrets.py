@@ -33,6 +33,9 @@ def spark_environment_while_running(process: subprocess.Popen, stderr_lines: lis
     assert ui, "".join(stderr_lines)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("the run ended before its Spark UI was read:\n" + "".join(stderr_lines)
+                                 + process.stderr.read())
         try:
             with urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=5) as response:
                 app_id = json.load(response)[0]["id"]
