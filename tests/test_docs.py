@@ -36,9 +36,18 @@ def test_every_help_is_complete_and_shows_an_example(command):
             assert name in result.output
 
 
-def test_shell_completion_script_for_the_installed_command():
+def test_shell_completion_of_the_installed_command():
+    """The script that `--install-completion` installs, and the answers it gets (bash protocol), without
+    depending on which shell runs the tests."""
     script = str(Path(sys.executable).with_name("sparkyfruit"))
-    result = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True, timeout=30,
-                            env={"PATH": "/usr/bin:/bin", "SHELL": "/bin/bash"})
-    assert result.returncode == 0, result.stderr
-    assert "_SPARKYFRUIT_COMPLETE=complete_bash" in result.stdout and "complete " in result.stdout
+
+    def run(**env):
+        return subprocess.run([script], capture_output=True, text=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin", **env})
+
+    source = run(_SPARKYFRUIT_COMPLETE="source_bash")
+    assert source.returncode == 0 and "complete -o default -F _sparkyfruit_completion sparkyfruit" in source.stdout
+    commands = run(_SPARKYFRUIT_COMPLETE="complete_bash", COMP_WORDS="sparkyfruit e", COMP_CWORD="1")
+    assert commands.stdout.split() == ["encode", "evaluate"]
+    options = run(_SPARKYFRUIT_COMPLETE="complete_bash", COMP_WORDS="sparkyfruit encode --mo", COMP_CWORD="2")
+    assert options.stdout.split() == ["--mode", "--model"]
