@@ -29,6 +29,10 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 S3_PANEL = "S3"
+# the S3 options of the commands that read outputs (inspect, reduce, evaluate): one definition, shared
+S3_ENDPOINT_OPTION = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL)
+S3_REGION_OPTION = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL)
+PROFILE_OPTION = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL)
 
 
 def _version(value: bool) -> None:
@@ -135,9 +139,9 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a figure (PNG): the vectors' 2-D PCA by "
                                                             "label, and images per label."),
-    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
-    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
-    profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
+    s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
+    s3_region: Optional[str] = S3_REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
 ) -> None:
     """Show what an output holds (rows, failures, labels, model) without starting Spark."""
     from sparkyfruit.inspection import inspect as run_inspect
@@ -182,9 +186,9 @@ def reduce(
     variance: Optional[float] = typer.Option(None, "--variance", help="Keep as many components as this share of "
                                                                       "the variance needs, e.g. 0.95."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an --output that has content."),
-    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
-    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
-    profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
+    s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
+    s3_region: Optional[str] = S3_REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
 ) -> None:
     """PCA (Spark ML) on the features column: fitted once, applied to every row (failed rows kept, null)."""
     from sparkyfruit.reduce import reduce as run_reduce
@@ -206,9 +210,9 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of the stratified split."),
     method: str = typer.Option("centroid", help="centroid (nearest class mean, no Spark) or logistic (Spark ML)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL.", rich_help_panel=S3_PANEL),
-    s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
-    profile: Optional[str] = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANEL),
+    s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
+    s3_region: Optional[str] = S3_REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
 ) -> None:
     """A linear probe on the vectors: accuracy, per-label precision/recall, and the confusions."""
     from sparkyfruit.evaluate import evaluate as run_evaluate
