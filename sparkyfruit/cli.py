@@ -101,6 +101,9 @@ def encode(
                                           rich_help_panel=S3_PANEL),
     spark_s3_scheme: Optional[str] = typer.Option(None, help="How Spark reaches S3: s3a (Hadoop S3A) or s3 (EMRFS, "
                                                              "on AWS EMR). [default: s3a]", rich_help_panel=S3_PANEL),
+    s3_committer: Optional[str] = typer.Option(None, help="How an S3 output is committed: magic (S3A magic committer, "
+                                                          "no renames) or file (renames). [default: magic]",
+                                               rich_help_panel=S3_PANEL),
 ) -> None:
     """Encode every image under --input into feature vectors in --output (Parquet + _sparkyfruit.json)."""
     from sparkyfruit.config import RunConfig
@@ -110,7 +113,7 @@ def encode(
             config, mode=mode, input=input, output=output, model=model, alpha=alpha, image_size=image_size,
             weights=weights, master=master, ship_env=ship_env, batch_size=batch_size, limit=limit, pattern=pattern,
             overwrite=overwrite, resume=resume, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
-            spark_s3_scheme=spark_s3_scheme,
+            spark_s3_scheme=spark_s3_scheme, s3_committer=s3_committer,
         )
         if settings.weights == "none" and not settings.quiet:
             err.print("[yellow]warning:[/] --weights none uses a random network: the vectors carry no meaning "

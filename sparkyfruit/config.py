@@ -118,6 +118,10 @@ class RunConfig(S3Settings):
     resume: bool = False
     """Add only the images not yet in a finished --output (same model, size and weights) as new Parquet
     files, then update its manifest. Run it again as the input grows."""
+    s3_committer: Literal["magic", "file"] = "magic"
+    """How Spark commits Parquet files to an S3 output through S3A: 'magic' (the S3A magic committer: files
+    appear only when the job commits, no copy-and-delete renames; pulls Spark's spark-hadoop-cloud module at
+    Spark's own version) or 'file' (Hadoop's rename-based committer: slow on S3, not atomic)."""
     quiet: bool = False
     """No progress bar and no summary, errors only."""
     ship_env: bool = False
@@ -280,6 +284,10 @@ class RunConfig(S3Settings):
         GETs and an s3:// weights file go through boto3, so a JVM without S3A starts faster for them."""
         touches_s3 = (self.mode == "df" and self.input_location.is_s3) or self.output_location.is_s3
         return touches_s3 and self.spark_s3_scheme == "s3a"
+
+    @property
+    def uses_magic_committer(self) -> bool:
+        return self.output_location.is_s3 and self.spark_s3_scheme == "s3a" and self.s3_committer == "magic"
 
     def redacted(self) -> dict[str, Any]:
         """The resolved settings, safe to print or store: no credentials ever live here, and an endpoint

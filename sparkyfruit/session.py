@@ -92,6 +92,50 @@ def s3a_packages(hadoop_version: str) -> str:
     return f"org.apache.hadoop:hadoop-aws:{hadoop_version}"
 
 
+def spark_build(home: Path | None = None) -> tuple[str, str]:
+    """(Scala binary version, Spark version) of the installed Spark, read from its spark-core jar's name."""
+    jars = home or spark_home()
+    for name in glob.glob(str(jars / "jars" / "spark-core_*.jar")):
+        match = re.search(r"spark-core_(\d+\.\d+)-(\d+\.\d+\.\d+[^/]*)\.jar$", name)
+        if match:
+            return match.group(1), match.group(2)
+    raise ConfigError(f"Cannot tell which Spark is installed at {jars} (no spark-core_*.jar in its jars/).",
+                      "Install pyspark from PyPI, or point SPARK_HOME at a Spark distribution.")
+
+
+def hadoop_cloud_package(home: Path | None = None) -> str:
+    """Spark's own module for cloud committers, at exactly Spark's version (it builds on Spark internals)."""
+    scala, version = spark_build(home)
+    return f"org.apache.spark:spark-hadoop-cloud_{scala}:{version}"
+
+
+# spark-hadoop-cloud also depends on connectors for GCS, Azure and others, and on Jackson and Jetty versions
+# that Spark already has: the magic committer needs only the module's own jar (plus hadoop-aws, pulled anyway)
+HADOOP_CLOUD_EXCLUDES = (
+    "org.apache.hadoop:hadoop-client-runtime", "org.apache.hadoop:hadoop-azure", "org.apache.hadoop:hadoop-huaweicloud",
+    "org.apache.hadoop:hadoop-cloud-storage", "com.google.cloud.bigdataoss:gcs-connector", "joda-time:joda-time",
+    "com.fasterxml.jackson.core:jackson-databind", "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.dataformat:jackson-dataformat-cbor", "org.apache.httpcomponents:httpclient",
+    "org.apache.httpcomponents:httpcore", "org.eclipse.jetty:jetty-util", "org.eclipse.jetty:jetty-util-ajax",
+    "com.squareup.okhttp3:okhttp", "com.squareup.okio:okio",
+)
+COMMIT_PROTOCOL = "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
+# Spark's Parquet writer insists on a ParquetOutputCommitter; this one hands the work to the S3A committer
+PARQUET_COMMITTER = "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter"
+
+
+def magic_committer_options() -> dict[str, str]:
+    """Parquet files written to s3a:// are uploaded as pending multipart uploads and completed only when the
+    job commits: no copy-and-delete "rename" of every file, and no partial files visible after a failure."""
+    return {
+        "spark.sql.sources.commitProtocolClass": COMMIT_PROTOCOL,
+        "spark.sql.parquet.output.committer.class": PARQUET_COMMITTER,
+        "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a": "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory",
+        "spark.hadoop.fs.s3a.committer.name": "magic",
+        "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
+    }
+
+
 def s3a_options(s3: S3Settings) -> dict[str, str]:
     """Hadoop S3A settings (without the `spark.hadoop.` prefix). No credentials: S3A's default provider chain
     reads env vars and instance roles; a named profile goes through the SDK's profile provider."""
@@ -150,6 +194,10 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         if config.profile:
             options["spark.executorEnv.AWS_PROFILE"] = config.profile
             options.update({f"spark.executorEnv.{name}": value for name, value in _profile_files_env().items()})
+    if config.uses_magic_committer:
+        options["spark.jars.packages"] += "," + hadoop_cloud_package()
+        options["spark.jars.excludes"] = ",".join(HADOOP_CLOUD_EXCLUDES)
+        options.update(magic_committer_options())
     return options
 
 
@@ -174,7 +222,7 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
     submitted = launched_by_spark_submit()
     if submitted:
         # spark-submit already started the JVM with its own --master, --packages and JVM options: those win
-        for key in ("spark.master", "spark.jars.packages", "spark.driver.extraJavaOptions"):
+        for key in ("spark.master", "spark.jars.packages", "spark.jars.excludes", "spark.driver.extraJavaOptions"):
             options.pop(key, None)
     if (active is not None or submitted) and shipped is not None:
         raise ConfigError(
@@ -190,6 +238,18 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
                 hadoop.set(key[len("spark.hadoop.") :], value)
             elif key.startswith("spark.sql."):
                 active.conf.set(key, value)
+        for key, ours in (("spark.sql.sources.commitProtocolClass", COMMIT_PROTOCOL),
+                          ("spark.sql.parquet.output.committer.class", PARQUET_COMMITTER)):
+            if key not in options and active.conf.get(key, None) == ours:
+                active.conf.unset(key)  # an earlier run's committer, not wanted by this one
+        if config.uses_magic_committer and not _jvm_has_class(active, COMMIT_PROTOCOL):
+            raise ConfigError(
+                f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
+                "Spark's spark-hadoop-cloud module, and the Spark session already running here has none.",
+                f"Start that session with spark.jars.packages={s3a_packages(bundled_hadoop_version())},"
+                f"{hadoop_cloud_package()} and spark.jars.excludes={','.join(HADOOP_CLOUD_EXCLUDES)}, "
+                "or pass --s3-committer file.",
+            )
         return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
 
     if config.profile:
@@ -211,12 +271,20 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         try:
             spark = _launch(options, archive, log_path)
         except Exception:
-            if archive is None:
+            if archive is None or _unresolved_packages(log_path):
                 raise
             archive.discard()  # a damaged or foreign archive must not keep Spark from starting
             archive = None
             spark = _launch(options, None, log_path)
     except Exception as exc:
+        unresolved = _unresolved_packages(log_path)
+        if config.uses_magic_committer and any("spark-hadoop-cloud" in name for name in unresolved):
+            raise ConfigError(
+                f"Spark could not fetch {hadoop_cloud_package()} (Maven: not found), the module the S3A magic "
+                f"committer needs to write --output {config.output_location.uri}.",
+                "Make it reachable (a Maven mirror: spark.jars.repositories or spark.jars.ivySettings in "
+                "spark-defaults.conf), or pass --s3-committer file to commit by renames (slower on S3, not atomic).",
+            ) from None
         raise SessionError(
             f"Spark did not start: {_first_line(exc)}. Last lines of its log ({log_path}):\n{_tail(log_path)}",
             "Check Java 17+ (JAVA_HOME), --master, and that Maven Central is reachable for the S3A jars.",
@@ -227,8 +295,14 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         spark.stop()
         raise ConfigError(
             "This run reads or writes S3 through S3A, and the spark-submit that started it has no S3A connector.",
-            f"Add --packages {s3a_packages(bundled_hadoop_version())} to spark-submit (on EMR: "
-            "--spark-s3-scheme s3 uses EMRFS instead).",
+            f"Add {spark_submit_flags(config)} to spark-submit (on EMR: --spark-s3-scheme s3 uses EMRFS instead).",
+        )
+    if submitted and config.uses_magic_committer and not _jvm_has_class(spark, COMMIT_PROTOCOL):
+        spark.stop()
+        raise ConfigError(
+            f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
+            "Spark's spark-hadoop-cloud module, and the spark-submit that started this run has none.",
+            f"Add {spark_submit_flags(config)} to spark-submit, or pass --s3-committer file.",
         )
     if shipped is not None:
         spark.sparkContext.addPyFile(str(shipped.code))
@@ -269,6 +343,23 @@ def start_tool_session(s3: S3Settings, app_name: str, uses_s3: bool) -> SessionH
     spark.sparkContext.setLogLevel("WARN")
     _keep_jars_off_python_path(spark.sparkContext)
     return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path)
+
+
+def spark_submit_flags(config: RunConfig) -> str:
+    """The spark-submit flags that bring the jars this run needs."""
+    flags = f"--packages {s3a_packages(bundled_hadoop_version())}"
+    if config.uses_magic_committer:
+        flags += f",{hadoop_cloud_package()} --exclude-packages {','.join(HADOOP_CLOUD_EXCLUDES)}"
+    return flags
+
+
+def _unresolved_packages(log_path: Path) -> list[str]:
+    """The Maven modules Spark's Ivy could not resolve, from the driver log ("group#artifact;version")."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return re.findall(r"unresolved dependency: ([^:\s]+#[^;\s]+;[^:\s]+): not found", text)
 
 
 def launched_by_spark_submit() -> bool:

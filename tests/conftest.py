@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,29 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "images"  # byte-for-byte copy of ../shared/data/fruits-360-sample (192 images)
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 MASTER = "local[2]"
+
+
+@functools.lru_cache(maxsize=1)
+def s3_committer_here() -> tuple[str, str]:
+    """The committer the tests write S3 outputs with, and why: 'magic' needs Spark's spark-hadoop-cloud
+    module at Spark's exact version, and the Maven Central served to this machine lacks some versions
+    (e.g. 4.3.0 on 2026-11-26); there the tests use 'file' and say so in pytest's header."""
+    from sparkyfruit.session import hadoop_cloud_package
+
+    group, artifact, version = hadoop_cloud_package().split(":")
+    url = f"https://repo1.maven.org/maven2/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.pom"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=20):
+            return "magic", f"{artifact}:{version} is on Maven Central"
+    except urllib.error.HTTPError as exc:
+        return "file", f"{artifact}:{version} is not served by Maven Central here (HTTP {exc.code} for {url})"
+    except OSError as exc:
+        return "file", f"Maven Central is not reachable for {artifact}:{version} ({exc})"
+
+
+def pytest_report_header(config):
+    committer, why = s3_committer_here()
+    return f"S3 outputs are committed with --s3-committer {committer}: {why}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,9 +96,10 @@ def spark(s3_server, tmp_path_factory):
     from sparkyfruit.config import RunConfig
     from sparkyfruit.session import start_session
 
+    # an S3 output: the session gets S3A and, where Maven serves it, the magic committer's module
     config = RunConfig(
-        input="s3://fixture/in", output=str(tmp_path_factory.mktemp("unused")), master=MASTER,
-        s3_endpoint=s3_server.endpoint, jvm_class_cache=False,
+        input="s3://fixture/in", output="s3://fixture/out", master=MASTER, s3_endpoint=s3_server.endpoint,
+        jvm_class_cache=False, s3_committer=s3_committer_here()[0],
     )
     handle = start_session(config)
     yield handle.spark
@@ -83,7 +110,8 @@ def run_config(**overrides):
     """Settings for the real-weights model used throughout the tests (MobileNet v1 0.25, 256-d)."""
     from sparkyfruit.config import RunConfig
 
-    settings = dict(model="mobilenet", alpha=0.25, weights=str(WEIGHTS), master=MASTER, quiet=True)
+    settings = dict(model="mobilenet", alpha=0.25, weights=str(WEIGHTS), master=MASTER, quiet=True,
+                    s3_committer=s3_committer_here()[0])
     settings.update(overrides)
     return RunConfig(**settings)
 

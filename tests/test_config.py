@@ -2,7 +2,7 @@ import pytest
 
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
-from sparkyfruit.session import bundled_hadoop_version, s3a_options, spark_options
+from sparkyfruit.session import bundled_hadoop_version, hadoop_cloud_package, s3a_options, spark_build, spark_options
 
 
 @pytest.fixture
@@ -115,3 +115,35 @@ def test_keys_mode_pulls_s3a_only_for_an_s3_output(tmp_path):
     assert "spark.jars.packages" not in spark_options(to_folder)
     to_s3 = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", mode="keys")
     assert "spark.jars.packages" in spark_options(to_s3)
+
+
+def test_the_committer_module_matches_the_installed_spark(tmp_path):
+    import pyspark
+
+    scala, version = spark_build()
+    assert version == pyspark.__version__ and scala in ("2.12", "2.13")
+    assert hadoop_cloud_package() == f"org.apache.spark:spark-hadoop-cloud_{scala}:{version}"
+    (tmp_path / "jars").mkdir()
+    (tmp_path / "jars" / "spark-core_2.13-4.1.2.jar").write_bytes(b"")
+    assert hadoop_cloud_package(tmp_path) == "org.apache.spark:spark-hadoop-cloud_2.13:4.1.2"
+    with pytest.raises(ConfigError, match="Cannot tell which Spark"):
+        spark_build(tmp_path / "jars")
+
+
+def test_only_an_s3a_output_uses_the_magic_committer(images, tmp_path):
+    def committer_settings(**settings) -> dict[str, str]:
+        options = spark_options(RunConfig.load(input="s3://bucket/in", **settings))
+        return {key: value for key, value in options.items() if "commit" in key or key.startswith("spark.jars.")}
+
+    magic = committer_settings(output="s3://bucket/out")
+    assert magic["spark.jars.packages"].split(",") == [f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}",
+                                                       hadoop_cloud_package()]
+    assert magic["spark.sql.sources.commitProtocolClass"] == "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
+    assert magic["spark.sql.parquet.output.committer.class"].endswith("BindingParquetOutputCommitter")
+    assert magic["spark.hadoop.fs.s3a.committer.name"] == "magic"
+    assert "com.google.cloud.bigdataoss:gcs-connector" in magic["spark.jars.excludes"].split(",")
+
+    renames = committer_settings(output="s3://bucket/out", s3_committer="file")
+    assert renames == {"spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}"}
+    assert committer_settings(output=str(tmp_path / "o")) == {"spark.jars.packages": renames["spark.jars.packages"]}
+    assert committer_settings(output="s3://bucket/out", spark_s3_scheme="s3") == {}  # EMRFS commits its own way

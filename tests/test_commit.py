@@ -1,0 +1,93 @@
+"""S3 outputs are committed by the S3A magic committer (Spark's spark-hadoop-cloud module at Spark's own
+version): the `_SUCCESS` it writes is its JSON report, naming the committer and every file it committed.
+Where Maven cannot serve that module, the run stops with one line naming it and the way out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sparkyfruit
+from devtools import local_s3
+from tests.conftest import SAMPLE, WEIGHTS, run_config, s3_committer_here
+
+pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
+CLASSES = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[:2]
+
+
+def committer_report(client, bucket: str, prefix: str) -> dict:
+    return json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/_SUCCESS")["Body"].read())
+
+
+def parquet_keys(client, bucket: str, prefix: str) -> set[str]:
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", [])
+    return {entry["Key"] for entry in listed if entry["Key"].endswith(".parquet")}
+
+
+@pytest.mark.parametrize("mode", ["df", "keys"])
+def test_an_s3_output_is_committed_by_the_magic_committer_also_on_resume(spark, s3, tmp_path, mode):
+    committer, why = s3_committer_here()
+    if committer != "magic":
+        pytest.skip(f"the magic committer cannot be used here: {why}")
+    client = local_s3.client(s3.endpoint)
+    client.create_bucket(Bucket="features")
+    images = tmp_path / "images"
+    shutil.copytree(SAMPLE / CLASSES[0], images / CLASSES[0])
+    settings = dict(mode=mode, input=str(images), output="s3://features/run", s3_endpoint=s3.endpoint)
+
+    first = sparkyfruit.encode(run_config(**settings))
+    report = committer_report(client, "features", "run")
+    assert report["committer"] == "magic", report
+    first_files = parquet_keys(client, "features", "run")
+    assert first_files and {name.lstrip("/") for name in report["filenames"]} == first_files
+    assert first.rows == 24 and first.manifest["config"]["s3_committer"] == "magic"
+
+    shutil.copytree(SAMPLE / CLASSES[1], images / CLASSES[1])
+    resumed = sparkyfruit.encode(run_config(**settings, resume=True))
+    assert (resumed.added, resumed.rows, resumed.failed) == (24, 48, 0)
+    report = committer_report(client, "features", "run")
+    added_files = parquet_keys(client, "features", "run") - first_files
+    assert report["committer"] == "magic" and {name.lstrip("/") for name in report["filenames"]} == added_files
+    everything = client.list_objects_v2(Bucket="features", Prefix="run/")["Contents"]
+    assert not [entry["Key"] for entry in everything if "__magic" in entry["Key"]]  # its staging area is gone
+    summary = sparkyfruit.inspect("s3://features/run", s3=run_config(**settings).s3_only())
+    assert (summary.rows, summary.ok) == (48, 48)
+    assert summary.labels == {CLASSES[0]: 24, CLASSES[1]: 24}
+
+
+def test_a_committer_module_maven_cannot_serve_stops_with_the_way_out(s3, tmp_path):
+    committer, why = s3_committer_here()
+    if committer == "magic":
+        pytest.skip(f"Maven serves the module here ({why}), so there is no failure to show")
+    local_s3.client(s3.endpoint).create_bucket(Bucket="features")
+    env = {**os.environ, "COLUMNS": "300", "SPARKYFRUIT_MASTER": "local[2]", "TMPDIR": str(tmp_path)}
+    env.pop("SPARKYFRUIT_S3_COMMITTER", None)
+    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    result = subprocess.run(
+        [script, "encode", "--input", str(SAMPLE), "--output", "s3://features/run", "--model", "mobilenet",
+         "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "4"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and output.count("error:") == 1, output
+    from sparkyfruit.session import hadoop_cloud_package
+
+    assert f"Spark could not fetch {hadoop_cloud_package()}" in output
+    assert "--s3-committer file" in output
+    # nothing was written, so the same command with the rename committer goes through
+    assert "Contents" not in local_s3.client(s3.endpoint).list_objects_v2(Bucket="features")
+    renamed = subprocess.run(
+        [script, "encode", "--input", str(SAMPLE), "--output", "s3://features/run", "--model", "mobilenet",
+         "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "4",
+         "--s3-committer", "file"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert renamed.returncode == 0, renamed.stderr[-3000:]
+    assert "done: 4 images, 4 ok" in renamed.stdout
