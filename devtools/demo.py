@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from devtools import local_s3
+from devtools.maven import s3_committer_here
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "examples" / "images"
@@ -39,7 +40,10 @@ def main() -> int:
         common = ["--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
                   "--s3-endpoint", server.endpoint, "--input", "s3://fruits/Training"]
         run("encode", "--mode", "keys", *common, "--output", str(OUT / "keys"))
-        run("encode", "--mode", "df", *common, "--output", "s3://fruits/features-df")
+        committer, why = s3_committer_here()
+        if committer != "magic":
+            print(f"\nS3 output without the S3A magic committer: {why}")
+        run("encode", "--mode", "df", *common, "--output", "s3://fruits/features-df", "--s3-committer", committer)
         run("inspect", str(OUT / "keys"))
         run("inspect", "s3://fruits/features-df", "--s3-endpoint", server.endpoint)
         print(f"\ndemo finished in {time.monotonic() - started:.1f} s; keys-mode output in {OUT / 'keys'}")

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from devtools import local_s3
+from devtools.maven import s3_committer_here
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "images"  # byte-for-byte copy of ../shared/data/fruits-360-sample (192 images)
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 MASTER = "local[2]"
-
-
-@functools.lru_cache(maxsize=1)
-def s3_committer_here() -> tuple[str, str]:
-    """The committer the tests write S3 outputs with, and why: 'magic' needs Spark's spark-hadoop-cloud
-    module at Spark's exact version, and the Maven Central served to this machine lacks some versions
-    (e.g. 4.3.0 on 2026-11-26); there the tests use 'file' and say so in pytest's header."""
-    from sparkyfruit.session import hadoop_cloud_package
-
-    group, artifact, version = hadoop_cloud_package().split(":")
-    url = f"https://repo1.maven.org/maven2/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.pom"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=20):
-            return "magic", f"{artifact}:{version} is on Maven Central"
-    except urllib.error.HTTPError as exc:
-        return "file", f"{artifact}:{version} is not served by Maven Central here (HTTP {exc.code} for {url})"
-    except OSError as exc:
-        return "file", f"Maven Central is not reachable for {artifact}:{version} ({exc})"
 
 
 def pytest_report_header(config):

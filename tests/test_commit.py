@@ -15,7 +15,8 @@ import pytest
 
 import sparkyfruit
 from devtools import local_s3
-from tests.conftest import SAMPLE, WEIGHTS, run_config, s3_committer_here
+from devtools.maven import s3_committer_here
+from tests.conftest import SAMPLE, WEIGHTS, run_config
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 CLASSES = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[:2]
