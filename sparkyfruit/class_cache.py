@@ -7,11 +7,15 @@ the same Java, Spark and packages maps it.
 
 A truncated archive crashes the JVM, so the JVM records into a temporary file that is renamed into
 place only after the JVM has exited cleanly.
+
+Also kept here: the jars Ivy resolved for `spark.jars.packages` (S3A and its AWS SDK bundle), so that a
+later local run can put them on the driver's class path instead of resolving them again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -103,3 +107,30 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _resolved_jars_file(packages: str) -> Path:
+    return cache_dir() / f"resolved-jars-{hashlib.sha256(packages.encode()).hexdigest()[:20]}.json"
+
+
+def remembered_jars(packages: str) -> list[str] | None:
+    """The local jars an earlier run's Ivy resolved for these packages, if every one is still there."""
+    try:
+        jars = json.loads(_resolved_jars_file(packages).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not jars or not all(isinstance(jar, str) and Path(jar).is_file() for jar in jars):
+        return None
+    return jars
+
+
+def remember_jars(packages: str, jars: list[str]) -> None:
+    """Written whole or not at all: a half-written list would fail the JVM's start on the next run."""
+    target = _resolved_jars_file(packages)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        partial.write_text(json.dumps(jars), encoding="utf-8")
+        os.replace(partial, target)
+    except OSError:
+        pass  # only a later run's speed depends on it

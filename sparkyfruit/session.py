@@ -12,8 +12,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from sparkyfruit.class_cache import ClassArchive, class_archive
+from sparkyfruit.class_cache import ClassArchive, class_archive, remember_jars, remembered_jars
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.errors import ConfigError, SparkyfruitError
 from sparkyfruit.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
@@ -264,8 +265,22 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         # our packages (a venv that is not activated); this interpreter has them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    use_archive = config.jvm_class_cache and not submitted
-    archive = class_archive(spark_home(), options.get("spark.jars.packages")) if use_archive else None
+    use_caches = config.jvm_class_cache and not submitted
+    packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
+    jars_on_class_path = use_caches and "spark.jars.packages" in options and config.master.startswith("local") \
+        and not _defaults_set_driver_class_path()
+    on_class_path = remembered_jars(packages) if jars_on_class_path else None
+    if on_class_path is not None:
+        # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no
+        # copy into the application's file folder at the first task (686 MB for the AWS SDK v2 bundle);
+        # measured: 10-image df run from S3 12.5-12.7 s -> 9.6-9.9 s
+        options.pop("spark.jars.packages")
+        options.pop("spark.jars.excludes", None)
+        options["spark.driver.extraClassPath"] = os.pathsep.join(on_class_path)
+    identity = ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in on_class_path or [])])
+    # a run that resolves the packages is the last to use them: its class archive would never be mapped
+    resolving = jars_on_class_path and on_class_path is None
+    archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
     log_path = _new_log_path()
     try:
         try:
@@ -291,6 +306,10 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         ) from None
     spark.sparkContext.setLogLevel("WARN")
     _keep_jars_off_python_path(spark.sparkContext)
+    if resolving:
+        resolved = _local_jars(spark.sparkContext.getConf().get("spark.jars", ""))
+        if resolved:
+            remember_jars(packages, resolved)
     if submitted and config.needs_s3a and not _jvm_has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
         spark.stop()
         raise ConfigError(
@@ -360,6 +379,26 @@ def _unresolved_packages(log_path: Path) -> list[str]:
     except OSError:
         return []
     return re.findall(r"unresolved dependency: ([^:\s]+#[^;\s]+;[^:\s]+): not found", text)
+
+
+def _local_jars(spark_jars: str) -> list[str]:
+    """Local paths of the jars in a `spark.jars` value (spark-submit puts the resolved packages there)."""
+    paths = []
+    for entry in filter(None, spark_jars.split(",")):
+        parts = urlsplit(entry)
+        if parts.scheme in ("", "file") and not parts.netloc:
+            paths.append(unquote(parts.path) if parts.scheme else entry)
+    return paths
+
+
+def _defaults_set_driver_class_path() -> bool:
+    """Whether spark-defaults.conf sets the driver's class path: ours would replace it, so keep packages."""
+    folder = Path(os.environ["SPARK_CONF_DIR"]) if os.environ.get("SPARK_CONF_DIR") else spark_home() / "conf"
+    try:
+        text = (folder / "spark-defaults.conf").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.split(None, 1)[0:1] == ["spark.driver.extraClassPath"] for line in text.splitlines())
 
 
 def launched_by_spark_submit() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,70 @@ def test_first_run_records_the_archive_and_the_next_run_maps_it(tmp_path):
     assert "done: 8 images, 8 ok" in third.stdout
     assert not archive.exists()  # discarded: the next run records a fresh one
     assert not list(tmp_path.glob("hs_err_pid*.log"))  # the crash report went beside the driver log
+
+
+def test_resolved_jars_are_remembered_whole_and_forgotten_when_one_is_gone(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    jars = [tmp_path / "hadoop-aws.jar", tmp_path / "bundle.jar"]
+    for jar in jars:
+        jar.write_bytes(b"jar")
+    assert class_cache.remembered_jars("org.apache.hadoop:hadoop-aws:3.5.0;") is None
+    class_cache.remember_jars("org.apache.hadoop:hadoop-aws:3.5.0;", [str(jar) for jar in jars])
+    assert class_cache.remembered_jars("org.apache.hadoop:hadoop-aws:3.5.0;") == [str(jar) for jar in jars]
+    assert class_cache.remembered_jars("org.apache.hadoop:hadoop-aws:3.4.1;") is None  # other packages
+    assert not list((tmp_path / "cache" / "sparkyfruit").glob(".*"))  # no partial file left behind
+    jars[1].unlink()
+    assert class_cache.remembered_jars("org.apache.hadoop:hadoop-aws:3.5.0;") is None
+
+
+def test_the_jar_list_comes_from_spark_jars_and_spark_defaults_keep_their_class_path(tmp_path, monkeypatch):
+    from sparkyfruit.session import _defaults_set_driver_class_path, _local_jars
+
+    assert _local_jars("file:///root/.ivy2.5.2/jars/a%20b.jar,/opt/x.jar,spark://host:1/jars/c.jar,,"
+                       "hdfs://nn/d.jar") == ["/root/.ivy2.5.2/jars/a b.jar", "/opt/x.jar"]
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert not _defaults_set_driver_class_path()
+    (tmp_path / "spark-defaults.conf").write_text("spark.driver.memory 4g\n# spark.driver.extraClassPath /x\n")
+    assert not _defaults_set_driver_class_path()
+    (tmp_path / "spark-defaults.conf").write_text("spark.driver.extraClassPath   /opt/jdbc.jar\n")
+    assert _defaults_set_driver_class_path()
+
+
+@pytest.mark.s3
+@pytest.mark.spark
+@pytest.mark.slow
+def test_later_local_runs_put_the_resolved_s3a_jars_on_the_driver_class_path(s3, tmp_path):
+    """The first run resolves S3A through Ivy and remembers the jars; the next one starts the driver JVM
+    with them on its class path (the Spark UI lists them as "System Classpath", no spark.jars.packages)."""
+    from devtools import local_s3
+    from tests.test_secrets import spark_environment_while_running
+
+    local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
+    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    env = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def command(output: str) -> list[str]:
+        return [script, "encode", "--input", "s3://fruit/Training", "--output", str(tmp_path / output), "--model",
+                "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS), "--limit", "4", "--master", "local[2]",
+                "--s3-endpoint", s3.endpoint]
+
+    first = subprocess.run(command("first"), capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    remembered = list((tmp_path / "cache" / "sparkyfruit").glob("resolved-jars-*.json"))
+    assert len(remembered) == 1 and "hadoop-aws" in remembered[0].read_text()
+
+    process = subprocess.Popen(command("second"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=tmp_path)
+    stderr_lines: list[str] = []
+    try:
+        environment = json.loads(spark_environment_while_running(process, stderr_lines))
+        stdout, rest = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, ("".join(stderr_lines) + rest)[-3000:]
+    assert "done: 4 images, 4 ok" in stdout
+    system = [path for path, source in environment["classpathEntries"] if source == "System Classpath"]
+    assert any("hadoop-aws" in path for path in system), system
+    assert "spark.jars.packages" not in dict(environment["sparkProperties"])
