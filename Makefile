@@ -32,7 +32,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
 
-# side by side in one run: raw model limit, both modes, the notebook baseline (about 18 minutes)
+# side by side in one run: raw model limit, both modes, the notebook baseline (about 32 minutes)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.featurize $(BENCH_ARGS)
