@@ -1,5 +1,5 @@
 # Quick start: `make demo` and `make test`. Both create .venv and install what they need.
-# `make test PYSPARK=3.5` runs the suite against pyspark 3.5.x in its own .venv-pyspark3.5.
+# `make test PYSPARK=3.5.8` runs the suite against pyspark 3.5.8 in its own .venv-pyspark3.5.8.
 PYTHON ?= python3
 PYSPARK ?=
 ifeq ($(PYSPARK),)
