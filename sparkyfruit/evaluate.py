@@ -112,7 +112,11 @@ def evaluate(output: str, s3: S3Settings, *, test_fraction: float = 0.5, seed: i
     if method == "centroid":
         predicted = nearest_centroid(vectors[train], train_y, vectors[test])
     else:
-        predicted = _with_spark(spark, lambda session: logistic_regression(vectors[train], train_y, vectors[test], session))
+        from sparkyfruit.session import tool_session
+
+        # the vectors come from the driver: the session never touches S3
+        with tool_session(S3Settings(), "sparkyfruit-evaluate", False, spark) as session:
+            predicted = logistic_regression(vectors[train], train_y, vectors[test], session)
     accuracy = sum(p == t for p, t in zip(predicted, test_y)) / len(test_y)
     per_class = {}
     for label in sorted(set(labels)):
@@ -129,17 +133,3 @@ def evaluate(output: str, s3: S3Settings, *, test_fraction: float = 0.5, seed: i
     return Evaluation(storage.parse_location(output).uri, column, method, len(train), len(test), accuracy,
                       per_class, confusions)
 
-
-def _with_spark(spark, work):
-    from pyspark.sql import SparkSession
-
-    if spark is not None or (spark := SparkSession.getActiveSession()) is not None:
-        return work(spark)
-    from sparkyfruit.config import S3Settings
-    from sparkyfruit.session import start_tool_session
-
-    handle = start_tool_session(S3Settings(), "sparkyfruit-evaluate", uses_s3=False)  # vectors come from the driver
-    try:
-        return work(handle.spark)
-    finally:
-        handle.stop()

@@ -59,9 +59,10 @@ def reduce(source: str, output: str, s3: S3Settings, *, k: int | None = None, va
     dim = int(source_manifest["dim"])
     if k is not None and k > dim:
         raise ConfigError(f"--k {k} is more than the vectors' {dim} dimensions.", f"Choose --k at most {dim}.")
-    uses_s3 = source_location.is_s3 or target.is_s3
-    return _with_session(spark, s3, uses_s3, lambda session: _fit_and_write(
-        session, source_location, target, s3, source_manifest, dim, k, variance))
+    from sparkyfruit.session import tool_session
+
+    with tool_session(s3, "sparkyfruit-reduce", source_location.is_s3 or target.is_s3, spark) as session:
+        return _fit_and_write(session, source_location, target, s3, source_manifest, dim, k, variance)
 
 
 def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance) -> Reduction:
@@ -70,7 +71,7 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
     from pyspark.sql import functions as F
 
     started = time.monotonic()
-    scheme = getattr(s3, "spark_s3_scheme", "s3a")
+    scheme = s3.spark_s3_scheme
     rows = spark.read.parquet(source.spark_uri(scheme))
     vectors = rows.where(F.col("features").isNotNull()).select(array_to_vector("features").alias("vector")).cache()
     usable = vectors.count()
@@ -114,16 +115,3 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
     storage.write_text(target.child(sink.MANIFEST_NAME), json.dumps(manifest, indent=2), s3)
     return Reduction(target.uri, k, kept, written, dim, duration)
 
-
-def _with_session(spark, s3: S3Settings, uses_s3: bool, work):
-    from pyspark.sql import SparkSession
-
-    if spark is not None or (spark := SparkSession.getActiveSession()) is not None:
-        return work(spark)
-    from sparkyfruit.session import start_tool_session
-
-    handle = start_tool_session(s3, "sparkyfruit-reduce", uses_s3)
-    try:
-        return work(handle.spark)
-    finally:
-        handle.stop()

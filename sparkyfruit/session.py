@@ -4,7 +4,6 @@ Arrow batch size, quiet logs. Credentials are never set here: S3A's provider cha
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import sys
@@ -72,20 +71,28 @@ def spark_home() -> Path:
     return Path(_find_spark_home())
 
 
+def _versions_in_jar_names(home: Path | None, pattern: str) -> tuple[str, ...] | None:
+    """The groups of `pattern` in the first matching jar name of a Spark's jars/ folder (no JVM needed)."""
+    jars = (home or spark_home()) / "jars"
+    for name in sorted(os.listdir(jars)) if jars.is_dir() else []:
+        match = re.fullmatch(pattern, name)
+        if match:
+            return match.groups()
+    return None
+
+
 def bundled_hadoop_version(home: Path | None = None) -> str:
-    """The Hadoop version inside the installed Spark, read from its jar names (no JVM needed).
+    """The Hadoop version inside the installed Spark, read from its jar names.
 
     hadoop-aws must match it exactly: S3A is compiled against one Hadoop release.
     """
-    jars = home or spark_home()
-    for name in sorted(glob.glob(str(jars / "jars" / "hadoop-client-api-*.jar")) + glob.glob(str(jars / "jars" / "hadoop-common-*.jar"))):
-        match = re.search(r"hadoop-(?:client-api|common)-(\d+\.\d+\.\d+)\.jar$", name)
-        if match:
-            return match.group(1)
-    raise ConfigError(
-        f"Cannot tell which Hadoop the Spark at {jars} bundles (no hadoop-client-api-*.jar in its jars/).",
-        "Install pyspark from PyPI, or point SPARK_HOME at a Spark built with Hadoop 3.",
-    )
+    found = _versions_in_jar_names(home, r"hadoop-(?:client-api|common)-(\d+\.\d+\.\d+)\.jar")
+    if found is None:
+        raise ConfigError(
+            f"Cannot tell which Hadoop the Spark at {home or spark_home()} bundles (no hadoop-client-api-*.jar in its "
+            "jars/).", "Install pyspark from PyPI, or point SPARK_HOME at a Spark built with Hadoop 3.",
+        )
+    return found[0]
 
 
 def s3a_packages(hadoop_version: str) -> str:
@@ -95,13 +102,11 @@ def s3a_packages(hadoop_version: str) -> str:
 
 def spark_build(home: Path | None = None) -> tuple[str, str]:
     """(Scala binary version, Spark version) of the installed Spark, read from its spark-core jar's name."""
-    jars = home or spark_home()
-    for name in glob.glob(str(jars / "jars" / "spark-core_*.jar")):
-        match = re.search(r"spark-core_(\d+\.\d+)-(\d+\.\d+\.\d+[^/]*)\.jar$", name)
-        if match:
-            return match.group(1), match.group(2)
-    raise ConfigError(f"Cannot tell which Spark is installed at {jars} (no spark-core_*.jar in its jars/).",
-                      "Install pyspark from PyPI, or point SPARK_HOME at a Spark distribution.")
+    found = _versions_in_jar_names(home, r"spark-core_(\d+\.\d+)-(\d+\.\d+\.\d+.*)\.jar")
+    if found is None:
+        raise ConfigError(f"Cannot tell which Spark is installed at {home or spark_home()} (no spark-core_*.jar in "
+                          "its jars/).", "Install pyspark from PyPI, or point SPARK_HOME at a Spark distribution.")
+    return found[0], found[1]
 
 
 def hadoop_cloud_package(home: Path | None = None) -> str:
@@ -233,25 +238,7 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
             "(see docs/cluster.md), and leave --ship-env off.",
         )
     if active is not None:
-        hadoop = active.sparkContext._jsc.hadoopConfiguration()
-        for key, value in options.items():  # only these can change at run time; the rest is fixed at start
-            if key.startswith("spark.hadoop."):
-                hadoop.set(key[len("spark.hadoop.") :], value)
-            elif key.startswith("spark.sql."):
-                active.conf.set(key, value)
-        for key, ours in (("spark.sql.sources.commitProtocolClass", COMMIT_PROTOCOL),
-                          ("spark.sql.parquet.output.committer.class", PARQUET_COMMITTER)):
-            if key not in options and active.conf.get(key, None) == ours:
-                active.conf.unset(key)  # an earlier run's committer, not wanted by this one
-        if config.uses_magic_committer and not _jvm_has_class(active, COMMIT_PROTOCOL):
-            raise ConfigError(
-                f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
-                "Spark's spark-hadoop-cloud module, and the Spark session already running here has none.",
-                f"Start that session with spark.jars.packages={s3a_packages(bundled_hadoop_version())},"
-                f"{hadoop_cloud_package()} and spark.jars.excludes={','.join(HADOOP_CLOUD_EXCLUDES)}, "
-                "or pass --s3-committer file.",
-            )
-        return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
+        return _join(active, options, config)
 
     if config.profile:
         os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
@@ -267,19 +254,19 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     use_caches = config.jvm_class_cache and not submitted
     packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
-    jars_on_class_path = use_caches and "spark.jars.packages" in options and config.master.startswith("local") \
-        and not _defaults_set_driver_class_path()
-    on_class_path = remembered_jars(packages) if jars_on_class_path else None
-    if on_class_path is not None:
-        # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no
-        # copy into the application's file folder at the first task (686 MB for the AWS SDK v2 bundle);
-        # measured: 10-image df run from S3 12.5-12.7 s -> 9.7-10.1 s
-        options.pop("spark.jars.packages")
-        options.pop("spark.jars.excludes", None)
-        options["spark.driver.extraClassPath"] = os.pathsep.join(on_class_path)
-    identity = ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in on_class_path or [])])
-    # a run that resolves the packages is the last to use them: its class archive would never be mapped
-    resolving = jars_on_class_path and on_class_path is None
+    identity, resolving = packages, False
+    if use_caches and _may_put_packages_on_class_path(options, config):
+        jars = remembered_jars(packages)
+        if jars is None:
+            resolving = True  # the last run to use the packages: a class archive of it would never be mapped
+        else:
+            # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no
+            # copy into the application's file folder at the first task (686 MB for the AWS SDK v2 bundle);
+            # measured: 10-image df run from S3 12.5-12.7 s -> 9.7-10.1 s
+            for key in ("spark.jars.packages", "spark.jars.excludes"):
+                options.pop(key, None)
+            options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
+            identity = ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in jars)])
     archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
     log_path = _new_log_path()
     try:
@@ -318,14 +305,45 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         )
     if submitted and config.uses_magic_committer and not _jvm_has_class(spark, COMMIT_PROTOCOL):
         spark.stop()
-        raise ConfigError(
-            f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
-            "Spark's spark-hadoop-cloud module, and the spark-submit that started this run has none.",
-            f"Add {spark_submit_flags(config)} to spark-submit, or pass --s3-committer file.",
-        )
+        raise _no_committer_module(config, "the spark-submit that started this run",
+                                   f"Add {spark_submit_flags(config)} to spark-submit")
     if shipped is not None:
         spark.sparkContext.addPyFile(str(shipped.code))
     return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
+
+
+def _join(active, options: dict[str, str], config: RunConfig) -> SessionHandle:
+    """Use a session this run did not start: set what can change at run time, check what cannot."""
+    hadoop = active.sparkContext._jsc.hadoopConfiguration()
+    for key, value in options.items():  # only these can change at run time; the rest is fixed at start
+        if key.startswith("spark.hadoop."):
+            hadoop.set(key[len("spark.hadoop.") :], value)
+        elif key.startswith("spark.sql."):
+            active.conf.set(key, value)
+    for key, ours in (("spark.sql.sources.commitProtocolClass", COMMIT_PROTOCOL),
+                      ("spark.sql.parquet.output.committer.class", PARQUET_COMMITTER)):
+        if key not in options and active.conf.get(key, None) == ours:
+            active.conf.unset(key)  # an earlier run's committer, not wanted by this one
+    if config.uses_magic_committer and not _jvm_has_class(active, COMMIT_PROTOCOL):
+        raise _no_committer_module(
+            config, "the Spark session already running here",
+            f"Start that session with spark.jars.packages={s3a_packages(bundled_hadoop_version())},"
+            f"{hadoop_cloud_package()} and spark.jars.excludes={','.join(HADOOP_CLOUD_EXCLUDES)}",
+        )
+    return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
+
+
+def _no_committer_module(config: RunConfig, started_by: str, fix: str) -> ConfigError:
+    return ConfigError(
+        f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
+        f"Spark's spark-hadoop-cloud module, and {started_by} has none.", f"{fix}, or pass --s3-committer file.",
+    )
+
+
+def _may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
+    """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
+    return "spark.jars.packages" in options and config.master.startswith("local") \
+        and not _defaults_set_driver_class_path()
 
 
 def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path):
@@ -339,6 +357,22 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
         builder = builder.config(key, value)
     with _stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
         return builder.getOrCreate()
+
+
+@contextlib.contextmanager
+def tool_session(s3: S3Settings, app_name: str, uses_s3: bool, spark=None):
+    """The SparkSession for a command that post-processes an output: the given or the active one (left
+    running), else a local one started for the command and stopped after it."""
+    from pyspark.sql import SparkSession
+
+    if spark is not None or (spark := SparkSession.getActiveSession()) is not None:
+        yield spark
+        return
+    handle = start_tool_session(s3, app_name, uses_s3)
+    try:
+        yield handle.spark
+    finally:
+        handle.stop()
 
 
 def start_tool_session(s3: S3Settings, app_name: str, uses_s3: bool) -> SessionHandle:
