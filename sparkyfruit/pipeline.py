@@ -113,6 +113,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             counts = _run_job(lambda: sink.write(features, config, source.listed, rows_before=len(done)))
 
         duration = time.monotonic() - started
+        added = counts["rows"] - len(done) if previous is not None else None
         manifest = sink.build_manifest(
             config, counts, spark_version=handle.spark.version, weights_sha256=weights_sha256,
             duration_seconds=duration,
@@ -120,12 +121,12 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         if previous is not None:
             manifest["created_at"] = previous["created_at"]
             manifest["resumes"] = previous.get("resumes", 0) + 1
-            manifest["added_by_last_resume"] = counts["rows"] - len(done)
+            manifest["added_by_last_resume"] = added
         sink.write_manifest(config, manifest)
         return RunResult(
             output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
             failed=counts["failed"], dim=manifest["dim"], duration_seconds=duration, ui_url=handle.ui_url,
-            manifest=manifest, added=counts["rows"] - len(done) if previous is not None else None,
+            manifest=manifest, added=added,
         )
     finally:
         if show and handle.class_archive is not None and handle.class_archive.recording is not None:

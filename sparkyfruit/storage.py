@@ -232,12 +232,13 @@ def list_images(location: Location, pattern: str, s3: S3Settings, limit: int | N
 
 
 def list_image_objects(location: Location, pattern: str, s3: S3Settings,
-                       limit: int | None = None) -> list[tuple[str, int, str | None]]:
-    """`list_images` with each object's size and ETag (None for local files), from the same listing: keys
-    mode's GETs need no HEAD, and an object replaced after the listing is noticed (If-Match)."""
+                       limit: int | None = None) -> list[tuple[str, int | None, str | None]]:
+    """`list_images` with each S3 object's size and ETag from the same listing (None, None for local files:
+    nothing uses them there, and a stat per file would cost on big folders): keys mode's GETs need no
+    HEAD, and an object replaced after the listing is noticed (If-Match)."""
     regex = compile_pattern(pattern)
     found = _iter_s3_keys(location, regex, s3) if location.is_s3 else _iter_local_files(location, regex)
-    images: list[tuple[str, int, str | None]] = []
+    images: list[tuple[str, int | None, str | None]] = []
     for image in found:
         images.append(image)
         if limit is not None and location.is_s3 and len(images) >= limit:
@@ -265,13 +266,12 @@ def _iter_s3_keys(location: Location, regex: re.Pattern[str], s3: S3Settings) ->
         raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
 
 
-def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, int, None]]:
+def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, None, None]]:
     for root, dirs, files in os.walk(location.path):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
         for name in files:
             if not _hidden(name) and regex.fullmatch(name):
-                path = os.path.join(root, name)
-                yield "file://" + path, os.path.getsize(path), None
+                yield "file://" + os.path.join(root, name), None, None
 
 
 def s3_downloads(s3: S3Settings):

@@ -19,7 +19,7 @@ from sparkyfruit.sources import Source, no_images_error
 ROWS_PER_PARTITION = 2048
 
 
-def list_keys(config: RunConfig) -> list[tuple[str, int, str | None]]:
+def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
     """(URI, size, ETag) of the images to encode, listed on the driver (no Spark needed)."""
     images = storage.list_image_objects(config.input_location, config.file_pattern, config, config.limit)
     if not images:
@@ -27,7 +27,7 @@ def list_keys(config: RunConfig) -> list[tuple[str, int, str | None]]:
     return images
 
 
-def read_images(spark, config: RunConfig, images: list[tuple[str, int, str | None]]) -> Source:
+def read_images(spark, config: RunConfig, images: list[tuple[str, int | None, str | None]]) -> Source:
     slices = min(len(images), max(spark.sparkContext.defaultParallelism, math.ceil(len(images) / ROWS_PER_PARTITION)))
     rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri), size, etag) for uri, size, etag in images],
                                           slices)
