@@ -12,7 +12,7 @@ import pytest
 
 from sparkyfruit import class_cache
 from sparkyfruit.session import spark_home
-from tests.conftest import SAMPLE, WEIGHTS
+from tests.conftest import SAMPLE, WEIGHTS, spark_environment_while_running
 
 
 def fake_jdk(root: Path, base_archive: bool) -> Path:
@@ -144,7 +144,6 @@ def test_later_local_runs_put_the_resolved_s3a_jars_on_the_driver_class_path(s3,
     """The first run resolves S3A through Ivy and remembers the jars; the next one starts the driver JVM
     with them on its class path (the Spark UI lists them as "System Classpath", no spark.jars.packages)."""
     from devtools import local_s3
-    from tests.test_secrets import spark_environment_while_running
 
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
     script = str(Path(sys.executable).with_name("sparkyfruit"))

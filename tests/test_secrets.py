@@ -3,47 +3,20 @@ manifest, `inspect`, nor the Spark UI's environment page while the application r
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from devtools import local_s3
-from tests.conftest import SAMPLE, WEIGHTS
+from tests.conftest import SAMPLE, WEIGHTS, spark_environment_while_running
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
 ACCESS_KEY = "AKIASPARKYFRUITTEST1"
 SECRET_KEY = "sparkyfruit/never-print-this/Secret+Key0123456789"
-
-
-def spark_environment_while_running(process: subprocess.Popen, stderr_lines: list[str]) -> str:
-    """Read stderr until the Spark UI link appears, then fetch the running application's environment."""
-    ui = None
-    for line in process.stderr:
-        stderr_lines.append(line)
-        if line.startswith("Spark UI: "):
-            ui = line.split(" ", 2)[2].strip()
-            break
-    assert ui, "".join(stderr_lines)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError("the run ended before its Spark UI was read:\n" + "".join(stderr_lines)
-                                 + process.stderr.read())
-        try:
-            with urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=5) as response:
-                app_id = json.load(response)[0]["id"]
-            with urllib.request.urlopen(f"{ui}/api/v1/applications/{app_id}/environment", timeout=5) as response:
-                return response.read().decode()
-        except (OSError, IndexError, KeyError):
-            time.sleep(0.2)
-    raise AssertionError("the Spark UI did not answer while the run was going")
 
 
 @pytest.mark.parametrize("mode, how", [("keys", "env"), ("df", "env"), ("df", "profile")])
