@@ -129,7 +129,7 @@ class RunConfig(S3Settings):
     Python from it. Off: the executors' own Python must have sparkyfruit installed."""
     jvm_class_cache: bool = True
     """Keep start-up caches in ~/.cache/sparkyfruit: an archive of the driver JVM's classes (AppCDS, ~200 MB,
-    recorded as the first run's JVM exits; about 3 s faster from then on) and, on a local master, the S3A jars
+    recorded as the first run's JVM exits; about 4 s faster from then on) and, on a local master, the S3A jars
     Ivy resolved, put on the driver's class path by later runs (no resolution, no 686 MB copy per run)."""
 
     @classmethod
