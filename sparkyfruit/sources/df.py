@@ -13,7 +13,6 @@ from sparkyfruit.sources import Source, no_images_error
 def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Source:
     """`only`: canonical URIs to read (--resume's new images) instead of everything under --input."""
     from pyspark.errors import AnalysisException
-    from pyspark.sql import functions as F
 
     location = config.input_location
     reader = (
