@@ -45,6 +45,10 @@ class S3Server:
                 self.process.wait(timeout=10)
 
 
+class ServerExited(RuntimeError):
+    """moto's server stopped before it answered (most often: its port was taken meanwhile)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,8 +58,20 @@ def free_port() -> int:
 def start(port: int | None = None, log_path: str | os.PathLike | None = None, timeout: float = 30,
           authenticate_after: int | None = None) -> S3Server:
     """Start moto's server on 127.0.0.1 and wait until it answers. `authenticate_after=N`: after N requests
-    the server checks credentials against its IAM users, as AWS does (moto's INITIAL_NO_AUTH_ACTION_COUNT)."""
-    port = port or free_port()
+    the server checks credentials against its IAM users, as AWS does (moto's INITIAL_NO_AUTH_ACTION_COUNT).
+
+    Without a `port`, a free one is picked; it is free only until another process binds it, so when moto
+    exits at start-up (address in use) it is started again on another port, up to 3 times."""
+    attempts = 1 if port else 3
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_on(port or free_port(), log_path, timeout, authenticate_after)
+        except ServerExited:
+            if attempt == attempts:
+                raise
+
+
+def _start_on(port: int, log_path, timeout: float, authenticate_after: int | None) -> S3Server:
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     env = dict(os.environ)
     if authenticate_after is not None:
@@ -68,7 +84,7 @@ def start(port: int | None = None, log_path: str | os.PathLike | None = None, ti
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto server exited with code {process.returncode} (log: {log_path})")
+            raise ServerExited(f"moto server on port {port} exited with code {process.returncode} (log: {log_path})")
         try:
             urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1).read()
             return server

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,7 +13,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools.local_s3 import free_port
+
+# Spark logs both through Utils.startServiceOnPort / Master.onStart, in 3.5 and 4.x alike.
+MASTER_URL_LINE = re.compile(r"Starting Spark master at (spark://\S+)")
+MASTER_UI_LINE = re.compile(r"Successfully started service 'MasterUI' on port (\d+)")
 
 
 @dataclass
@@ -39,13 +43,17 @@ class StandaloneCluster:
 
 
 def start(folder: Path, workers: int = 2, cores: int = 1, memory: str = "2g", timeout: float = 90) -> StandaloneCluster:
-    """Start a master and `workers` workers; wait until every worker has registered."""
+    """Start a master and `workers` workers; wait until every worker has registered.
+
+    The master binds ports it picks itself (port 0) and we read them from its log: a port chosen here and
+    handed over would be free only until someone else binds it (a worker's own RPC port once took the UI
+    port we had chosen, and we then polled the worker)."""
     from sparkyfruit.session import spark_home
 
     spark_class = str(spark_home() / "bin" / "spark-class")
-    port, ui_port = free_port(), free_port()
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
-    cluster = StandaloneCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}")
+    cluster = StandaloneCluster("", "")
+    deadline = time.monotonic() + timeout
 
     def launch(name: str, *args: str) -> None:
         log = open(folder / f"{name}.log", "ab")
@@ -53,24 +61,38 @@ def start(folder: Path, workers: int = 2, cores: int = 1, memory: str = "2g", ti
             [spark_class, *args], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         ))
 
+    def check_alive() -> None:
+        if any(process.poll() is not None for process in cluster.processes):
+            raise RuntimeError(f"a Spark daemon exited early; logs in {folder}")
+
     try:
-        launch("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-               "--webui-port", str(ui_port))
+        master_log = folder / "master.log"
+        earlier_runs = master_log.stat().st_size if master_log.exists() else 0
+        launch("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", "0",
+               "--webui-port", "0")
+        while not (cluster.master_url and cluster.ui_url):
+            check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the master did not report its ports within {timeout} s; log: {master_log}")
+            time.sleep(0.2)
+            text = master_log.read_bytes()[earlier_runs:].decode(errors="replace")
+            if found := MASTER_URL_LINE.search(text):
+                cluster.master_url = found.group(1)
+            if found := MASTER_UI_LINE.search(text):
+                cluster.ui_url = f"http://127.0.0.1:{found.group(1)}"
         for index in range(workers):
             work = folder / f"worker-{index}"
             work.mkdir(parents=True, exist_ok=True)
             launch(f"worker-{index}", "org.apache.spark.deploy.worker.Worker", cluster.master_url,
                    "--host", "127.0.0.1", "--cores", str(cores), "--memory", memory, "--webui-port", "0",
                    "--work-dir", str(work))
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if cluster.alive_workers() == workers:
                     return cluster
             except OSError:
                 pass
-            if any(process.poll() is not None for process in cluster.processes):
-                raise RuntimeError(f"a Spark daemon exited early; logs in {folder}")
+            check_alive()
             time.sleep(0.5)
         raise RuntimeError(f"{workers} workers did not register within {timeout} s; logs in {folder}")
     except BaseException:

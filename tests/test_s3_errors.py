@@ -4,6 +4,7 @@ check, exit code 1, in seconds (a quick LIST runs before Spark starts), never a 
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import boto3
@@ -37,9 +38,12 @@ def assert_one_clear_line(code: int, output: str, seconds: float, *expected: str
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_closed_port(tmp_path, mode):
-    endpoint = f"http://127.0.0.1:{local_s3.free_port()}"
-    code, output, seconds = encode_cli("--mode", mode, "--input", "s3://fruit/Training", "--output",
-                                       str(tmp_path / "o"), "--s3-endpoint", endpoint)
+    # Bound and never listening: connections are refused, and no other process can take the port meanwhile.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        code, output, seconds = encode_cli("--mode", mode, "--input", "s3://fruit/Training", "--output",
+                                           str(tmp_path / "o"), "--s3-endpoint", endpoint)
     assert_one_clear_line(code, output, seconds, f"Could not connect to {endpoint}", "bucket 'fruit'",
                           "Check --s3-endpoint")
 
