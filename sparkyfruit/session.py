@@ -152,7 +152,7 @@ def s3a_options(s3: S3Settings) -> dict[str, str]:
         "fs.s3a.connection.timeout": f"{int(s3.s3_read_timeout * 1000)}",
         # Hadoop 3.4.3+ reads through the "analytics" stream by default, which fails a file on the first GET
         # whose body is cut short (tests/test_faults.py); the classic stream re-opens and retries the read
-        # under fs.s3a.retry.*, and was no slower (benchmarks/s3a_stream.py).
+        # under fs.s3a.retry.*, at about the same speed (benchmarks/s3a_stream.py).
         # Hadoop before 3.4.3 has only the classic stream and ignores the key.
         "fs.s3a.input.stream.type": "classic",
     }
