@@ -16,7 +16,6 @@ from tests.conftest import SAMPLE, read_output, run_config
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
 
-
 def by_name(rows: dict) -> dict:
     """Outputs from different buckets compared by the key after the bucket."""
     return {path.split("/", 3)[3]: value for path, value in rows.items()}
