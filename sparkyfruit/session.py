@@ -199,17 +199,29 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         "spark.sql.files.openCostInBytes": str(16 * 1024),
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
     }
+    packages, excludes = required_packages(config)
+    if packages:
+        options["spark.jars.packages"] = ",".join(packages)
+    if excludes:
+        options["spark.jars.excludes"] = ",".join(excludes)
     if config.needs_s3a:
-        options["spark.jars.packages"] = s3a_packages(bundled_hadoop_version())
         options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(config).items()})
         if config.profile:
             options["spark.executorEnv.AWS_PROFILE"] = config.profile
             options.update({f"spark.executorEnv.{name}": value for name, value in _profile_files_env().items()})
     if config.uses_magic_committer:
-        options["spark.jars.packages"] += "," + hadoop_cloud_package()
-        options["spark.jars.excludes"] = ",".join(HADOOP_CLOUD_EXCLUDES)
         options.update(magic_committer_options())
     return options
+
+
+def required_packages(config: RunConfig) -> tuple[list[str], tuple[str, ...]]:
+    """The Maven packages this run adds to Spark, and the dependencies of theirs to leave out: S3A at Spark's
+    Hadoop version, and for the magic committer Spark's spark-hadoop-cloud module."""
+    if not config.needs_s3a:
+        return [], ()
+    if config.uses_magic_committer:
+        return [s3a_packages(bundled_hadoop_version()), hadoop_cloud_package()], HADOOP_CLOUD_EXCLUDES
+    return [s3a_packages(bundled_hadoop_version())], ()
 
 
 def _profile_files_env() -> dict[str, str]:
@@ -330,10 +342,11 @@ def _join(active, options: dict[str, str], config: RunConfig) -> SessionHandle:
         if key not in options and active.conf.get(key, None) == ours:
             active.conf.unset(key)  # an earlier run's committer, not wanted by this one
     if config.uses_magic_committer and not _jvm_has_class(active, COMMIT_PROTOCOL):
+        packages, excludes = required_packages(config)
         raise _no_committer_module(
             config, "the Spark session already running here",
-            f"Start that session with spark.jars.packages={s3a_packages(bundled_hadoop_version())},"
-            f"{hadoop_cloud_package()} and spark.jars.excludes={','.join(HADOOP_CLOUD_EXCLUDES)}",
+            f"Start that session with spark.jars.packages={','.join(packages)} and "
+            f"spark.jars.excludes={','.join(excludes)}",
         )
     return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
 
@@ -405,10 +418,9 @@ def start_tool_session(s3: S3Settings, app_name: str, uses_s3: bool) -> SessionH
 
 def spark_submit_flags(config: RunConfig) -> str:
     """The spark-submit flags that bring the jars this run needs."""
-    flags = f"--packages {s3a_packages(bundled_hadoop_version())}"
-    if config.uses_magic_committer:
-        flags += f",{hadoop_cloud_package()} --exclude-packages {','.join(HADOOP_CLOUD_EXCLUDES)}"
-    return flags
+    packages, excludes = required_packages(config)
+    flags = f"--packages {','.join(packages)}"
+    return f"{flags} --exclude-packages {','.join(excludes)}" if excludes else flags
 
 
 def _unresolved_packages(log_path: Path) -> list[str]:

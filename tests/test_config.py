@@ -2,7 +2,8 @@ import pytest
 
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
-from sparkyfruit.session import bundled_hadoop_version, hadoop_cloud_package, s3a_options, spark_build, spark_options
+from sparkyfruit.session import (bundled_hadoop_version, hadoop_cloud_package, s3a_options, s3a_packages, spark_build,
+                                 spark_options, spark_submit_flags)
 
 
 @pytest.fixture
@@ -126,8 +127,10 @@ def test_the_committer_module_matches_the_installed_spark(tmp_path):
     (tmp_path / "jars").mkdir()
     (tmp_path / "jars" / "spark-core_2.13-4.1.2.jar").write_bytes(b"")
     assert hadoop_cloud_package(tmp_path) == "org.apache.spark:spark-hadoop-cloud_2.13:4.1.2"
+    (tmp_path / "jars" / "spark-core_2.13-4.1.2.jar").unlink()
+    (tmp_path / "jars" / "spark-sql_2.13-4.1.2.jar").write_bytes(b"")
     with pytest.raises(ConfigError, match="Cannot tell which Spark"):
-        spark_build(tmp_path / "jars")
+        spark_build(tmp_path)
 
 
 def test_only_an_s3a_output_uses_the_magic_committer(images, tmp_path):
@@ -147,3 +150,13 @@ def test_only_an_s3a_output_uses_the_magic_committer(images, tmp_path):
     assert renames == {"spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}"}
     assert committer_settings(output=str(tmp_path / "o")) == {"spark.jars.packages": renames["spark.jars.packages"]}
     assert committer_settings(output="s3://bucket/out", spark_s3_scheme="s3") == {}  # EMRFS commits its own way
+
+
+def test_spark_submit_flags_name_the_jars_a_local_start_pulls():
+    magic = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out")
+    options = spark_options(magic)
+    assert spark_submit_flags(magic) == (f"--packages {options['spark.jars.packages']} "
+                                         f"--exclude-packages {options['spark.jars.excludes']}")
+    assert hadoop_cloud_package() in options["spark.jars.packages"]
+    renames = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", s3_committer="file")
+    assert spark_submit_flags(renames) == f"--packages {s3a_packages(bundled_hadoop_version())}"
