@@ -198,17 +198,17 @@ class Bench:
         report["cold_start_10_images_s"] = cold
         if not args.skip_memory:
             size = args.sizes[-1]
-            report["peak_rss_mb_by_n"], raw = {}, next(
-                r["steady_ips"] for r in report["rows"] if r["name"] == "raw model limit" and r["size"] == size)
+            report["peak_rss_mb_by_n"] = {}
+            raw = next(r["steady_ips"] for r in report["rows"] if r["name"] == "raw model limit" and r["size"] == size)
             for mode in ("df", "keys"):
                 runs = {count: self.sparkyfruit(mode, size, count, None, "memory") for count in args.memory_sizes}
                 report["peak_rss_mb_by_n"][f"{mode} (folder, {size} px)"] = {
                     count: result["peak_rss_mb"] for count, result in runs.items()}
                 # At 100 px N = 4,000 runs only ~4 s longer than N = 1,000, close to the run-to-run noise of
                 # start-up; the memory runs' wider span (2,000 -> 8,000) gives a steadier figure for free.
-                (small, t_small), (large, t_large) = min(runs.items()), max(runs.items())
-                report["rows"].append(row(f"sparkyfruit {mode} (folder, N {small:,} -> {large:,})", size, large, small,
-                                          t_small, t_large, raw, None))
+                (fewest, t_fewest), (most, t_most) = min(runs.items()), max(runs.items())
+                report["rows"].append(row(f"sparkyfruit {mode} (folder, N {fewest:,} -> {most:,})", size, most, fewest,
+                                          t_fewest, t_most, raw, None))
         return report
 
 

@@ -70,11 +70,9 @@ def test_a_committer_module_maven_cannot_serve_stops_with_the_way_out(s3, tmp_pa
     env = {**os.environ, "COLUMNS": "300", "SPARKYFRUIT_MASTER": "local[2]", "TMPDIR": str(tmp_path)}
     env.pop("SPARKYFRUIT_S3_COMMITTER", None)
     script = str(Path(sys.executable).with_name("sparkyfruit"))
-    result = subprocess.run(
-        [script, "encode", "--input", str(SAMPLE), "--output", "s3://features/run", "--model", "mobilenet",
-         "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "4"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    encode = [script, "encode", "--input", str(SAMPLE), "--output", "s3://features/run", "--model", "mobilenet",
+              "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "4"]
+    result = subprocess.run(encode, capture_output=True, text=True, env=env, timeout=300)
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 2, output[-3000:]
     assert "Traceback" not in output and output.count("error:") == 1, output
@@ -84,11 +82,6 @@ def test_a_committer_module_maven_cannot_serve_stops_with_the_way_out(s3, tmp_pa
     assert "--s3-committer file" in output
     # nothing was written, so the same command with the rename committer goes through
     assert "Contents" not in local_s3.client(s3.endpoint).list_objects_v2(Bucket="features")
-    renamed = subprocess.run(
-        [script, "encode", "--input", str(SAMPLE), "--output", "s3://features/run", "--model", "mobilenet",
-         "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "4",
-         "--s3-committer", "file"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    renamed = subprocess.run([*encode, "--s3-committer", "file"], capture_output=True, text=True, env=env, timeout=300)
     assert renamed.returncode == 0, renamed.stderr[-3000:]
     assert "done: 4 images, 4 ok" in renamed.stdout
