@@ -6,13 +6,15 @@ Used by the test fixtures and by `make demo`. Always stop it with `stop()` (kill
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from devtools.server_log import log_size, wait_for_line
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "sparkyfruit-test-key",
@@ -45,53 +47,43 @@ class S3Server:
                 self.process.wait(timeout=10)
 
 
-class ServerExited(RuntimeError):
-    """moto's server stopped before it answered (most often: its port was taken meanwhile)."""
+# what moto's server (werkzeug) prints once it listens; it binds a port of its own choosing (-p 0)
+LISTENING_LINE = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(port: int | None = None, log_path: str | os.PathLike | None = None, timeout: float = 30,
-          authenticate_after: int | None = None) -> S3Server:
+def start(log_path: str | os.PathLike, timeout: float = 30, authenticate_after: int | None = None) -> S3Server:
     """Start moto's server on 127.0.0.1 and wait until it answers. `authenticate_after=N`: after N requests
     the server checks credentials against its IAM users, as AWS does (moto's INITIAL_NO_AUTH_ACTION_COUNT).
-
-    Without a `port`, a free one is picked; it is free only until another process binds it, so when moto
-    exits at start-up (address in use) it is started again on another port, up to 3 times."""
-    attempts = 1 if port else 3
-    for attempt in range(1, attempts + 1):
-        try:
-            return _start_on(port or free_port(), log_path, timeout, authenticate_after)
-        except ServerExited:
-            if attempt == attempts:
-                raise
-
-
-def _start_on(port: int, log_path, timeout: float, authenticate_after: int | None) -> S3Server:
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    The port is the one moto binds and reports in its log."""
+    log_path = Path(log_path)
+    since = log_size(log_path)
     env = dict(os.environ)
     if authenticate_after is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(authenticate_after)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    server = S3Server(process, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def check_alive() -> None:
         if process.poll() is not None:
-            raise ServerExited(f"moto server on port {port} exited with code {process.returncode} (log: {log_path})")
-        try:
-            urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1).read()
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"moto server did not answer on {server.endpoint} within {timeout} s")
+            raise RuntimeError(f"moto server exited with code {process.returncode} (log: {log_path})")
+
+    deadline = time.monotonic() + timeout
+    try:
+        port = wait_for_line(log_path, since, LISTENING_LINE, check_alive, deadline).group(1)
+        server = S3Server(process, f"http://127.0.0.1:{port}")
+        while True:
+            check_alive()
+            try:
+                urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1).read()
+                return server
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not answer on {server.endpoint} within {timeout} s") from None
+                time.sleep(0.2)
+    except BaseException:
+        S3Server(process, "").stop()
+        raise
 
 
 def client(endpoint: str):

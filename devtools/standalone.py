@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.server_log import log_size, wait_for_line
+
 
 # Spark logs both through Utils.startServiceOnPort / Master.onStart, in 3.5 and 4.x alike.
 MASTER_URL_LINE = re.compile(r"Starting Spark master at (spark://\S+)")
@@ -67,19 +69,12 @@ def start(folder: Path, workers: int = 2, cores: int = 1, memory: str = "2g", ti
 
     try:
         master_log = folder / "master.log"
-        earlier_runs = master_log.stat().st_size if master_log.exists() else 0
+        since = log_size(master_log)
         launch("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", "0",
                "--webui-port", "0")
-        while not (cluster.master_url and cluster.ui_url):
-            check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the master did not report its ports within {timeout} s; log: {master_log}")
-            time.sleep(0.2)
-            text = master_log.read_bytes()[earlier_runs:].decode(errors="replace")
-            if found := MASTER_URL_LINE.search(text):
-                cluster.master_url = found.group(1)
-            if found := MASTER_UI_LINE.search(text):
-                cluster.ui_url = f"http://127.0.0.1:{found.group(1)}"
+        cluster.master_url = wait_for_line(master_log, since, MASTER_URL_LINE, check_alive, deadline).group(1)
+        ui_port = wait_for_line(master_log, since, MASTER_UI_LINE, check_alive, deadline).group(1)
+        cluster.ui_url = f"http://127.0.0.1:{ui_port}"
         for index in range(workers):
             work = folder / f"worker-{index}"
             work.mkdir(parents=True, exist_ok=True)
