@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sparkyfruit import storage
+from sparkyfruit import output_format, storage
 from sparkyfruit.config import S3Settings
 from sparkyfruit.errors import ConfigError, NotAnOutputError
 
@@ -37,15 +37,9 @@ class Evaluation:
 
 def load_vectors(output: str, s3: S3Settings) -> tuple[list[str], list[str], np.ndarray, str]:
     """(paths, labels, vectors, column) of the rows that have a vector, sorted by path."""
-    from sparkyfruit.inspection import open_dataset
-
     location = storage.parse_location(output, "OUTPUT")
-    dataset = open_dataset(location, s3)
-    names = dataset.schema.names
-    column = "pca_features" if "pca_features" in names else "features" if "features" in names else None
-    if column is None or "label" not in names:
-        raise NotAnOutputError(f"{location.uri} has no features column: not a sparkyfruit output.",
-                               "Give the --output of `sparkyfruit encode` or `sparkyfruit reduce`.")
+    column = output_format.vector_column(output_format.finished_manifest(location, s3))
+    dataset = output_format.open_dataset(location, s3)
     table = dataset.to_table(columns=["path", "label", column])
     rows = sorted((p, l, v) for p, l, v in zip(*(table.column(c).to_pylist() for c in ["path", "label", column]))
                   if v is not None and l is not None)

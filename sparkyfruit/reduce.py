@@ -8,11 +8,11 @@ source output's manifest.
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import time
 from dataclasses import dataclass
 
-from sparkyfruit import sink, storage
+from sparkyfruit import output_format, storage
 from sparkyfruit.config import S3Settings
 from sparkyfruit.errors import ConfigError, NotAnOutputError
 
@@ -47,15 +47,13 @@ def reduce(source: str, output: str, s3: S3Settings, *, k: int | None = None, va
         raise ConfigError(f"--k must be at least 1; got {k}.", "E.g. --k 50.")
     if variance is not None and not 0 < variance <= 1:
         raise ConfigError(f"--variance must be in (0, 1]; got {variance}.", "E.g. --variance 0.95.")
-    source_location = storage.parse_location(source, "INPUT_OUTPUT")
+    source_location = storage.parse_location(source, "OUTPUT")
     target = storage.parse_location(output, "--output")
-    source_manifest = sink.read_manifest(source_location, s3)
-    if source_manifest is None:
-        raise NotAnOutputError(f"{source_location.uri} has no {sink.MANIFEST_NAME}: not a finished encode output.",
-                               "Give the --output of a finished `sparkyfruit encode` run.")
-    if not overwrite and storage.has_content(target, s3):
-        raise ConfigError(f"--output {target.uri} already has content; nothing was touched.",
-                          "Pass --overwrite to replace it, or choose another --output.")
+    source_manifest = output_format.finished_manifest(source_location, s3)
+    if source_manifest.get("format") != output_format.ENCODE_FORMAT:
+        raise NotAnOutputError(f"{source_location.uri} is a reduce output; reduce works on an encode output.",
+                               f"Give the output it was reduced from: {source_manifest.get('source')}.")
+    output_format.check_writable(target, s3, overwrite=overwrite)
     dim = int(source_manifest["dim"])
     if k is not None and k > dim:
         raise ConfigError(f"--k {k} is more than the vectors' {dim} dimensions.", f"Choose --k at most {dim}.")
@@ -97,8 +95,8 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
     written = spark.read.parquet(uri).count()
     duration = time.monotonic() - started
     manifest = {
-        "format": "sparkyfruit-reduce/1",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "format": output_format.REDUCE_FORMAT,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": source.uri,
         "method": "pca",
         "k": k,
@@ -112,6 +110,6 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
         "duration_seconds": round(duration, 3),
         "source_manifest": source_manifest,
     }
-    storage.write_text(target.child(sink.MANIFEST_NAME), json.dumps(manifest, indent=2), s3)
+    output_format.write_manifest(target, manifest, s3)
     return Reduction(target.uri, k, kept, written, dim, duration)
 
