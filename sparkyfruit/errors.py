@@ -54,3 +54,9 @@ def failure_summary(exc: BaseException) -> str:
     if file and file.group(1) not in summary:
         summary += f" (while reading {file.group(1)})"
     return summary
+
+
+class InterruptedRun(SparkyfruitError):
+    """The user stopped the run (Ctrl-C, SIGINT)."""
+
+    exit_code = 130

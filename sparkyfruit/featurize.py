@@ -21,6 +21,8 @@ import numpy as np
 from sparkyfruit.models import ModelSpec, build_model
 
 OUTPUT_SCHEMA = "path string, label string, features array<float>, error string"
+# the one text for a 0-byte image, whichever source found it
+EMPTY_FILE_ERROR = "cannot decode image: empty file (0 bytes)"
 
 # A ModelSpec's weights value with this prefix names a file shipped to executors by SparkContext.addFile.
 SPARK_FILES_PREFIX = "sparkfiles:"
@@ -106,7 +108,7 @@ def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
         if errors[row] is not None:
             continue  # the source could not read it; keep its reason
         if not content:
-            errors[row] = "cannot decode image: empty file"
+            errors[row] = EMPTY_FILE_ERROR
             continue
         try:
             pixels[len(decoded)] = decode_image(content, size)
@@ -119,10 +121,11 @@ def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
     return {"errors": errors, "decoded_rows": decoded, "vectors": vectors}
 
 
-def featurize_partition(spec: ModelSpec, fetch=None) -> callable:
-    """The function given to `DataFrame.mapInArrow`. It closes over the spec and the source's `fetch` (which
-    turns (path, label) batches into (path, label, content, error) in this same worker); builds nothing
-    until a task calls it."""
+def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
+    """The function given to `DataFrame.mapInArrow`. It closes over the spec, the source's `fetch` (which
+    turns (path, label) batches into (path, label, content, error) in this same worker) and `counter`, a
+    Spark accumulator that counts the rows done for the progress bar. It builds nothing until a task
+    calls it."""
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
@@ -139,6 +142,8 @@ def featurize_partition(spec: ModelSpec, fetch=None) -> callable:
                 [paths, labels, _features_array(batch.num_rows, result), pa.array(result["errors"], pa.string())],
                 names=["path", "label", "features", "error"],
             )
+            if counter is not None:
+                counter.add(batch.num_rows)
             _crash_once_if_asked()
 
     return run

@@ -1,4 +1,8 @@
-"""A rich progress bar of finished/total Spark tasks, fed by SparkStatusTracker from a background thread."""
+"""A rich progress bar of the images a run has encoded, with images/s and the time left.
+
+The Python workers add the rows of every batch they finish to a Spark accumulator; Spark merges a task's
+additions into the driver's value when the task ends, and a background thread here shows that value.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,64 @@ import threading
 import uuid
 
 
-class SparkProgress:
-    """Use as a context manager around the Spark actions of one run; jobs are tagged with a job group."""
+def images_column():
+    """A rich column with the task's speed in images/s (rich's own speed columns count bytes)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
 
-    def __init__(self, spark_context, description: str, console=None, enabled: bool = True, interval: float = 0.5):
+    class ImagesPerSecond(ProgressColumn):
+        def render(self, task) -> Text:
+            # rich's recent-speed estimate while it has one, else the average so far
+            speed = task.speed or (task.completed / task.elapsed if task.completed and task.elapsed else None)
+            return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+
+    return ImagesPerSecond()
+
+
+class SparkProgress:
+    """Use as a context manager around the Spark actions of one run; jobs are tagged with a job group
+    (`group`), which the Spark UI shows and which a Ctrl-C cancels.
+
+    Parameters
+    ----------
+    spark_context: the run's SparkContext.
+    description: what the bar says, and the job group's description in the Spark UI.
+    total: the images this run encodes.
+    console: a rich Console (stderr); `enabled=False` draws nothing (but still counts).
+
+    `counter` is the accumulator to hand to the workers (`featurize_partition(..., counter=...)`), and
+    `done` the images encoded so far, as far as the driver knows.
+    """
+
+    def __init__(self, spark_context, description: str, total: int, console=None, enabled: bool = True,
+                 interval: float = 0.5):
         self.context = spark_context
         self.description = description
+        self.total = total
         self.console = console
         self.enabled = enabled
         self.interval = interval
         self.group = f"sparkyfruit-{uuid.uuid4().hex[:8]}"
-        self.stages: dict[int, tuple[int, int]] = {}
+        self.counter = spark_context.accumulator(0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def done(self) -> int:
+        # a retried task (a worker that died) adds its rows again: never report more than there are
+        return min(int(self.counter.value), self.total)
 
     def __enter__(self) -> SparkProgress:
         self.context.setJobGroup(self.group, self.description)
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
-                TimeElapsedColumn(), console=self.console, transient=False,
+                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                TextColumn("images"), images_column(), TimeRemainingColumn(), TextColumn("left"),
+                console=self.console, transient=False,
             )
-            self._task = self._progress.add_task(self.description, total=None)
+            self._task = self._progress.add_task(self.description, total=self.total)
             self._progress.start()
             self._thread = threading.Thread(target=self._watch, name="sparkyfruit-progress", daemon=True)
             self._thread.start()
@@ -39,28 +77,9 @@ class SparkProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-            self._refresh(finished=exc_type is None)
+            self._progress.update(self._task, completed=self.done)
             self._progress.stop()
-
-    def task_counts(self) -> tuple[int, int]:
-        """(finished, total) tasks over every stage of this run's jobs seen so far."""
-        tracker = self.context.statusTracker()
-        for job_id in tracker.getJobIdsForGroup(self.group):
-            job = tracker.getJobInfo(job_id)
-            for stage_id in job.stageIds if job else ():
-                stage = tracker.getStageInfo(stage_id)
-                if stage is not None:  # stages that never ran (skipped) have no info and count nothing
-                    self.stages[stage_id] = (stage.numCompletedTasks, stage.numTasks)
-        return sum(done for done, _ in self.stages.values()), sum(total for _, total in self.stages.values())
-
-    def _refresh(self, finished: bool = False) -> None:
-        try:
-            done, total = self.task_counts()
-        except Exception:  # the JVM may be shutting down; progress is never worth failing a run for
-            return
-        # The tracker lags the scheduler by a moment; a job that returned has finished all its tasks.
-        self._progress.update(self._task, completed=total if finished else done, total=total or None)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
-            self._refresh()
+            self._progress.update(self._task, completed=self.done)

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 
 from sparkyfruit.errors import StorageError
 
+# Images per Spark task, at most. The progress bar moves as tasks finish, and a small last task keeps
+# both cores busy to the end; each task also has a fixed cost (scheduling, a Python worker's hand-off),
+# so tasks stay large enough for that to be small beside the network's work.
+IMAGES_PER_TASK = 1024
+
+
+def task_count(images: int, parallelism: int) -> int:
+    """How many tasks a run of `images` gets: every core at least two, none above IMAGES_PER_TASK."""
+    return max(1, min(images, max(2 * parallelism, -(-images // IMAGES_PER_TASK))))
+
 
 @dataclass
 class Source:
@@ -32,6 +42,11 @@ class Source:
 
 def no_images_error(config) -> StorageError:
     return StorageError(
-        f"No images under {config.input_location.uri} match the pattern {config.file_pattern!r}.",
+        f"No images under {config.input_location.uri} match {describe_pattern(config.pattern)}.",
         "Check --input (bucket, prefix, folder) and --pattern; sub-folders are searched too.",
     )
+
+
+def describe_pattern(pattern: str | None) -> str:
+    """The --pattern as a user reads it: the glob given, or what the default selects."""
+    return f"the pattern {pattern!r}" if pattern else "jpg, jpeg or png (any case)"

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from sparkyfruit import storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import StorageError, failure_summary
-from sparkyfruit.sources import Source, no_images_error
+from sparkyfruit.sources import Source, no_images_error, task_count
 
 
 def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Source:
@@ -52,6 +52,12 @@ def _source(frame, listed: list[str]) -> Source:
     """Spark's (path, content) rows as the shared (path, label, content, error), paths canonical."""
     from pyspark.sql import functions as F
 
+    # Spark splits the files into tasks of about totalBytes / minPartitionNum (each file charged at least
+    # openCostInBytes): with as many partitions as task_count wants, a task holds about IMAGES_PER_TASK
+    # images whatever their size. Read when the job is planned, so it applies to this job.
+    spark = frame.sparkSession
+    spark.conf.set("spark.sql.files.minPartitionNum",
+                   str(task_count(len(listed), spark.sparkContext.defaultParallelism)))
     path = F.col("path")
     canonical = (
         F.when(path.startswith("s3a://"), F.concat(F.lit("s3://"), path.substr(7, 1 << 30)))

@@ -4,7 +4,6 @@ through s3transfer, several requests in flight per task, retries by botocore's m
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +11,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from sparkyfruit import storage
 from sparkyfruit.config import RunConfig, S3Settings
-from sparkyfruit.sources import Source, no_images_error
-
-# Enough rows per task that per-task overhead (Python gc, scheduling) stays small, while still
-# giving every core work on small inputs.
-ROWS_PER_PARTITION = 2048
-
+from sparkyfruit.sources import Source, no_images_error, task_count
 
 def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
     """(URI, size, ETag) of the images to encode, listed on the driver (no Spark needed)."""
@@ -28,7 +22,7 @@ def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
 
 
 def read_images(spark, config: RunConfig, images: list[tuple[str, int | None, str | None]]) -> Source:
-    slices = min(len(images), max(spark.sparkContext.defaultParallelism, math.ceil(len(images) / ROWS_PER_PARTITION)))
+    slices = task_count(len(images), spark.sparkContext.defaultParallelism)
     rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri), size, etag) for uri, size, etag in images],
                                           slices)
     keys = spark.createDataFrame(rows, "path string, label string, size long, etag string")
