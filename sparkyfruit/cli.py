@@ -13,10 +13,21 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from sparkyfruit import __version__
-from sparkyfruit.errors import SparkyfruitError
+from sparkyfruit.errors import InterruptedRun, SparkyfruitError
+
+
+class _Command(TyperCommand):
+    """Usage lines as users know them (`inspect OUTPUT`), not typer's `{OUTPUT}` for a required argument."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
+
 
 app = typer.Typer(
     name="sparkyfruit",
@@ -24,6 +35,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # plain help: flags without a <bool> beside them, and "[default: ...]" shown as written
+    rich_markup_mode=None,
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -59,13 +72,17 @@ def _root(
 
 
 def _fail(error: SparkyfruitError) -> None:
-    err.print(f"[bold red]error:[/] {error.message}" + (f" {error.hint}" if error.hint else ""), soft_wrap=True)
+    text = escape(f"{error.message} {error.hint}" if error.hint else error.message)  # paths and globs hold [ ]
+    err.print(text if isinstance(error, InterruptedRun) else f"[bold red]error:[/] {text}", soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 
-@app.command(
-    epilog="Example: sparkyfruit encode --mode keys --input s3://my-bucket/Training --output s3://my-bucket/features",
-)
+ENCODE_EXAMPLE = ("sparkyfruit encode --input examples/images --output out/features --model mobilenet --alpha 0.25 "
+                  "--weights examples/models/mobilenet_2_5_224_tf_no_top.h5")
+
+
+@app.command(cls=_Command,
+             epilog=f"Example (offline, in the repository's folder, with the bundled weights): {ENCODE_EXAMPLE}")
 def encode(
     mode: Optional[str] = typer.Option(None, help="df: Spark reads the files (binaryFile over S3A); keys: driver "
                                                   "lists keys, executors GET them. [default: df]"),
@@ -125,18 +142,18 @@ def encode(
         _fail(error)
     if not settings.quiet and result.added is not None:
         out.print(f"[bold green]resumed:[/] added {result.added} images; the output now has {result.rows} "
-                  f"({result.ok} ok, {result.failed} failed) -> {result.output}", soft_wrap=True)
+                  f"({result.ok} ok, {result.failed} failed) -> {escape(result.output)}", soft_wrap=True)
     elif not settings.quiet:
         out.print(
             f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
-            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {result.output}",
+            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {escape(result.output)}",
             soft_wrap=True,
         )
     if result.failed and not settings.quiet:
-        out.print(f"see the failures with: sparkyfruit inspect {result.output}", soft_wrap=True)
+        out.print(f"see the failures with: sparkyfruit inspect {escape(result.output)}", soft_wrap=True)
 
 
-@app.command(epilog="Example: sparkyfruit inspect s3://my-bucket/features --json")
+@app.command(cls=_Command, epilog="Example: sparkyfruit inspect s3://my-bucket/features --json")
 def inspect(
     output: str = typer.Argument(..., help="The --output of an encode run: a local folder or s3://bucket/prefix."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
@@ -180,10 +197,10 @@ def _s3_settings(s3_endpoint, s3_region, profile):
         raise config_error_from(exc) from None
 
 
-@app.command(epilog="Example: sparkyfruit reduce s3://my-bucket/features --output s3://my-bucket/features-pca "
+@app.command(cls=_Command, epilog="Example: sparkyfruit reduce s3://my-bucket/features --output s3://my-bucket/features-pca "
                     "--variance 0.95")
 def reduce(
-    source: str = typer.Argument(..., metavar="INPUT_OUTPUT", help="A finished encode output (local or s3://)."),
+    source: str = typer.Argument(..., metavar="OUTPUT", help="A finished encode output (local or s3://)."),
     output: str = typer.Option(..., "--output", "-o", help="Where the reduced Parquet, manifest and PCA model go."),
     k: Optional[int] = typer.Option(None, "--k", help="Number of principal components."),
     variance: Optional[float] = typer.Option(None, "--variance", help="Keep as many components as this share of "
@@ -202,11 +219,11 @@ def reduce(
     except SparkyfruitError as error:
         _fail(error)
     out.print(f"[bold green]done:[/] {result.rows} rows, {result.dim_in}-d -> {result.k}-d keeping "
-              f"{result.explained_variance:.1%} of the variance, {result.duration_seconds:.1f} s -> {result.output}",
+              f"{result.explained_variance:.1%} of the variance, {result.duration_seconds:.1f} s -> {escape(result.output)}",
               soft_wrap=True)
 
 
-@app.command(epilog="Example: sparkyfruit evaluate s3://my-bucket/features --test-fraction 0.2 --json")
+@app.command(cls=_Command, epilog="Example: sparkyfruit evaluate s3://my-bucket/features --test-fraction 0.2 --json")
 def evaluate(
     output: str = typer.Argument(..., help="An encode or reduce output (local or s3://)."),
     test_fraction: float = typer.Option(0.5, help="Share of each label held out for testing."),
@@ -228,7 +245,7 @@ def evaluate(
     if as_json:
         print(json.dumps(report.to_json()))
         return
-    out.print(f"[bold]{report.output}[/] ({report.column}, {report.method}): accuracy "
+    out.print(f"[bold]{escape(report.output)}[/] ({report.column}, {report.method}): accuracy "
               f"[bold]{report.accuracy:.3f}[/] on {report.test} held-out images ({report.train} to train)",
               soft_wrap=True)
     table = Table()
@@ -247,7 +264,7 @@ config_app = typer.Typer(help="Settings: what a run would use, and where each va
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("show", epilog="Example: sparkyfruit config show --config examples/run.toml --json")
+@config_app.command("show", cls=_Command, epilog="Example: sparkyfruit config show --config examples/run.toml --json")
 def config_show(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
@@ -272,7 +289,7 @@ def config_show(
 
 
 def _print_summary(summary) -> None:
-    out.print(f"[bold]{summary.output}[/]", soft_wrap=True)
+    out.print(f"[bold]{escape(summary.output)}[/]", soft_wrap=True)
     facts = Table.grid(padding=(0, 2))
     for name, value in [
         ("rows", summary.rows), ("ok", summary.ok), ("failed", summary.failed), ("dim", summary.dim),
@@ -300,13 +317,13 @@ def _print_summary(summary) -> None:
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted: the output has no _sparkyfruit.json, so it counts as unfinished.")
-        sys.exit(130)
+    except KeyboardInterrupt:  # before Spark started, or after it stopped: nothing of this run was written
+        err.print("interrupted: nothing was written.", soft_wrap=True)
+        sys.exit(InterruptedRun.exit_code)
     except Exception as exc:  # a bug of ours: one line by default, the traceback on request
         if os.environ.get("SPARKYFRUIT_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}", soft_wrap=True)
         err.print("This is a bug in sparkyfruit. Rerun with SPARKYFRUIT_DEBUG=1 for the traceback and report it.")
         sys.exit(1)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from sparkyfruit import models, storage
+from sparkyfruit import models, storage, weights
 from sparkyfruit.errors import ConfigError
 
 ENV_PREFIX = "SPARKYFRUIT_"
@@ -223,10 +223,11 @@ class RunConfig(S3Settings):
 
     @field_validator("weights")
     @classmethod
-    def _weights(cls, value: str) -> str:
-        if value in (models.IMAGENET, models.RANDOM) or value.startswith(("s3://", "s3a://")):
-            if value.startswith(("s3://", "s3a://")):
-                storage.parse_location(value, "--weights")
+    def _weights_value(cls, value: str) -> str:
+        kind = weights.kind_of(value)
+        if kind == weights.S3:
+            storage.parse_location(value, "--weights")
+        if kind != weights.FILE:
             return value
         path = Path(value).expanduser()
         if not path.is_file() or not os.access(path, os.R_OK):
@@ -270,6 +271,11 @@ class RunConfig(S3Settings):
     @property
     def output_location(self) -> storage.Location:
         return storage.parse_location(self.output, "--output")
+
+    @property
+    def master_is_local(self) -> bool:
+        """A local master: the driver JVM is also the executor, and workers run this very Python."""
+        return self.master.startswith("local")
 
     @property
     def file_pattern(self) -> str:

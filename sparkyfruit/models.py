@@ -12,8 +12,18 @@ from pathlib import Path
 
 # Weights values that are not paths.
 IMAGENET = "imagenet"
-RANDOM = "none"
+RANDOM = "none"  # the setting's word for a random (seeded) network
 RANDOM_SEED = 0
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class WeightsDownload:
+    """The file Keras downloads for `weights="imagenet"` (no top): its name in Keras's cache and its URL."""
+
+    file_name: str
+    url: str
+    md5: str | None = None  # Keras checks it where it publishes one
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,22 @@ class ModelInfo:
         if self.name == "mobilenet":
             return int(1024 * alpha)
         return 2048
+
+
+    def imagenet_download(self, alpha: float, image_size: int) -> WeightsDownload:
+        """The no-top ImageNet weights file Keras fetches for this network, by Keras's own naming rules
+        (tests/test_weights.py checks them against the installed Keras)."""
+        if self.name == "mobilenet_v2":
+            rows = image_size if image_size in (96, 128, 160, 192, 224) else 224
+            name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+            return WeightsDownload(name, f"{KERAS_WEIGHTS_URL}mobilenet_v2/{name}")
+        if self.name == "mobilenet":
+            rows = image_size if image_size in (128, 160, 192, 224) else 224
+            alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
+            name = f"mobilenet_{alpha_text}_{rows}_tf_no_top.h5"
+            return WeightsDownload(name, f"{KERAS_WEIGHTS_URL}mobilenet/{name}")
+        name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        return WeightsDownload(name, f"{KERAS_WEIGHTS_URL}resnet/{name}", md5="4d473c1dd8becc155b73f8504c6f6626")
 
 
 def _make_divisible(value: float, divisor: int) -> int:

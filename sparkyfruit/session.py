@@ -180,7 +180,7 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
         f"-XX:ErrorFile={_log_folder() / 'hs_err_pid%p.log'}",  # a JVM crash report beside the driver log, not in the cwd
     ]
-    if config.master.startswith("local"):
+    if config.master_is_local:
         # The local driver JVM is also the executor; its C2 JIT burns about 6 CPU-seconds at start-up,
         # taken from TensorFlow on a small machine. C1 alone halves the JVM's CPU (measured: 13 -> 7 s
         # for a 10-image run), and the JVM is not the bottleneck of this job.
@@ -264,7 +264,7 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         options["spark.archives"] = shipped.spark_archive
         # pyspark reads the executors' Python from this variable when the context starts
         os.environ["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
-    elif config.master.startswith("local"):
+    elif config.master_is_local:
         # pyspark starts local workers with $PYSPARK_PYTHON or a bare "python3" from PATH, which may lack
         # our packages (a venv that is not activated); this interpreter has them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -360,7 +360,7 @@ def _no_committer_module(config: RunConfig, started_by: str, fix: str) -> Config
 
 def _may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
     """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
-    return "spark.jars.packages" in options and config.master.startswith("local") \
+    return "spark.jars.packages" in options and config.master_is_local \
         and not _defaults_set_driver_class_path()
 
 

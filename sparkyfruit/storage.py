@@ -57,6 +57,11 @@ class Location:
         return Location("file", path=os.path.join(self.path, name))
 
 
+def is_s3_uri(text: str) -> bool:
+    """Whether a setting names an S3 location (s3:// or s3a://), before it is parsed."""
+    return text.strip().lower().startswith(("s3://", "s3a://"))
+
+
 def parse_location(text: str, what: str = "path") -> Location:
     """Parse `s3://`, `s3a://`, `file://` or a plain (absolute or relative) path."""
     raw = (text or "").strip()
@@ -179,34 +184,43 @@ def s3_client(s3: S3Settings):
 PREFLIGHT_ATTEMPTS = 2
 
 
-def prefix_has_objects(location: Location, s3: S3Settings) -> bool:
-    """One quick LIST before Spark starts, with few attempts: a closed port, a missing bucket or wrong
+def has_image(location: Location, pattern: str, s3: S3Settings) -> bool:
+    """Whether at least one file under `location` matches `pattern`: the listing stops at the first.
+
+    On S3 it runs with few attempts, before Spark starts: a closed port, a missing bucket or wrong
     credentials fail in seconds with a message that names them, instead of after a JVM start and every
     retry of the configured mode. The run itself keeps the configured retries."""
+    regex = compile_pattern(pattern)
+    if not location.is_s3:
+        return next(_iter_local_files(location, regex), None) is not None
     quick = s3.s3_only().model_copy(update={"s3_max_attempts": min(PREFLIGHT_ATTEMPTS, s3.s3_max_attempts)})
-    prefix = f"{location.key}/" if location.key else ""
-    try:
-        page = s3_client(quick).list_objects_v2(Bucket=location.bucket, Prefix=prefix, MaxKeys=1)
-    except Exception as exc:
-        raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
-    return page.get("KeyCount", 0) > 0
+    return next(_iter_s3_keys(location, regex, quick), None) is not None
 
 
 def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str) -> StorageError:
     """Turn a botocore exception into an error that names the endpoint and bucket and says what to check."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
 
     where = f"bucket {bucket!r} at {s3.endpoint_for_display or 'AWS S3'}"
+    if isinstance(exc, NoCredentialsError) and s3.s3_endpoint and not _reachable(s3.s3_endpoint):
+        # botocore looks for credentials before it connects: the closed port is the first thing to fix
+        exc = EndpointConnectionError(endpoint_url=s3.s3_endpoint)
     if isinstance(exc, NoCredentialsError):
         return StorageError(
             f"No AWS credentials found while trying to {action} {where}.",
             "Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --profile, or run where an instance role applies.",
         )
     if isinstance(exc, EndpointConnectionError):
-        return StorageError(
-            f"Could not connect to {s3.endpoint_for_display or 'AWS S3'} to {action} bucket {bucket!r}.",
-            "Check --s3-endpoint (scheme, host, port) and that the server is running.",
-        )
+        if s3.s3_endpoint:
+            return StorageError(f"Could not connect to {s3.endpoint_for_display} to {action} bucket {bucket!r}.",
+                                "Check --s3-endpoint (scheme, host, port) and that the server is running.")
+        return StorageError(f"Could not connect to AWS S3 to {action} bucket {bucket!r}.",
+                            "Check this machine's network (and any proxy); for an S3-compatible server, pass "
+                            "--s3-endpoint.")
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "?")
         hints = {
@@ -219,6 +233,19 @@ def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str
         }
         return StorageError(f"S3 refused to {action} {where}: {code}.", hints.get(code, "Check the S3 settings."))
     return StorageError(f"Failed to {action} {where}: {type(exc).__name__}: {exc}", "Check the S3 settings.")
+
+
+def _reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the endpoint's host and port opens (one try, two seconds)."""
+    import socket
+
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------- listing
@@ -303,6 +330,41 @@ def has_content(location: Location, s3: S3Settings) -> bool:
     except Exception as exc:
         raise describe_s3_failure(exc, s3, location.bucket, "check the output in") from exc
     return response.get("KeyCount", 0) > 0
+
+
+def is_local_file(location: Location) -> bool:
+    return not location.is_s3 and os.path.isfile(location.path)
+
+
+def list_files(location: Location, s3: S3Settings) -> list[str]:
+    """The names, relative to `location` and sorted, of every file (or S3 object) under it, hidden ones
+    included. Folders themselves (and S3's zero-byte "folder/" markers) are not files."""
+    if not location.is_s3:
+        names = []
+        for root, _, files in os.walk(location.path):
+            names += [os.path.relpath(os.path.join(root, name), location.path) for name in files]
+        return sorted(names)
+    prefix = f"{location.key}/" if location.key else ""
+    try:
+        pages = s3_client(s3).get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
+        return sorted(obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", [])
+                      if not obj["Key"].endswith("/"))
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
+
+
+def size_of(uri: str, s3: S3Settings) -> int | None:
+    """The size in bytes of one file or object given by its canonical URI, or None if it is not there."""
+    location = parse_location(uri)
+    if not location.is_s3:
+        return os.path.getsize(location.path) if os.path.isfile(location.path) else None
+    client = s3_client(s3)
+    try:
+        return client.head_object(Bucket=location.bucket, Key=location.key)["ContentLength"]
+    except client.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise describe_s3_failure(exc, s3, location.bucket, "read from") from exc
 
 
 def read_text(location: Location, s3: S3Settings) -> str | None:
