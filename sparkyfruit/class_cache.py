@@ -1,9 +1,9 @@
 """A class-data-sharing archive (AppCDS) of the driver JVM's classes, so later runs start faster.
 
-Spark's driver loads ~15,000 classes at start-up; mapping them from an archive instead of parsing the jars
-again cuts a 10-image run from about 11 s to about 8 s on a 2-core machine (benchmarks/featurize.py,
-cold start rows). The first run on a machine records the archive when its JVM exits; every later run with
-the same Java, Spark and packages maps it.
+Spark's driver loads thousands of classes at start-up; mapping them from an archive instead of parsing the
+jars again shortens every start (docs/performance.md, cold start rows of benchmarks/featurize.py). The
+first run with a given Java, Spark installation and set of packages records the archive as its JVM
+exits; every later run with the same ones maps it. The folder keeps the few most recently used.
 
 A truncated archive crashes the JVM, so the JVM records into a temporary file that is renamed into
 place only after the JVM has exited cleanly.
@@ -20,6 +20,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+# archives kept in the cache folder, most recently used first
+MAX_ARCHIVES = 3
 
 
 @dataclass
@@ -70,10 +73,12 @@ def class_archive(spark_home: Path, packages: str | None) -> ClassArchive | None
     libjvm = next(iter(sorted(home.glob("lib/*/libjvm.so")) + sorted(home.glob("lib/*/libjvm.dylib"))), None)
     if libjvm is None or not (libjvm.parent / "classes.jsa").is_file():
         return None
+    # what the JVM checks before it maps an archive: the same JVM, and every jar of the class path at the
+    # same path with the same size and modification time (a venv elsewhere, or reinstalled, has others)
     jars = sorted((spark_home / "jars").glob("*.jar"))
     identity = "\n".join([
-        str(libjvm), str(libjvm.stat().st_mtime_ns), str(spark_home.resolve()),
-        *(f"{jar.name}:{jar.stat().st_size}" for jar in jars), packages or "",
+        str(libjvm), str(libjvm.stat().st_mtime_ns),
+        *(f"{jar.resolve()}:{jar.stat().st_size}:{jar.stat().st_mtime_ns}" for jar in jars), packages or "",
     ])
     key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     folder = cache_dir()
@@ -81,14 +86,24 @@ def class_archive(spark_home: Path, packages: str | None) -> ClassArchive | None
         return None  # Spark splits extraJavaOptions at whitespace
     final = folder / f"driver-classes-{key}.jsa"
     if final.is_file():
+        os.utime(final)  # recently used: the last to be pruned
         return ClassArchive(f"-XX:SharedArchiveFile={final}", final=final)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
     _remove_abandoned_recordings(folder)
+    _prune(folder, keep=MAX_ARCHIVES - 1)  # room for the one this run records
     recording = folder / f".driver-classes-{key}.{os.getpid()}.recording"
     return ClassArchive(f"-XX:ArchiveClassesAtExit={recording}", recording=recording, final=final)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Keep the `keep` most recently used archives: each virtualenv (and each set of S3A jars) has its own,
+    of about 200 MB, and one for a venv that is gone is never used again."""
+    archives = sorted(folder.glob("driver-classes-*.jsa"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for stale in archives[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def _remove_abandoned_recordings(folder: Path) -> None:

@@ -82,7 +82,7 @@ ENCODE_EXAMPLE = ("sparkyfruit encode --input examples/images --output out/featu
 
 
 @app.command(cls=_Command,
-             epilog=f"Example (offline, in the repository's folder, with the bundled weights): {ENCODE_EXAMPLE}")
+             epilog=f"Example: {ENCODE_EXAMPLE} (offline, in the repository's folder, with the bundled weights)")
 def encode(
     mode: Optional[str] = typer.Option(None, help="df: Spark reads the files (binaryFile over S3A); keys: driver "
                                                   "lists keys, executors GET them. [default: df]"),

@@ -95,6 +95,10 @@ def decode_image(content: bytes, size: int) -> np.ndarray:
 
 
 def _error_text(exc: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):  # its text names the in-memory buffer, not the file
+        return "cannot decode image: not an image file (JPEG, PNG) that Pillow can read"
     return f"cannot decode image: {type(exc).__name__}: {exc}"
 
 

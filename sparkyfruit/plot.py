@@ -1,7 +1,7 @@
 """`sparkyfruit inspect OUTPUT --plot FILE.png`: one figure of what an output holds.
 
 Left: the vectors projected on their first two principal components (numpy SVD on the driver, no Spark),
-one colour per label. Right: images per label, and the failed count. The title names the model, image
+one colour per label. Right: images with a vector per label, and the failed images in a bar of their own. The title names the model, image
 size and dimension. Matplotlib's Agg backend: no display needed.
 """
 
@@ -25,6 +25,13 @@ def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     variance = singular**2
     share = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
     return centered @ components[:2].T, share
+
+
+def bar_rows(labels_with_vectors: list[str], failed: int) -> list[tuple[str, int]]:
+    """(name, images) for the bar chart: each label counts its images that have a vector, and the failed
+    ones are counted once, in a "failed" bar of their own."""
+    counts = Counter(labels_with_vectors)
+    return [(name, counts[name]) for name in sorted(counts)] + [("failed", failed)]
 
 
 def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Path:
@@ -58,8 +65,7 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
     scatter.grid(alpha=0.3)
     scatter.legend(loc="best", fontsize=8, markerscale=1.2, ncol=2 if len(names) > 8 else 1)
 
-    counts = Counter(summary.labels) if isinstance(summary.labels, dict) else Counter(labels)
-    rows = [(name, counts[name]) for name in sorted(counts)] + [("failed", summary.failed)]
+    rows = bar_rows(labels, summary.failed)
     positions = np.arange(len(rows))
     bar_colours = [colours(names.index(n) % colours.N) if n in names else "grey" for n, _ in rows[:-1]] + ["firebrick"]
     bars.barh(positions, [c for _, c in rows], color=bar_colours)
@@ -68,7 +74,7 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
     for position, (_, count) in zip(positions, rows):
         bars.text(count, position, f" {count}", va="center", fontsize=9)
     bars.set_xlabel("images")
-    bars.set_title(f"images per label ({summary.rows} rows, {summary.failed} failed)")
+    bars.set_title(f"encoded images per label ({summary.rows} rows, {summary.failed} failed)")
     bars.margins(x=0.15)
 
     figure.suptitle(f"{summary.output}: {summary.model}, {summary.image_size} px, {summary.dim}-d", fontsize=13)

@@ -73,6 +73,12 @@ def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_fold
         label, features, error = by_name[name]
         assert features is None and error, name
     assert "DecompressionBomb" in by_name["bomb.png"][2]
+    # the same text for an empty file in both modes; no Python object reprs in any error
+    from sparkyfruit.featurize import EMPTY_FILE_ERROR
+
+    assert by_name["zero.jpg"][2] == EMPTY_FILE_ERROR
+    assert by_name["text.jpg"][2] == "cannot decode image: not an image file (JPEG, PNG) that Pillow can read"
+    assert not any(" object at 0x" in row[2] for row in by_name.values() if row[2])
     assert result.manifest["counts"] == {"rows": 10, "ok": 6, "failed": 4}
     assert sparkyfruit.inspect(str(tmp_path / "out")).failed == 4
 

@@ -48,6 +48,26 @@ def test_records_first_then_maps_and_keys_by_packages(tmp_path, monkeypatch):
     assert with_s3a.recording is not None and with_s3a.final != first.final
 
 
+def test_the_cache_keeps_the_most_recently_used_archives(tmp_path, monkeypatch):
+    """Each virtualenv records its own archive (the JVM checks every jar's path, size and time): the folder
+    keeps MAX_ARCHIVES, the least recently used go first, and an archive a run maps counts as used."""
+    monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path / "jdk", base_archive=True)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mine = class_cache.class_archive(spark_home(), None)
+    mine.recording.write_bytes(b"classes")
+    mine.finish(exit_code=0)
+    folder = mine.final.parent
+    others = [folder / f"driver-classes-other{index}.jsa" for index in range(4)]
+    for age, path in enumerate(others):
+        path.write_bytes(b"x")
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))  # other0 the newest of them, all older than mine
+    os.utime(mine.final, (900_000, 900_000))
+    assert class_cache.class_archive(spark_home(), None).recording is None  # mapped: now the newest
+    class_cache.class_archive(spark_home(), "org.apache.hadoop:hadoop-aws:3.5.0")  # records a new one
+    kept = sorted(path.name for path in folder.glob("driver-classes-*.jsa"))
+    assert kept == sorted([mine.final.name, others[0].name]) and class_cache.MAX_ARCHIVES == 3
+
+
 def test_a_recording_is_kept_only_after_a_clean_exit(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_HOME", str(fake_jdk(tmp_path / "jdk", base_archive=True)))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -210,7 +210,7 @@ def test_installed_console_script_encodes_a_local_folder(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert encode.returncode == 0, encode.stderr
-    assert "Spark UI: http" in encode.stderr and "tasks" in encode.stderr
+    assert "Spark UI: http" in encode.stderr and "24/24 images" in encode.stderr  # progress counts images
     assert "done: 24 images, 24 ok, 0 failed" in encode.stdout and "images/s" in encode.stdout
     inspect = subprocess.run([script, "inspect", str(out), "--json"], capture_output=True, text=True, timeout=60)
     assert inspect.returncode == 0, inspect.stderr

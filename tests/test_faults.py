@@ -88,3 +88,7 @@ def test_df_mode_stops_with_a_clear_error_when_an_object_always_fails(spark, s3,
         broken.stop()
     assert "The Spark job failed" in failure.value.message and "Kiwi/1" in failure.value.message
     assert not (tmp_path / "o" / "_sparkyfruit.json").exists()
+    # advice that fits: no Spark UI to see once the process has ended, no log "above", the folder is empty
+    advice = str(failure.value)
+    assert advice.endswith("Run the same command again.")
+    assert "Spark UI" not in advice and "above" not in advice and "--overwrite" not in advice

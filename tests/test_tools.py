@@ -75,6 +75,16 @@ def test_reduce_keeps_failed_rows_and_evaluates_on_pca_features(encoded, tmp_pat
     code, output = cli("evaluate", str(tmp_path / "pca"), "--json")
     assert code == 0 and json.loads(output)["column"] == "pca_features" and json.loads(output)["accuracy"] >= 0.95
 
+    # inspect, and its plot, read a reduce output as what it is
+    code, output = cli("inspect", str(tmp_path / "pca"), "--json", "--plot", str(tmp_path / "pca.png"))
+    assert code == 0, output
+    summary = json.loads(output)
+    assert (summary["column"], summary["dim"], summary["rows"], summary["failed"]) == (
+        "pca_features", manifest["k"], 193, 1)
+    assert summary["model"] == "mobilenet" and (tmp_path / "pca.png").stat().st_size > 30_000
+    code, output = cli("reduce", str(tmp_path / "pca"), "--output", str(tmp_path / "again"), "--k", "2")
+    assert code == 1 and "is a reduce output; reduce works on an encode output" in output
+
     code, output = cli("reduce", str(encoded), "--output", str(tmp_path / "pca16"), "--k", "16")
     assert code == 0, output
     assert len(read_output_pca(tmp_path / "pca16")[0]) == 16
@@ -92,7 +102,17 @@ def test_reduce_refuses_bad_requests(encoded, tmp_path):
     code, output = cli("reduce", str(encoded), "--output", str(tmp_path / "p"), "--k", "999")
     assert code == 2 and "more than the vectors' 256 dimensions" in output
     code, output = cli("reduce", str(tmp_path), "--output", str(tmp_path / "p"), "--k", "2")
-    assert code == 1 and "not a finished encode output" in output
+    assert code == 1 and "does not exist or is empty" in output
+
+
+def test_the_plot_counts_a_failed_image_once(encoded):
+    from sparkyfruit.config import S3Settings
+    from sparkyfruit.evaluate import load_vectors
+    from sparkyfruit.plot import bar_rows
+
+    _, labels, _, _ = load_vectors(str(encoded), S3Settings())
+    rows = dict(bar_rows(labels, sparkyfruit.inspect(str(encoded)).failed))
+    assert rows["Kiwi"] == 24 and rows["failed"] == 1 and sum(rows.values()) == 193  # broken.jpg is a Kiwi
 
 
 def test_inspect_plot_writes_a_readable_png(encoded, tmp_path):

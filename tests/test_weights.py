@@ -1,0 +1,100 @@
+"""--weights imagenet: the driver fetches Keras's own file into Keras's cache before Spark starts and ships
+it to the workers; offline, one line names the URL and the fix. The other kinds keep their labels."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import sparkyfruit
+from sparkyfruit import models, weights
+from sparkyfruit.cli import ENCODE_EXAMPLE, app
+from tests.conftest import ROOT, SAMPLE, WEIGHTS, read_output, run_config
+
+
+@pytest.mark.parametrize("value, kind", [("imagenet", weights.IMAGENET), ("none", weights.RANDOM),
+                                         ("s3://b/w.h5", weights.S3), ("S3A://b/w.h5", weights.S3),
+                                         ("w/model.h5", weights.FILE)])
+def test_kinds_of_a_weights_value(value, kind):
+    assert weights.kind_of(value) == kind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, alpha, size", [("mobilenet", 0.25, 224), ("mobilenet", 1.0, 100),
+                                               ("mobilenet_v2", 1.0, 100), ("mobilenet_v2", 0.35, 160),
+                                               ("resnet50", 1.0, 224)])
+def test_our_download_is_the_file_keras_itself_asks_for(monkeypatch, name, alpha, size):
+    import warnings
+
+    import keras
+    from keras.src.utils import file_utils
+
+    asked = {}
+
+    def capture(fname, origin, **kwargs):
+        asked.update(fname=fname, origin=origin, file_hash=kwargs.get("file_hash"))
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(file_utils, "get_file", capture)
+    info = models.MODELS[name]
+    kwargs = dict(input_shape=(size, size, 3), include_top=False, pooling="avg", weights="imagenet")
+    if info.imagenet_alphas:
+        kwargs["alpha"] = alpha
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="captured"):
+        warnings.simplefilter("ignore")
+        getattr(keras.applications, info.keras_application)(**kwargs)
+    ours = info.imagenet_download(alpha, size)
+    assert (ours.file_name, ours.url, ours.md5) == (asked["fname"], asked["origin"], asked["file_hash"])
+
+
+def test_offline_imagenet_is_one_line_before_spark(tmp_path, monkeypatch):
+    import sparkyfruit.session
+
+    monkeypatch.setattr(sparkyfruit.session, "start_session", lambda *a, **k: pytest.fail("Spark was started"))
+    with socket.socket() as closed:  # a proxy that refuses: no request leaves this machine
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        env = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": proxy, "HTTPS_PROXY": proxy, "no_proxy": "",
+               "NO_PROXY": "", "COLUMNS": "400"}
+        result = CliRunner().invoke(app, ["encode", "--input", str(SAMPLE), "--output", str(tmp_path / "o"),
+                                          "--model", "mobilenet", "--alpha", "0.25", "--weights", "imagenet"], env=env)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    url = models.MODELS["mobilenet"].imagenet_download(0.25, 224).url
+    assert f"could not download {url}" in lines[0] and "no network" in lines[0]
+    assert "--weights path/to/mobilenet_2_5_224_tf_no_top.h5" in lines[0]
+    assert "Spark UI" not in lines[0] and "--overwrite" not in lines[0]
+    assert not (tmp_path / "o").exists() and not list((tmp_path / "keras").rglob("*.h5"))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_imagenet_from_keras_cache_gives_the_vectors_of_the_same_file(spark, tmp_path, monkeypatch):
+    cache = tmp_path / "keras" / "models"
+    cache.mkdir(parents=True)
+    (cache / "mobilenet_2_5_224_tf_no_top.h5").write_bytes(WEIGHTS.read_bytes())
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    imagenet = sparkyfruit.encode(run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "a"),
+                                             weights="imagenet", limit=8))
+    from_file = sparkyfruit.encode(run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "b"), limit=8))
+    assert imagenet.manifest["weights"] == "imagenet"
+    assert imagenet.manifest["weights_sha256"] == from_file.manifest["weights_sha256"] == models.sha256_of(WEIGHTS)
+    a, b = read_output(tmp_path / "a"), read_output(tmp_path / "b")
+    assert set(a) == set(b) and len(a) == 8
+    for path in a:
+        np.testing.assert_array_equal(np.asarray(a[path][1]), np.asarray(b[path][1]))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_encode_help_example_runs_offline(spark, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = ENCODE_EXAMPLE.split()[1:]
+    args[args.index("--output") + 1] = str(tmp_path / "features")
+    result = CliRunner().invoke(app, [*args, "--master", "local[2]"])
+    assert result.exit_code == 0, result.output
+    assert "done: 192 images, 192 ok, 0 failed" in " ".join(result.output.split())
