@@ -12,7 +12,7 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.5 GB) into $(VENV), once..."
@@ -26,7 +26,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo
 
-test: $(STAMP)
+# ruff (pyproject.toml [tool.ruff]): lint and format check; `make test` runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # unit and CLI tests only (no Spark, no TensorFlow): seconds

@@ -31,8 +31,26 @@ SPARKYFRUIT = str(Path(sys.executable).with_name("sparkyfruit"))
 
 def timed_encode(images: Path, out: Path, master: str, env: dict) -> float:
     started = time.perf_counter()
-    subprocess.run([SPARKYFRUIT, "encode", "--mode", "keys", "--input", str(images), "--output", str(out),
-                    "--weights", "none", "--master", master, "--quiet"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            SPARKYFRUIT,
+            "encode",
+            "--mode",
+            "keys",
+            "--input",
+            str(images),
+            "--output",
+            str(out),
+            "--weights",
+            "none",
+            "--master",
+            master,
+            "--quiet",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     elapsed = time.perf_counter() - started
     shutil.rmtree(out, ignore_errors=True)
     return elapsed
@@ -47,8 +65,12 @@ def main() -> None:
     small, n = args.n // 4, args.n
     for count in (small, n):
         make_images(count, work / f"set-{count}")
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "XDG_CACHE_HOME": str(work / "cache")}
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "XDG_CACHE_HOME": str(work / "cache"),
+    }
     # the first run on a machine records the driver's JVM class archive: not part of either measurement
     timed_encode(work / f"set-{small}", work / "warm-up", "local[2]", env)
     (work / "standalone").mkdir()
@@ -59,8 +81,16 @@ def main() -> None:
             t_small = timed_encode(work / f"set-{small}", work / "out", master, env)
             t_n = timed_encode(work / f"set-{n}", work / "out", master, env)
             steady = (n - small) / (t_n - t_small)
-            rows.append({"run": name, "n": n, "wall_s": t_n, "e2e_ips": n / t_n, "steady_ips": steady,
-                         "startup_s": t_small - small / steady})
+            rows.append(
+                {
+                    "run": name,
+                    "n": n,
+                    "wall_s": t_n,
+                    "e2e_ips": n / t_n,
+                    "steady_ips": steady,
+                    "startup_s": t_small - small / steady,
+                }
+            )
             print(f"{name}: N={small} {t_small:.1f} s, N={n} {t_n:.1f} s", flush=True)
     finally:
         cluster.stop()
@@ -68,12 +98,18 @@ def main() -> None:
     rows[1]["vs_local_steady"] = rows[1]["steady_ips"] / rows[0]["steady_ips"]
     print(f"\n{'run':34} {'N':>6} {'wall s':>8} {'e2e img/s':>10} {'steady img/s':>13} {'start-up s':>11}")
     for r in rows:
-        print(f"{r['run']:34} {r['n']:>6} {r['wall_s']:>8.1f} {r['e2e_ips']:>10.1f} {r['steady_ips']:>13.1f} "
-              f"{r['startup_s']:>11.1f}")
+        print(
+            f"{r['run']:34} {r['n']:>6} {r['wall_s']:>8.1f} {r['e2e_ips']:>10.1f} {r['steady_ips']:>13.1f} "
+            f"{r['startup_s']:>11.1f}"
+        )
     print(f"cluster steady / local steady: {rows[1]['vs_local_steady']:.2f}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"command": "python -m benchmarks.cluster " + " ".join(sys.argv[1:]),
-                                             "cpus": os.cpu_count(), "rows": rows}, indent=2))
+    Path(args.output).write_text(
+        json.dumps(
+            {"command": "python -m benchmarks.cluster " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(), "rows": rows},
+            indent=2,
+        )
+    )
     print(f"JSON: {args.output}")
 
 

@@ -71,8 +71,11 @@ def upload(endpoint: str, bucket: str, prefix: str, folder: Path) -> None:
     client = local_s3.client(endpoint)
     files = sorted(p for p in folder.rglob("*.jpg"))
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda p: client.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(folder).as_posix()}"),
-                      files))
+        list(
+            pool.map(
+                lambda p: client.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(folder).as_posix()}"), files
+            )
+        )
 
 
 class Bench:
@@ -82,31 +85,56 @@ class Bench:
         self.runs = 0
         self.server = None
         os.environ.update(local_s3.FAKE_CREDENTIALS)  # the local server only: never real AWS
-        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYSPARK_PYTHON": PYTHON,
-                    # the JVM class archives (sparkyfruit/class_cache.py) start empty: the first runs record them
-                    "XDG_CACHE_HOME": str(self.work / "cache")}
+        self.env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYSPARK_PYTHON": PYTHON,
+            # the JVM class archives (sparkyfruit/spark/class_cache.py) start empty: the first runs record them
+            "XDG_CACHE_HOME": str(self.work / "cache"),
+        }
 
     def log(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
-    def sparkyfruit(self, mode: str, size: int, n: int, endpoint: str | None, label: str | None = None,
-                    repeats: int | None = None) -> dict:
+    def sparkyfruit(
+        self, mode: str, size: int, n: int, endpoint: str | None, label: str | None = None, repeats: int | None = None
+    ) -> dict:
         """Encode runs; endpoint None reads the local folder, else the S3 server (or proxy) at endpoint."""
-        source = ["--input", str(self.work / f"set-{n}")] if endpoint is None else [
-            "--input", f"s3://bench/set-{n}", "--s3-endpoint", endpoint]
+        source = (
+            ["--input", str(self.work / f"set-{n}")]
+            if endpoint is None
+            else ["--input", f"s3://bench/set-{n}", "--s3-endpoint", endpoint]
+        )
         results = []
         for _ in range(repeats or self.args.repeats):
             self.runs += 1
             out = self.work / "out" / f"{mode}-{size}-{n}-{self.runs}"
-            command = [SPARKYFRUIT, "encode", "--mode", mode, *source, "--output", str(out), "--model",
-                       self.args.model, "--weights", "none", "--image-size", str(size), "--quiet", *self.args.extra]
+            command = [
+                SPARKYFRUIT,
+                "encode",
+                "--mode",
+                mode,
+                *source,
+                "--output",
+                str(out),
+                "--model",
+                self.args.model,
+                "--weights",
+                "none",
+                "--image-size",
+                str(size),
+                "--quiet",
+                *self.args.extra,
+            ]
             server_cpu = self.server_cpu()
             result = measure(command, self.env)
             result["s3_server_cpu_s"] = self.server_cpu() - server_cpu
             shutil.rmtree(out, ignore_errors=True)
             where = "folder" if endpoint is None else "S3"
-            self.log(f"{label or 'sparkyfruit ' + mode} ({where}) {size}px N={n}: {result['wall_s']:.1f} s, "
-                     f"{result['peak_rss_mb']:.0f} MB, S3 server CPU {result['s3_server_cpu_s']:.1f} s")
+            self.log(
+                f"{label or 'sparkyfruit ' + mode} ({where}) {size}px N={n}: {result['wall_s']:.1f} s, "
+                f"{result['peak_rss_mb']:.0f} MB, S3 server CPU {result['s3_server_cpu_s']:.1f} s"
+            )
             results.append(result)
         return best_of(results)
 
@@ -117,8 +145,13 @@ class Bench:
     def notebook(self, size: int, n: int) -> dict:
         """The baseline reads the local folder: no S3 server cost counted against it."""
         out = self.work / "out" / f"notebook-{size}-{n}"
-        command = [PYTHON, str(ROOT / "benchmarks" / "notebook_baseline.py"), str(self.work / f"set-{n}"), str(out),
-                   str(size)]
+        command = [
+            PYTHON,
+            str(ROOT / "benchmarks" / "notebook_baseline.py"),
+            str(self.work / f"set-{n}"),
+            str(out),
+            str(size),
+        ]
         results = []
         for _ in range(self.args.repeats):
             results.append(measure(command, self.env))
@@ -127,8 +160,13 @@ class Bench:
         return best_of(results)
 
     def raw(self, size: int) -> float:
-        result = subprocess.run([PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), self.args.model, str(size)],
-                                env=self.env, capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), self.args.model, str(size)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         data = json.loads(result.stdout.strip().splitlines()[-1])
         self.log(f"raw limit {size}px: {data['images_per_second']:.1f} images/s (batch {data['best_batch']})")
         return data["images_per_second"]
@@ -156,10 +194,16 @@ class Bench:
 
     def _measure_all(self, endpoint: str, proxy: LatencyProxy, n: int, small: int) -> dict:
         args = self.args
-        report = {"machine": machine(), "model": args.model, "n": n, "n_small": small, "repeats": args.repeats,
-                  "rows": []}
+        report = {
+            "machine": machine(),
+            "model": args.model,
+            "n": n,
+            "n_small": small,
+            "repeats": args.repeats,
+            "rows": [],
+        }
         # A machine's first run from a folder records the driver JVM's class archive as it exits; the first
-        # run from S3 resolves the S3A jars through Ivy (sparkyfruit/session.py), and the next S3 run (a
+        # run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next S3 run (a
         # measured one below, where the fastest of the repeats counts) records the archive with those jars.
         report["first_run_10_images_s"] = {
             f"df ({where})": self.sparkyfruit("df", args.sizes[0], 10, source, "first run", repeats=1)["wall_s"]
@@ -177,22 +221,35 @@ class Bench:
                 for mode in ("df", "keys"):
                     t_small = self.sparkyfruit(mode, size, small, source)
                     t_n = self.sparkyfruit(mode, size, n, source)
-                    report["rows"].append(row(f"sparkyfruit {mode} ({where})", size, n, small, t_small, t_n, raw,
-                                              notebook_e2e.get(size)))
+                    report["rows"].append(
+                        row(f"sparkyfruit {mode} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e.get(size))
+                    )
         size = args.sizes[0]
         label = f"+{args.latency_ms} ms/request"
         t_small = self.sparkyfruit("keys", size, small, proxy.endpoint, f"keys {label}")
         t_n = self.sparkyfruit("keys", size, n, proxy.endpoint, f"keys {label}")
-        report["rows"].append(row(f"sparkyfruit keys (S3 {label})", size, n, small, t_small, t_n, None,
-                                  notebook_e2e.get(size)))
+        report["rows"].append(
+            row(f"sparkyfruit keys (S3 {label})", size, n, small, t_small, t_n, None, notebook_e2e.get(size))
+        )
         # df mode pays 3 sequential requests per image (Spark's binaryFile: getFileStatus, open; S3A: HEAD,
         # HEAD, GET): measured at the small size only, end to end.
         t_small = self.sparkyfruit("df", size, small, proxy.endpoint, f"df {label}")
-        report["rows"].append({"name": f"sparkyfruit df (S3 {label})", "size": size, "n": small,
-                               "wall_s": t_small["wall_s"], "e2e_ips": small / t_small["wall_s"],
-                               "peak_rss_mb": t_small["peak_rss_mb"], "s3_server_cpu_s": t_small["s3_server_cpu_s"]})
-        cold = {f"{mode} ({where})": self.sparkyfruit(mode, size, 10, source, "cold start")["wall_s"]
-                for where, source in (("folder", None), ("S3", endpoint)) for mode in ("df", "keys")}
+        report["rows"].append(
+            {
+                "name": f"sparkyfruit df (S3 {label})",
+                "size": size,
+                "n": small,
+                "wall_s": t_small["wall_s"],
+                "e2e_ips": small / t_small["wall_s"],
+                "peak_rss_mb": t_small["peak_rss_mb"],
+                "s3_server_cpu_s": t_small["s3_server_cpu_s"],
+            }
+        )
+        cold = {
+            f"{mode} ({where})": self.sparkyfruit(mode, size, 10, source, "cold start")["wall_s"]
+            for where, source in (("folder", None), ("S3", endpoint))
+            for mode in ("df", "keys")
+        }
         if not args.skip_notebook:
             cold["notebook (folder)"] = self.notebook(size, 10)["wall_s"]
         report["cold_start_10_images_s"] = cold
@@ -203,12 +260,23 @@ class Bench:
             for mode in ("df", "keys"):
                 runs = {count: self.sparkyfruit(mode, size, count, None, "memory") for count in args.memory_sizes}
                 report["peak_rss_mb_by_n"][f"{mode} (folder, {size} px)"] = {
-                    count: result["peak_rss_mb"] for count, result in runs.items()}
+                    count: result["peak_rss_mb"] for count, result in runs.items()
+                }
                 # At 100 px N = 4,000 runs only ~4 s longer than N = 1,000, close to the run-to-run noise of
                 # start-up; the memory runs' wider span (2,000 -> 8,000) gives a steadier figure for free.
                 (fewest, t_fewest), (most, t_most) = min(runs.items()), max(runs.items())
-                report["rows"].append(row(f"sparkyfruit {mode} (folder, N {fewest:,} -> {most:,})", size, most, fewest,
-                                          t_fewest, t_most, raw, None))
+                report["rows"].append(
+                    row(
+                        f"sparkyfruit {mode} (folder, N {fewest:,} -> {most:,})",
+                        size,
+                        most,
+                        fewest,
+                        t_fewest,
+                        t_most,
+                        raw,
+                        None,
+                    )
+                )
         return report
 
 
@@ -225,7 +293,12 @@ def row(name, size, n, small, t_small, t_n, raw, baseline_e2e_ips):
     steady = (n - small) / (t_n["wall_s"] - t_small["wall_s"]) if t_n["wall_s"] > t_small["wall_s"] else None
     e2e = n / t_n["wall_s"]
     return {
-        "name": name, "size": size, "n": n, "wall_s": t_n["wall_s"], "e2e_ips": e2e, "steady_ips": steady,
+        "name": name,
+        "size": size,
+        "n": n,
+        "wall_s": t_n["wall_s"],
+        "e2e_ips": e2e,
+        "steady_ips": steady,
         "startup_s": t_small["wall_s"] - small / steady if steady else None,
         "vs_raw": steady / raw if steady and raw else None,
         "vs_notebook_e2e": e2e / baseline_e2e_ips if baseline_e2e_ips else None,
@@ -237,10 +310,14 @@ def row(name, size, n, small, t_small, t_n, raw, baseline_e2e_ips):
 def machine() -> dict:
     from sparkyfruit.sink import library_version
 
-    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "pyspark": library_version("pyspark"),
-            "tensorflow": library_version("tensorflow", "tensorflow-cpu"),
-            "processor": platform.processor() or platform.machine()}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "pyspark": library_version("pyspark"),
+        "tensorflow": library_version("tensorflow", "tensorflow-cpu"),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def print_table(report: dict) -> None:
@@ -250,23 +327,48 @@ def print_table(report: dict) -> None:
     def fmt(value, spec=".1f"):
         return "-" if value is None else format(value, spec)
 
-    table = Table(title=f"{report['model']}, N = {report['n']} (steady state from N = {report['n_small']} and "
-                        f"{report['n']}; each time the fastest of {report['repeats']} runs)")
-    for column in ["run", "px", "N", "end-to-end s", "e2e img/s", "steady img/s", "start-up s", "× raw",
-                   "× notebook e2e", "peak RSS MB", "S3 server CPU s"]:
+    table = Table(
+        title=f"{report['model']}, N = {report['n']} (steady state from N = {report['n_small']} and "
+        f"{report['n']}; each time the fastest of {report['repeats']} runs)"
+    )
+    for column in [
+        "run",
+        "px",
+        "N",
+        "end-to-end s",
+        "e2e img/s",
+        "steady img/s",
+        "start-up s",
+        "× raw",
+        "× notebook e2e",
+        "peak RSS MB",
+        "S3 server CPU s",
+    ]:
         table.add_column(column, justify="left" if column == "run" else "right")
     for r in report["rows"]:
-        table.add_row(r["name"], str(r["size"]), str(r.get("n", "-")), fmt(r.get("wall_s")), fmt(r.get("e2e_ips")),
-                      fmt(r.get("steady_ips")), fmt(r.get("startup_s")), fmt(r.get("vs_raw"), ".2f"),
-                      fmt(r.get("vs_notebook_e2e"), ".2f"), fmt(r.get("peak_rss_mb"), ".0f"),
-                      fmt(r.get("s3_server_cpu_s")))
+        table.add_row(
+            r["name"],
+            str(r["size"]),
+            str(r.get("n", "-")),
+            fmt(r.get("wall_s")),
+            fmt(r.get("e2e_ips")),
+            fmt(r.get("steady_ips")),
+            fmt(r.get("startup_s")),
+            fmt(r.get("vs_raw"), ".2f"),
+            fmt(r.get("vs_notebook_e2e"), ".2f"),
+            fmt(r.get("peak_rss_mb"), ".0f"),
+            fmt(r.get("s3_server_cpu_s")),
+        )
     console = Console(width=170)
     console.print(table)
-    console.print("cold start, 10 images, whole process: " + ", ".join(
-        f"{k} {v:.1f} s" for k, v in report["cold_start_10_images_s"].items()))
-    console.print("first run on a machine (folder: records the class archive; S3: resolves the S3A jars), "
-                  "10 images: " + ", ".join(
-        f"{k} {v:.1f} s" for k, v in report["first_run_10_images_s"].items()))
+    console.print(
+        "cold start, 10 images, whole process: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in report["cold_start_10_images_s"].items())
+    )
+    console.print(
+        "first run on a machine (folder: records the class archive; S3: resolves the S3A jars), "
+        "10 images: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["first_run_10_images_s"].items())
+    )
     for mode, by_n in report.get("peak_rss_mb_by_n", {}).items():
         console.print(f"peak RSS {mode}: " + ", ".join(f"N={k}: {v:.0f} MB" for k, v in by_n.items()))
 

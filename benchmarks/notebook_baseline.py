@@ -9,7 +9,7 @@ Usage: python benchmarks/notebook_baseline.py INPUT OUTPUT IMAGE_SIZE [S3_ENDPOI
 
 import io
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from pyspark.sql.functions import col, pandas_udf
 def main(input_path: str, output_path: str, size: int, endpoint: str | None) -> None:
     builder = SparkSession.builder.master("local[*]").appName("notebook-baseline")
     if endpoint:  # what the notebook's users put in spark-defaults.conf by hand
-        from sparkyfruit.session import bundled_hadoop_version
+        from sparkyfruit.spark.jars import bundled_hadoop_version
 
         builder = (
             builder.config("spark.jars.packages", f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}")

@@ -37,8 +37,11 @@ def main(model_name: str, size: int, seconds: float, threads: int | None) -> Non
     # the lever "call the model directly, never model.predict in a loop": what each way costs
     model, preprocess = build_model(ModelSpec(model_name, 1.0, size, "none", best))
     x = preprocess(np.random.RandomState(0).uniform(0, 255, (best, size, size, 3)).astype(np.float32))
-    ways = {"predict_on_batch": model.predict_on_batch, "model(x, training=False)": lambda b: model(b, training=False),
-            "predict": lambda b: model.predict(b, verbose=0)}
+    ways = {
+        "predict_on_batch": model.predict_on_batch,
+        "model(x, training=False)": lambda b: model(b, training=False),
+        "predict": lambda b: model.predict(b, verbose=0),
+    }
     per_way = {}
     for name, call in ways.items():
         call(x)
@@ -47,10 +50,23 @@ def main(model_name: str, size: int, seconds: float, threads: int | None) -> Non
             call(x)
             images += best
         per_way[name] = images / (time.perf_counter() - started)
-    print(json.dumps({"images_per_second": results[best], "best_batch": best, "by_batch": results,
-                      "by_call": per_way, "threads": threads or os.cpu_count()}))
+    print(
+        json.dumps(
+            {
+                "images_per_second": results[best],
+                "best_batch": best,
+                "by_batch": results,
+                "by_call": per_way,
+                "threads": threads or os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 6.0,
-         int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    main(
+        sys.argv[1],
+        int(sys.argv[2]),
+        float(sys.argv[3]) if len(sys.argv) > 3 else 6.0,
+        int(sys.argv[4]) if len(sys.argv) > 4 else None,
+    )

@@ -30,17 +30,33 @@ STREAMS = ("classic", "analytics")
 # Run in the child process: sparkyfruit's CLI with its S3A options' stream type replaced.
 CHILD = """
 import sys
-import sparkyfruit.session as session
+import sparkyfruit.spark.options as options
 from sparkyfruit.cli import app
-original = session.s3a_options
-session.s3a_options = lambda s3: {**original(s3), "fs.s3a.input.stream.type": sys.argv[1]}
+original = options.s3a_options
+options.s3a_options = lambda s3: {**original(s3), "fs.s3a.input.stream.type": sys.argv[1]}
 app(sys.argv[2:], prog_name="sparkyfruit")
 """
 
 
 def timed_encode(stream: str, endpoint: str, out: Path, env: dict) -> float:
-    command = [sys.executable, "-c", CHILD, stream, "encode", "--mode", "df", "--input", "s3://bench/set",
-               "--s3-endpoint", endpoint, "--output", str(out), "--weights", "none", "--quiet"]
+    command = [
+        sys.executable,
+        "-c",
+        CHILD,
+        stream,
+        "encode",
+        "--mode",
+        "df",
+        "--input",
+        "s3://bench/set",
+        "--s3-endpoint",
+        endpoint,
+        "--output",
+        str(out),
+        "--weights",
+        "none",
+        "--quiet",
+    ]
     elapsed = measure(command, env)["wall_s"]
     shutil.rmtree(out, ignore_errors=True)
     return elapsed
@@ -54,8 +70,12 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sparkyfruit-stream-bench-"))
     os.environ.update(local_s3.FAKE_CREDENTIALS)  # the local server only: never real AWS
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "XDG_CACHE_HOME": str(work / "cache")}
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "XDG_CACHE_HOME": str(work / "cache"),
+    }
     make_images(args.n, work / "set")
     server = local_s3.start(log_path=work / "s3.log")
     seconds: dict[str, list[float]] = {stream: [] for stream in STREAMS}
@@ -71,17 +91,28 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    rows = [{"stream": stream, "n": args.n, "runs_s": [round(s, 1) for s in runs], "fastest_s": round(min(runs), 1),
-             "images_per_s": round(args.n / min(runs), 1)} for stream, runs in seconds.items()]
+    rows = [
+        {
+            "stream": stream,
+            "n": args.n,
+            "runs_s": [round(s, 1) for s in runs],
+            "fastest_s": round(min(runs), 1),
+            "images_per_s": round(args.n / min(runs), 1),
+        }
+        for stream, runs in seconds.items()
+    ]
     print("| S3A stream | N | runs (s) | fastest s | images/s |\n| --- | --- | --- | --- | --- |")
     for row in rows:
-        print(f"| {row['stream']} | {row['n']} | {', '.join(map(str, row['runs_s']))} | {row['fastest_s']} | "
-              f"{row['images_per_s']} |")
+        print(
+            f"| {row['stream']} | {row['n']} | {', '.join(map(str, row['runs_s']))} | {row['fastest_s']} | "
+            f"{row['images_per_s']} |"
+        )
     ratio = rows[0]["fastest_s"] / rows[1]["fastest_s"]
     print(f"classic / analytics time: {ratio:.2f}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"machine": machine(), "rows": rows, "classic_over_analytics": ratio},
-                                            indent=2))
+    Path(args.output).write_text(
+        json.dumps({"machine": machine(), "rows": rows, "classic_over_analytics": ratio}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -37,17 +37,29 @@ def main() -> int:
     try:
         count = local_s3.seed(server.endpoint, "fruits", "Training", IMAGES)
         print(f"S3 server on {server.endpoint} (pid {server.pid}); uploaded {count} images to s3://fruits/Training")
-        common = ["--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS.relative_to(ROOT)),
-                  "--s3-endpoint", server.endpoint, "--input", "s3://fruits/Training"]
+        common = [
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--weights",
+            str(WEIGHTS.relative_to(ROOT)),
+            "--s3-endpoint",
+            server.endpoint,
+            "--input",
+            "s3://fruits/Training",
+        ]
         for mode in ("keys", "df"):
             run("encode", "--mode", mode, *common, "--output", f"demo-out/{mode}")
         for mode in ("keys", "df"):
             run("inspect", f"demo-out/{mode}")
-        print(f"\ndemo finished in {time.monotonic() - started:.0f} s. Its outputs stay in demo-out/keys and "
-              "demo-out/df. Next, try:\n"
-              "  source .venv/bin/activate        # puts `sparkyfruit` on your PATH (or call .venv/bin/sparkyfruit)\n"
-              "  sparkyfruit evaluate demo-out/keys\n"
-              "  sparkyfruit inspect demo-out/df --plot demo-out/df.png")
+        print(
+            f"\ndemo finished in {time.monotonic() - started:.0f} s. Its outputs stay in demo-out/keys and "
+            "demo-out/df. Next, try:\n"
+            "  source .venv/bin/activate        # puts `sparkyfruit` on your PATH (or call .venv/bin/sparkyfruit)\n"
+            "  sparkyfruit evaluate demo-out/keys\n"
+            "  sparkyfruit inspect demo-out/df --plot demo-out/df.png"
+        )
         return 0
     except subprocess.CalledProcessError as exc:
         print(f"\ndemo failed: a command exited with {exc.returncode}", file=sys.stderr)

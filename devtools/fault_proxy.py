@@ -15,15 +15,25 @@ import threading
 from collections import Counter
 
 KINDS = ("slowdown", "reset", "truncate")
-SLOWDOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
-            b"<Message>Please reduce your request rate.</Message></Error>")
-INTERNAL = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>"
-            b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 
 
 class FaultProxy:
-    def __init__(self, target_port: int, fraction: float = 0.1, kinds: tuple[str, ...] = KINDS, seed: int = 0,
-                 always_fail: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        target_port: int,
+        fraction: float = 0.1,
+        kinds: tuple[str, ...] = KINDS,
+        seed: int = 0,
+        always_fail: tuple[str, ...] = (),
+    ):
         self.target_port = target_port
         self.fraction = fraction
         self.kinds = kinds
@@ -89,16 +99,22 @@ class FaultProxy:
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
                 if fault in ("slowdown", "always_fail"):
-                    status, reason, payload = (503, "Slow Down", SLOWDOWN) if fault == "slowdown" else (
-                        500, "Internal Server Error", INTERNAL)
+                    status, reason, payload = (
+                        (503, "Slow Down", SLOWDOWN)
+                        if fault == "slowdown"
+                        else (500, "Internal Server Error", INTERNAL)
+                    )
                     head = _response_head(status, reason, [("Content-Type", "application/xml")], len(payload))
                     client.sendall(head if method == "HEAD" else head + payload)  # a HEAD answer has no body
                     continue
                 upstream.request(method, path, body=body, headers=headers)
                 response = upstream.getresponse()
                 payload = response.read()
-                kept = [(k, v) for k, v in response.getheaders()
-                        if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+                kept = [
+                    (k, v)
+                    for k, v in response.getheaders()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection")
+                ]
                 length = int(response.getheader("Content-Length", len(payload))) if method == "HEAD" else len(payload)
                 head = _response_head(response.status, response.reason, kept, length)
                 if fault == "truncate" and len(payload) > 1:

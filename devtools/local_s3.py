@@ -61,8 +61,12 @@ def start(log_path: str | os.PathLike, timeout: float = 30, authenticate_after: 
     if authenticate_after is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(authenticate_after)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def check_alive() -> None:
         if process.poll() is not None:

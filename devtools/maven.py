@@ -12,7 +12,7 @@ import urllib.request
 @functools.lru_cache(maxsize=1)
 def s3_committer_here() -> tuple[str, str]:
     """('magic' or 'file', the reason), from one HEAD request for the module's POM."""
-    from sparkyfruit.session import hadoop_cloud_package
+    from sparkyfruit.spark.jars import hadoop_cloud_package
 
     group, artifact, version = hadoop_cloud_package().split(":")
     url = f"https://repo1.maven.org/maven2/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.pom"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def log_size(path: Path) -> int:
@@ -14,8 +14,9 @@ def log_size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def wait_for_line(path: Path, since: int, pattern: re.Pattern[str], check_alive: Callable[[], None],
-                  deadline: float) -> re.Match[str]:
+def wait_for_line(
+    path: Path, since: int, pattern: re.Pattern[str], check_alive: Callable[[], None], deadline: float
+) -> re.Match[str]:
     """The first match of `pattern` in what `path` got after byte `since`; `check_alive` raises when the
     server has exited, so a crash is reported at once instead of at the deadline."""
     while True:

@@ -25,8 +25,10 @@ class _Command(TyperCommand):
     """Usage lines as users know them (`inspect OUTPUT`), not typer's `{OUTPUT}` for a required argument."""
 
     def collect_usage_pieces(self, ctx) -> list[str]:
-        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
-                for piece in super().collect_usage_pieces(ctx)]
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in super().collect_usage_pieces(ctx)
+        ]
 
 
 app = typer.Typer(
@@ -50,20 +52,23 @@ PROFILE_OPTION = typer.Option(None, help="AWS profile.", rich_help_panel=S3_PANE
 
 def _version(value: bool) -> None:
     if value:
-        import platform
+        from sparkyfruit.output_format import library_versions  # metadata only: no JVM, no TensorFlow import
 
-        from sparkyfruit.sink import library_version  # metadata only: no JVM, no TensorFlow import
-
+        versions = library_versions()
         print(f"sparkyfruit {__version__}")
-        print(f"pyspark {library_version('pyspark')}, tensorflow {library_version('tensorflow', 'tensorflow-cpu')}, "
-              f"keras {library_version('keras')}, python {platform.python_version()}")
+        print(", ".join(f"{name} {versions[name]}" for name in ("pyspark", "tensorflow", "keras", "python")))
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the versions of sparkyfruit, Spark, TensorFlow and Python, and exit."),
+    version: Optional[bool] = typer.Option(
+        None,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the versions of sparkyfruit, Spark, TensorFlow and Python, and exit.",
+    ),
 ) -> None:
     """Turn images in S3 or a folder into CNN feature vectors (Parquet) with Apache Spark.
 
@@ -77,72 +82,123 @@ def _fail(error: SparkyfruitError) -> None:
     raise typer.Exit(error.exit_code)
 
 
-ENCODE_EXAMPLE = ("sparkyfruit encode --input examples/images --output out/features --model mobilenet --alpha 0.25 "
-                  "--weights examples/models/mobilenet_2_5_224_tf_no_top.h5")
+ENCODE_EXAMPLE = (
+    "sparkyfruit encode --input examples/images --output out/features --model mobilenet --alpha 0.25 "
+    "--weights examples/models/mobilenet_2_5_224_tf_no_top.h5"
+)
 
 
-@app.command(cls=_Command,
-             epilog=f"Example: {ENCODE_EXAMPLE} (offline, in the repository's folder, with the bundled weights)")
+@app.command(
+    cls=_Command, epilog=f"Example: {ENCODE_EXAMPLE} (offline, in the repository's folder, with the bundled weights)"
+)
 def encode(
-    mode: Optional[str] = typer.Option(None, help="df: Spark reads the files (binaryFile over S3A); keys: driver "
-                                                  "lists keys, executors GET them. [default: df]"),
-    input: Optional[str] = typer.Option(None, "--input", "-i", help="s3://bucket/prefix, s3a://..., or a local folder."),
+    mode: Optional[str] = typer.Option(
+        None,
+        help="df: Spark reads the files (binaryFile over S3A); keys: driver "
+        "lists keys, executors GET them. [default: df]",
+    ),
+    input: Optional[str] = typer.Option(
+        None, "--input", "-i", help="s3://bucket/prefix, s3a://..., or a local folder."
+    ),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="A local folder or s3://bucket/prefix."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings (same names as the flags, "
-                                                                 "with '_' for '-')."),
-    model: Optional[str] = typer.Option(None, help="mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 "
-                                                   "(2048-d). [default: mobilenet_v2]"),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="TOML file with settings (same names as the flags, with '_' for '-')."
+    ),
+    model: Optional[str] = typer.Option(
+        None, help="mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 (2048-d). [default: mobilenet_v2]"
+    ),
     alpha: Optional[float] = typer.Option(None, help="Width multiplier for mobilenet/mobilenet_v2. [default: 1.0]"),
     image_size: Optional[int] = typer.Option(None, help="Resize images to this square size. [default: 224]"),
-    weights: Optional[str] = typer.Option(None, help="imagenet (Keras download), a local .h5/.keras file, an s3:// "
-                                                     "object, or none (random, tests only). [default: imagenet]"),
-    master: Optional[str] = typer.Option(None, help="Spark master: local[*], local[N], spark://host:port, yarn. "
-                                                    "[default: local[*]]"),
-    ship_env: Optional[bool] = typer.Option(None, "--ship-env/--no-ship-env",
-                                            help="On a cluster: pack this virtualenv (cached) and run the "
-                                                 "executors' Python from it. [default: off]"),
+    weights: Optional[str] = typer.Option(
+        None,
+        help="imagenet (Keras download), a local .h5/.keras file, an s3:// "
+        "object, or none (random, tests only). [default: imagenet]",
+    ),
+    master: Optional[str] = typer.Option(
+        None, help="Spark master: local[*], local[N], spark://host:port, yarn. [default: local[*]]"
+    ),
+    ship_env: Optional[bool] = typer.Option(
+        None,
+        "--ship-env/--no-ship-env",
+        help="On a cluster: pack this virtualenv (cached) and run the executors' Python from it. [default: off]",
+    ),
     batch_size: Optional[int] = typer.Option(None, help="Images per model call. [default: 64]"),
     limit: Optional[int] = typer.Option(None, help="Encode only the first N images in path order."),
-    pattern: Optional[str] = typer.Option(None, help="Glob on file names, e.g. '*.jpg' or '*_100.{jpg,png}'. "
-                                                     "[default: jpg/jpeg/png, any case]"),
-    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite",
-                                             help="Replace an output that has content. [default: refuse]"),
-    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume",
-                                          help="Add only images not yet in a finished --output (same model), as "
-                                               "new files; run again as the input grows. [default: off]"),
+    pattern: Optional[str] = typer.Option(
+        None, help="Glob on file names, e.g. '*.jpg' or '*_100.{jpg,png}'. [default: jpg/jpeg/png, any case]"
+    ),
+    overwrite: Optional[bool] = typer.Option(
+        None, "--overwrite/--no-overwrite", help="Replace an output that has content. [default: refuse]"
+    ),
+    resume: Optional[bool] = typer.Option(
+        None,
+        "--resume/--no-resume",
+        help="Add only images not yet in a finished --output (same model), as "
+        "new files; run again as the input grows. [default: off]",
+    ),
     quiet: Optional[bool] = typer.Option(None, "--quiet/--no-quiet", "-q", help="Errors only."),
-    s3_endpoint: Optional[str] = typer.Option(None, help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000. "
-                                                         "[default: AWS]", rich_help_panel=S3_PANEL),
+    s3_endpoint: Optional[str] = typer.Option(
+        None, help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000. [default: AWS]", rich_help_panel=S3_PANEL
+    ),
     s3_region: Optional[str] = typer.Option(None, help="Bucket region.", rich_help_panel=S3_PANEL),
-    profile: Optional[str] = typer.Option(None, help="AWS profile; otherwise the standard credential chain.",
-                                          rich_help_panel=S3_PANEL),
-    spark_s3_scheme: Optional[str] = typer.Option(None, help="How Spark reaches S3: s3a (Hadoop S3A) or s3 (EMRFS, "
-                                                             "on AWS EMR). [default: s3a]", rich_help_panel=S3_PANEL),
-    s3_committer: Optional[str] = typer.Option(None, help="How an S3 output is committed: magic (S3A magic committer, "
-                                                          "no renames) or file (renames). [default: magic]",
-                                               rich_help_panel=S3_PANEL),
+    profile: Optional[str] = typer.Option(
+        None, help="AWS profile; otherwise the standard credential chain.", rich_help_panel=S3_PANEL
+    ),
+    spark_s3_scheme: Optional[str] = typer.Option(
+        None,
+        help="How Spark reaches S3: s3a (Hadoop S3A) or s3 (EMRFS, on AWS EMR). [default: s3a]",
+        rich_help_panel=S3_PANEL,
+    ),
+    s3_committer: Optional[str] = typer.Option(
+        None,
+        help="How an S3 output is committed: magic (S3A magic committer, "
+        "no renames) or file (renames). [default: magic]",
+        rich_help_panel=S3_PANEL,
+    ),
 ) -> None:
     """Encode every image under --input into feature vectors in --output (Parquet + _sparkyfruit.json)."""
     from sparkyfruit.config import RunConfig
 
     try:
         settings = RunConfig.load(
-            config, mode=mode, input=input, output=output, model=model, alpha=alpha, image_size=image_size,
-            weights=weights, master=master, ship_env=ship_env, batch_size=batch_size, limit=limit, pattern=pattern,
-            overwrite=overwrite, resume=resume, quiet=quiet, s3_endpoint=s3_endpoint, s3_region=s3_region, profile=profile,
-            spark_s3_scheme=spark_s3_scheme, s3_committer=s3_committer,
+            config,
+            mode=mode,
+            input=input,
+            output=output,
+            model=model,
+            alpha=alpha,
+            image_size=image_size,
+            weights=weights,
+            master=master,
+            ship_env=ship_env,
+            batch_size=batch_size,
+            limit=limit,
+            pattern=pattern,
+            overwrite=overwrite,
+            resume=resume,
+            quiet=quiet,
+            s3_endpoint=s3_endpoint,
+            s3_region=s3_region,
+            profile=profile,
+            spark_s3_scheme=spark_s3_scheme,
+            s3_committer=s3_committer,
         )
         if settings.weights == "none" and not settings.quiet:
-            err.print("[yellow]warning:[/] --weights none uses a random network: the vectors carry no meaning "
-                      "(for tests only).")
+            err.print(
+                "[yellow]warning:[/] --weights none uses a random network: the vectors carry no meaning "
+                "(for tests only)."
+            )
         from sparkyfruit.pipeline import encode as run_encode
 
         result = run_encode(settings, console=err)
     except SparkyfruitError as error:
         _fail(error)
     if not settings.quiet and result.added is not None:
-        out.print(f"[bold green]resumed:[/] added {result.added} images; the output now has {result.rows} "
-                  f"({result.ok} ok, {result.failed} failed) -> {escape(result.output)}", soft_wrap=True)
+        out.print(
+            f"[bold green]resumed:[/] added {result.added} images; the output now has {result.rows} "
+            f"({result.ok} ok, {result.failed} failed) -> {escape(result.output)}",
+            soft_wrap=True,
+        )
     elif not settings.quiet:
         out.print(
             f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
@@ -157,8 +213,9 @@ def encode(
 def inspect(
     output: str = typer.Argument(..., help="The --output of an encode run: a local folder or s3://bucket/prefix."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a figure (PNG): the vectors' 2-D PCA by "
-                                                            "label, and images per label."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Also write a figure (PNG): the vectors' 2-D PCA by label, and images per label."
+    ),
     s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
     s3_region: Optional[str] = S3_REGION_OPTION,
     profile: Optional[str] = PROFILE_OPTION,
@@ -197,14 +254,17 @@ def _s3_settings(s3_endpoint, s3_region, profile):
         raise config_error_from(exc) from None
 
 
-@app.command(cls=_Command, epilog="Example: sparkyfruit reduce s3://my-bucket/features --output s3://my-bucket/features-pca "
-                    "--variance 0.95")
+@app.command(
+    cls=_Command,
+    epilog="Example: sparkyfruit reduce s3://my-bucket/features --output s3://my-bucket/features-pca --variance 0.95",
+)
 def reduce(
     source: str = typer.Argument(..., metavar="OUTPUT", help="A finished encode output (local or s3://)."),
     output: str = typer.Option(..., "--output", "-o", help="Where the reduced Parquet, manifest and PCA model go."),
     k: Optional[int] = typer.Option(None, "--k", help="Number of principal components."),
-    variance: Optional[float] = typer.Option(None, "--variance", help="Keep as many components as this share of "
-                                                                      "the variance needs, e.g. 0.95."),
+    variance: Optional[float] = typer.Option(
+        None, "--variance", help="Keep as many components as this share of the variance needs, e.g. 0.95."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an --output that has content."),
     s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
     s3_region: Optional[str] = S3_REGION_OPTION,
@@ -214,13 +274,16 @@ def reduce(
     from sparkyfruit.reduce import reduce as run_reduce
 
     try:
-        result = run_reduce(source, output, _s3_settings(s3_endpoint, s3_region, profile), k=k, variance=variance,
-                            overwrite=overwrite)
+        result = run_reduce(
+            source, output, _s3_settings(s3_endpoint, s3_region, profile), k=k, variance=variance, overwrite=overwrite
+        )
     except SparkyfruitError as error:
         _fail(error)
-    out.print(f"[bold green]done:[/] {result.rows} rows, {result.dim_in}-d -> {result.k}-d keeping "
-              f"{result.explained_variance:.1%} of the variance, {result.duration_seconds:.1f} s -> {escape(result.output)}",
-              soft_wrap=True)
+    out.print(
+        f"[bold green]done:[/] {result.rows} rows, {result.dim_in}-d -> {result.k}-d keeping "
+        f"{result.explained_variance:.1%} of the variance, {result.duration_seconds:.1f} s -> {escape(result.output)}",
+        soft_wrap=True,
+    )
 
 
 @app.command(cls=_Command, epilog="Example: sparkyfruit evaluate s3://my-bucket/features --test-fraction 0.2 --json")
@@ -238,16 +301,19 @@ def evaluate(
     from sparkyfruit.evaluate import evaluate as run_evaluate
 
     try:
-        report = run_evaluate(output, _s3_settings(s3_endpoint, s3_region, profile), test_fraction=test_fraction,
-                              seed=seed, method=method)
+        report = run_evaluate(
+            output, _s3_settings(s3_endpoint, s3_region, profile), test_fraction=test_fraction, seed=seed, method=method
+        )
     except SparkyfruitError as error:
         _fail(error)
     if as_json:
         print(json.dumps(report.to_json()))
         return
-    out.print(f"[bold]{escape(report.output)}[/] ({report.column}, {report.method}): accuracy "
-              f"[bold]{report.accuracy:.3f}[/] on {report.test} held-out images ({report.train} to train)",
-              soft_wrap=True)
+    out.print(
+        f"[bold]{escape(report.output)}[/] ({report.column}, {report.method}): accuracy "
+        f"[bold]{report.accuracy:.3f}[/] on {report.test} held-out images ({report.train} to train)",
+        soft_wrap=True,
+    )
     table = Table()
     for column in ("label", "precision", "recall", "support"):
         table.add_column(column, justify="left" if column == "label" else "right")
@@ -255,12 +321,14 @@ def evaluate(
         table.add_row(label, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", str(scores["support"]))
     out.print(table)
     if report.confusions:
-        out.print("confused: " + ", ".join(f"{c['label']} -> {c['predicted']} ({c['count']})"
-                                          for c in report.confusions[:10]), soft_wrap=True)
+        out.print(
+            "confused: "
+            + ", ".join(f"{c['label']} -> {c['predicted']} ({c['count']})" for c in report.confusions[:10]),
+            soft_wrap=True,
+        )
 
 
-config_app = typer.Typer(help="Settings: what a run would use, and where each value comes from.",
-                         no_args_is_help=True)
+config_app = typer.Typer(help="Settings: what a run would use, and where each value comes from.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
@@ -292,10 +360,15 @@ def _print_summary(summary) -> None:
     out.print(f"[bold]{escape(summary.output)}[/]", soft_wrap=True)
     facts = Table.grid(padding=(0, 2))
     for name, value in [
-        ("rows", summary.rows), ("ok", summary.ok), ("failed", summary.failed), ("dim", summary.dim),
-        ("model", summary.model), ("image size", summary.image_size), ("mode", summary.mode),
+        ("rows", summary.rows),
+        ("ok", summary.ok),
+        ("failed", summary.failed),
+        ("dim", summary.dim),
+        ("model", summary.model),
+        ("image size", summary.image_size),
+        ("mode", summary.mode),
         ("weights sha256", summary.weights_sha256 or "-"),
-        ("duration", f"{summary.manifest.get('duration_seconds', 0):.1f} s"),
+        ("duration", f"{summary.manifest.duration_seconds:.1f} s"),
     ]:
         facts.add_row(name, str(value))
     out.print(facts)

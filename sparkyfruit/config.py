@@ -10,86 +10,23 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from sparkyfruit import models, storage, weights
+from sparkyfruit import locations, models, weights
 from sparkyfruit.errors import ConfigError
+from sparkyfruit.s3_settings import ENV_PREFIX, S3Settings
 
-ENV_PREFIX = "SPARKYFRUIT_"
 WEIGHT_SUFFIXES = (".h5", ".keras")
-
-
-class S3Settings(BaseSettings):
-    """How to reach S3: shared by every command that touches it."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True,
-                                      use_attribute_docstrings=True)
-
-    s3_endpoint: str | None = None
-    """S3 endpoint URL for S3-compatible servers, e.g. http://127.0.0.1:9000. Unset: AWS S3."""
-    s3_region: str | None = None
-    """Region of the bucket. Unset: the AWS default chain (us-east-1 for a custom endpoint)."""
-    profile: str | None = None
-    """AWS profile from ~/.aws; unset: the standard credential chain (env vars, files, instance role)."""
-    s3_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
-    """botocore retry mode for every S3 call."""
-    s3_max_attempts: int = 10
-    """Attempts per S3 request (botocore and S3A), first try included."""
-    s3_connect_timeout: float = 10.0
-    """Seconds to wait for a TCP connection to S3."""
-    s3_read_timeout: float = 60.0
-    """Seconds to wait for S3 to answer a request."""
-    fetch_concurrency: int = 16
-    """Concurrent GETs per Spark task in keys mode."""
-    spark_s3_scheme: Literal["s3a", "s3"] = "s3a"
-    """How Spark itself reaches S3: 's3a' (Hadoop's S3A connector, pulled at Spark's Hadoop version) or 's3'
-    (EMRFS, built into AWS EMR; nothing pulled). Inputs and outputs are written s3:// either way."""
-
-    @field_validator("s3_endpoint")
-    @classmethod
-    def _endpoint_is_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"--s3-endpoint must be an http(s) URL; got {value!r}.",
-                "Write it like http://127.0.0.1:9000 or https://s3.example.com.",
-            )
-        return value.rstrip("/")
-
-    @field_validator("s3_max_attempts", "fetch_concurrency")
-    @classmethod
-    def _positive(cls, value: int, info) -> int:
-        if value < 1:
-            raise ConfigError(f"{info.field_name} must be at least 1; got {value}.", f"Set {ENV_PREFIX}"
-                              f"{info.field_name.upper()} or '{info.field_name}' in the --config file.")
-        return value
-
-    @property
-    def effective_region(self) -> str | None:
-        return self.s3_region or ("us-east-1" if self.s3_endpoint else None)
-
-    @property
-    def endpoint_for_display(self) -> str | None:
-        """The endpoint without any user:password part."""
-        if not self.s3_endpoint:
-            return None
-        parts = urlsplit(self.s3_endpoint)
-        return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
-
-    def s3_only(self) -> S3Settings:
-        return S3Settings.model_construct(**{name: getattr(self, name) for name in S3Settings.model_fields})
 
 
 class RunConfig(S3Settings):
     """Everything one `sparkyfruit encode` run needs."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True,
-                                      use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, use_attribute_docstrings=True
+    )
 
     mode: str = "df"
     """How images are read: 'df' (Spark binaryFile over S3A) or 'keys' (driver lists, executors GET)."""
@@ -128,9 +65,10 @@ class RunConfig(S3Settings):
     """On a cluster master: pack this virtualenv (venv-pack, cached by content) and run the executors'
     Python from it. Off: the executors' own Python must have sparkyfruit installed."""
     jvm_class_cache: bool = True
-    """Keep start-up caches in ~/.cache/sparkyfruit: an archive of the driver JVM's classes (AppCDS, ~200 MB,
-    recorded as the first run's JVM exits; about 4 s faster from then on) and, on a local master, the S3A jars
-    Ivy resolved, put on the driver's class path by later runs (no resolution, no 686 MB copy per run)."""
+    """Keep start-up caches in ~/.cache/sparkyfruit: an archive of the driver JVM's classes (AppCDS, recorded
+    as the first run's JVM exits and mapped by later runs, which then start faster) and, on a local master,
+    the S3A jars Ivy resolved, put on the driver's class path by later runs (no resolution, and no copy of
+    the AWS SDK bundle into each run's folder)."""
 
     @classmethod
     def settings_customise_sources(
@@ -168,15 +106,17 @@ class RunConfig(S3Settings):
     @field_validator("input")
     @classmethod
     def _input(cls, value: str) -> str:
-        location = storage.parse_location(value, "--input")
+        location = locations.parse_location(value, "--input")
         if not location.is_s3 and not os.path.isdir(location.path):
-            raise ConfigError(f"--input folder does not exist: {value!r}.", "Check the path, or use s3://bucket/prefix.")
+            raise ConfigError(
+                f"--input folder does not exist: {value!r}.", "Check the path, or use s3://bucket/prefix."
+            )
         return value
 
     @field_validator("output")
     @classmethod
     def _output(cls, value: str) -> str:
-        storage.parse_location(value, "--output")
+        locations.parse_location(value, "--output")
         return value
 
     @field_validator("model")
@@ -204,14 +144,16 @@ class RunConfig(S3Settings):
     @classmethod
     def _limit(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
-            raise ConfigError(f"--limit must be a positive number of images; got {value}.", "Leave it out to encode all.")
+            raise ConfigError(
+                f"--limit must be a positive number of images; got {value}.", "Leave it out to encode all."
+            )
         return value
 
     @field_validator("pattern")
     @classmethod
     def _pattern(cls, value: str | None) -> str | None:
         if value is not None:
-            storage.compile_pattern(value)
+            locations.compile_pattern(value)
         return value
 
     @field_validator("master")
@@ -226,7 +168,7 @@ class RunConfig(S3Settings):
     def _weights_value(cls, value: str) -> str:
         kind = weights.kind_of(value)
         if kind == weights.S3:
-            storage.parse_location(value, "--weights")
+            locations.parse_location(value, "--weights")
         if kind != weights.FILE:
             return value
         path = Path(value).expanduser()
@@ -242,8 +184,7 @@ class RunConfig(S3Settings):
     @model_validator(mode="after")
     def _resume_or_overwrite(self) -> RunConfig:
         if self.resume and self.overwrite:
-            raise ConfigError("--resume adds to an output and --overwrite replaces it; got both.",
-                              "Choose one.")
+            raise ConfigError("--resume adds to an output and --overwrite replaces it; got both.", "Choose one.")
         return self
 
     @model_validator(mode="after")
@@ -265,12 +206,12 @@ class RunConfig(S3Settings):
     # ------------------------------------------------------------ derived values
 
     @property
-    def input_location(self) -> storage.Location:
-        return storage.parse_location(self.input, "--input")
+    def input_location(self) -> locations.Location:
+        return locations.parse_location(self.input, "--input")
 
     @property
-    def output_location(self) -> storage.Location:
-        return storage.parse_location(self.output, "--output")
+    def output_location(self) -> locations.Location:
+        return locations.parse_location(self.output, "--output")
 
     @property
     def master_is_local(self) -> bool:
@@ -279,7 +220,7 @@ class RunConfig(S3Settings):
 
     @property
     def file_pattern(self) -> str:
-        return self.pattern or storage.default_pattern()
+        return self.pattern or locations.default_pattern()
 
     @property
     def dim(self) -> int:
@@ -368,5 +309,11 @@ def reference_markdown() -> str:
 
 
 # settings for env/TOML only: rarely changed, and the encode --help stays readable
-NO_FLAG = {"s3_retry_mode", "s3_max_attempts", "s3_connect_timeout", "s3_read_timeout", "fetch_concurrency",
-           "jvm_class_cache"}
+NO_FLAG = {
+    "s3_retry_mode",
+    "s3_max_attempts",
+    "s3_connect_timeout",
+    "s3_read_timeout",
+    "fetch_concurrency",
+    "jvm_class_cache",
+}

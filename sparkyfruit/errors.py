@@ -50,7 +50,8 @@ def failure_summary(exc: BaseException) -> str:
     # s3a://b/k"): keep it, the inner SDK exception does not say which object failed
     text = str(exc)
     file = re.search(r"while reading file (\S+?)\.?(\s|$)", text) or re.search(
-        r"\b((?:s3a?|file):/{1,3}[^\s:,;'\"]+\.(?:jpe?g|png))", text, re.IGNORECASE)  # S3A: "getFileStatus on s3a://..."
+        r"\b((?:s3a?|file):/{1,3}[^\s:,;'\"]+\.(?:jpe?g|png))", text, re.IGNORECASE
+    )  # S3A: "getFileStatus on s3a://..."
     if file and file.group(1) not in summary:
         summary += f" (while reading {file.group(1)})"
     return summary

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sparkyfruit import output_format, storage
-from sparkyfruit.config import S3Settings
-from sparkyfruit.errors import ConfigError, NotAnOutputError
+from sparkyfruit import locations, output_format
+from sparkyfruit.errors import ConfigError
+from sparkyfruit.s3_settings import S3Settings
 
 METHODS = ("centroid", "logistic")
 
@@ -33,20 +33,6 @@ class Evaluation:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def load_vectors(output: str, s3: S3Settings) -> tuple[list[str], list[str], np.ndarray, str]:
-    """(paths, labels, vectors, column) of the rows that have a vector, sorted by path."""
-    location = storage.parse_location(output, "OUTPUT")
-    column = output_format.vector_column(output_format.finished_manifest(location, s3))
-    dataset = output_format.open_dataset(location, s3)
-    table = dataset.to_table(columns=["path", "label", column])
-    rows = sorted((p, l, v) for p, l, v in zip(*(table.column(c).to_pylist() for c in ["path", "label", column]))
-                  if v is not None and l is not None)
-    if not rows:
-        raise NotAnOutputError(f"{location.uri} holds no rows with vectors.", "Check the encode run's failures.")
-    paths, labels, vectors = zip(*rows)
-    return list(paths), list(labels), np.asarray(vectors, dtype=np.float64), column
 
 
 def stratified_split(labels: list[str], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -69,6 +55,7 @@ def stratified_split(labels: list[str], test_fraction: float, seed: int) -> tupl
 
 def nearest_centroid(train_x: np.ndarray, train_y: list[str], test_x: np.ndarray) -> list[str]:
     """Cosine similarity to each class's mean vector."""
+
     def unit(x):
         norms = np.linalg.norm(x, axis=-1, keepdims=True)
         return x / np.where(norms == 0, 1, norms)
@@ -86,27 +73,34 @@ def logistic_regression(train_x: np.ndarray, train_y: list[str], test_x: np.ndar
 
     classes = sorted(set(train_y))
     index = {c: float(i) for i, c in enumerate(classes)}
-    train = spark.createDataFrame([(Vectors.dense(x), index[y]) for x, y in zip(train_x, train_y)], ["features", "label"])
+    train = spark.createDataFrame(
+        [(Vectors.dense(x), index[y]) for x, y in zip(train_x, train_y)], ["features", "label"]
+    )
     test = spark.createDataFrame([(i, Vectors.dense(x)) for i, x in enumerate(test_x)], ["row", "features"])
     model = LogisticRegression(maxIter=200, regParam=1e-3, family="multinomial").fit(train)
-    predicted = {r["row"]: classes[int(r["prediction"])] for r in model.transform(test).select("row", "prediction").collect()}
+    predicted = {
+        r["row"]: classes[int(r["prediction"])] for r in model.transform(test).select("row", "prediction").collect()
+    }
     return [predicted[i] for i in range(len(test_x))]
 
 
-def evaluate(output: str, s3: S3Settings, *, test_fraction: float = 0.5, seed: int = 0, method: str = "centroid",
-             spark=None) -> Evaluation:
+def evaluate(
+    output: str, s3: S3Settings, *, test_fraction: float = 0.5, seed: int = 0, method: str = "centroid", spark=None
+) -> Evaluation:
     if method not in METHODS:
         raise ConfigError(f"Unknown --method {method!r}.", f"Choose one of: {', '.join(METHODS)}.")
-    paths, labels, vectors, column = load_vectors(output, s3)
+    paths, labels, vectors, column = output_format.load_vectors(output, s3)
     if len(set(labels)) < 2:
-        raise ConfigError(f"{output} has {len(set(labels))} label(s); a probe needs at least 2.",
-                          "Encode images from at least two class folders.")
+        raise ConfigError(
+            f"{output} has {len(set(labels))} label(s); a probe needs at least 2.",
+            "Encode images from at least two class folders.",
+        )
     train, test = stratified_split(labels, test_fraction, seed)
     train_y, test_y = [labels[i] for i in train], [labels[i] for i in test]
     if method == "centroid":
         predicted = nearest_centroid(vectors[train], train_y, vectors[test])
     else:
-        from sparkyfruit.session import tool_session
+        from sparkyfruit.spark.session import tool_session
 
         # the vectors come from the driver: the session never touches S3
         with tool_session(S3Settings(), "sparkyfruit-evaluate", False, spark) as session:
@@ -122,8 +116,10 @@ def evaluate(output: str, s3: S3Settings, *, test_fraction: float = 0.5, seed: i
             "recall": true_positive / support if support else 0.0,
             "support": support,
         }
-    confusions = [{"label": t, "predicted": p, "count": n}
-                  for (t, p), n in Counter((t, p) for t, p in zip(test_y, predicted) if t != p).most_common()]
-    return Evaluation(storage.parse_location(output).uri, column, method, len(train), len(test), accuracy,
-                      per_class, confusions)
-
+    confusions = [
+        {"label": t, "predicted": p, "count": n}
+        for (t, p), n in Counter((t, p) for t, p in zip(test_y, predicted) if t != p).most_common()
+    ]
+    return Evaluation(
+        locations.parse_location(output).uri, column, method, len(train), len(test), accuracy, per_class, confusions
+    )

@@ -78,8 +78,11 @@ def encoder_for(spec: ModelSpec, threads: int = 1) -> Encoder:
             built = replace(spec, weights=SparkFiles.get(spec.weights[len(SPARK_FILES_PREFIX) :]))
         encoder = _ENCODERS[spec] = Encoder(built, threads)
         # once per Python worker, into the executor's log: which environment a cluster really ran
-        print(f"sparkyfruit worker: python {sys.executable}, sparkyfruit from {Path(__file__).parent}, "
-              f"{spec.name} built", file=sys.stderr, flush=True)
+        print(
+            f"sparkyfruit worker: python {sys.executable}, sparkyfruit from {Path(__file__).parent}, {spec.name} built",
+            file=sys.stderr,
+            flush=True,
+        )
     return encoder
 
 

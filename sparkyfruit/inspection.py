@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from sparkyfruit import output_format, storage
-from sparkyfruit.config import S3Settings
+from sparkyfruit import locations, output_format
 from sparkyfruit.errors import NotAnOutputError, StorageError
-from sparkyfruit.output_format import MANIFEST_NAME, count_rows, open_dataset
+from sparkyfruit.output_format import MANIFEST_NAME, Manifest, ReduceManifest, count_rows, open_dataset
+from sparkyfruit.s3_settings import S3Settings
 
 MAX_FAILURES_SHOWN = 5
 
@@ -26,7 +26,7 @@ class Summary:
     column: str  # where the vectors are: "features", or "pca_features" in a reduce output
     labels: dict[str, int]
     failures: list[dict[str, str]]
-    manifest: dict = field(repr=False)
+    manifest: Manifest | ReduceManifest = field(repr=False)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,16 +37,17 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
     import pyarrow.compute as pc
 
     s3 = s3 or S3Settings()
-    location = storage.parse_location(output, "OUTPUT")
+    location = locations.parse_location(output, "OUTPUT")
     manifest = output_format.finished_manifest(location, s3)
     column = output_format.vector_column(manifest)
-    network = manifest.get("source_manifest", manifest)  # a reduce output: the network of its source
+    # a reduce output: the network is its source's
+    network = manifest.source_manifest if isinstance(manifest, ReduceManifest) else manifest
     counts = count_rows(location, s3, column)  # the same reader that produced the manifest's counts
-    expected = manifest.get("counts", {})
-    if counts["rows"] != expected.get("rows") or counts["failed"] != expected.get("failed"):
+    expected = manifest.counts
+    if counts.rows != expected.rows or counts.failed != expected.failed:
         raise NotAnOutputError(
-            f"{location.uri}: the Parquet files hold {counts['rows']} rows ({counts['failed']} failed) but "
-            f"{MANIFEST_NAME} records {expected.get('rows')} ({expected.get('failed')} failed).",
+            f"{location.uri}: the Parquet files hold {counts.rows} rows ({counts.failed} failed) but "
+            f"{MANIFEST_NAME} records {expected.rows} ({expected.failed} failed).",
             "The output was changed after the run; rerun encode with --overwrite.",
         )
     dataset = open_dataset(location, s3)
@@ -61,7 +62,17 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
         for entry in sorted(per_label, key=lambda e: (e["values"] is None, e["values"] or ""))
     }
     return Summary(
-        output=location.uri, rows=counts["rows"], ok=counts["ok"], failed=counts["failed"], dim=manifest["dim"],
-        model=network["model"], image_size=network["image_size"], weights_sha256=network.get("weights_sha256"),
-        mode=network["mode"], column=column, labels=labels, failures=failures.to_pylist(), manifest=manifest,
+        output=location.uri,
+        rows=counts.rows,
+        ok=counts.ok,
+        failed=counts.failed,
+        dim=manifest.dim,
+        model=network.model,
+        image_size=network.image_size,
+        weights_sha256=network.weights_sha256,
+        mode=network.mode,
+        column=column,
+        labels=labels,
+        failures=failures.to_pylist(),
+        manifest=manifest,
     )

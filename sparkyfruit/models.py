@@ -43,7 +43,6 @@ class ModelInfo:
             return int(1024 * alpha)
         return 2048
 
-
     def imagenet_download(self, alpha: float, image_size: int) -> WeightsDownload:
         """The no-top ImageNet weights file Keras fetches for this network, by Keras's own naming rules
         (tests/test_weights.py checks them against the installed Keras)."""
@@ -71,10 +70,22 @@ def _make_divisible(value: float, divisor: int) -> int:
 MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
-        ModelInfo("mobilenet_v2", "MobileNetV2", "mobilenet_v2", 1.0, (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
-                  "MobileNetV2, 1280-d for alpha <= 1"),
-        ModelInfo("mobilenet", "MobileNet", "mobilenet", 1.0, (0.25, 0.5, 0.75, 1.0),
-                  "MobileNet v1, 1024*alpha-d (alpha 0.25 -> 256)"),
+        ModelInfo(
+            "mobilenet_v2",
+            "MobileNetV2",
+            "mobilenet_v2",
+            1.0,
+            (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+            "MobileNetV2, 1280-d for alpha <= 1",
+        ),
+        ModelInfo(
+            "mobilenet",
+            "MobileNet",
+            "mobilenet",
+            1.0,
+            (0.25, 0.5, 0.75, 1.0),
+            "MobileNet v1, 1024*alpha-d (alpha 0.25 -> 256)",
+        ),
         ModelInfo("resnet50", "ResNet50", "resnet50", 1.0, (), "ResNet50, 2048-d"),
     )
 }

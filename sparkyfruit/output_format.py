@@ -8,12 +8,18 @@ deleted.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import platform
 import re
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
 
-from sparkyfruit import storage
-from sparkyfruit.config import S3Settings
+from sparkyfruit import locations, storage
 from sparkyfruit.errors import NotAnOutputError, StorageError
+from sparkyfruit.s3_settings import S3Settings
 
 MANIFEST_NAME = "_sparkyfruit.json"
 # while --resume adds files, the finished manifest is moved here: the output reads as unfinished, and a
@@ -40,20 +46,23 @@ def foreign_files(names: list[str]) -> list[str]:
     return [name for name in names if not is_own_file(name)]
 
 
-def shown(location: storage.Location) -> str:
+def shown(location: locations.Location) -> str:
     """How a location is written back to the user: the plain path for a local one."""
     return location.uri if location.is_s3 else location.path
 
 
-def check_writable(location: storage.Location, s3: S3Settings, *, overwrite: bool, resume: bool = False,
-                   flag: str = "--output") -> None:
+def check_writable(
+    location: locations.Location, s3: S3Settings, *, overwrite: bool, resume: bool = False, flag: str = "--output"
+) -> None:
     """Before any work: a command may write to `location` only if it is empty, or holds only what
     sparkyfruit wrote and `overwrite` (replace) or `resume` (add) is given. Raises ConfigError otherwise."""
     from sparkyfruit.errors import ConfigError
 
     if not location.is_s3 and storage.is_local_file(location):
-        raise ConfigError(f"{flag} {shown(location)} is a file, not a folder; nothing was touched.",
-                          f"Give {flag} a folder (new or empty) for the output.")
+        raise ConfigError(
+            f"{flag} {shown(location)} is a file, not a folder; nothing was touched.",
+            f"Give {flag} a folder (new or empty) for the output.",
+        )
     names = storage.list_files(location, s3)
     foreign = foreign_files(names)
     if foreign:
@@ -66,7 +75,8 @@ def check_writable(location: storage.Location, s3: S3Settings, *, overwrite: boo
     if names and not (overwrite or resume):
         raise ConfigError(
             f"{flag} {shown(location)} already holds a sparkyfruit output; nothing was touched.",
-            "Pass --overwrite to replace it" + (", --resume to add new images to it," if flag == "--output" else "")
+            "Pass --overwrite to replace it"
+            + (", --resume to add new images to it," if flag == "--output" else "")
             + f" or choose another {flag}.",
         )
 
@@ -76,16 +86,122 @@ def _first(names: list[str]) -> str:
     return listed + (f" and {len(names) - SHOWN_FOREIGN} more" if len(names) > SHOWN_FOREIGN else "")
 
 
-def read_manifest(location: storage.Location, s3: S3Settings, name: str = MANIFEST_NAME) -> dict | None:
+@dataclass
+class Counts:
+    rows: int
+    ok: int
+    failed: int
+
+
+@dataclass
+class Manifest:
+    """`_sparkyfruit.json` of an encode output: what made the vectors, and how many there are."""
+
+    created_at: str
+    versions: dict[str, str | None]
+    mode: str
+    input: str
+    output: str
+    model: str
+    alpha: float
+    image_size: int
+    weights: str  # weights.label() of the setting
+    weights_sha256: str | None
+    dim: int
+    counts: Counts
+    duration_seconds: float
+    config: dict[str, Any]  # the run's redacted settings
+    resumes: int = 0
+    added_by_last_resume: int | None = None
+    format: str = ENCODE_FORMAT
+
+
+@dataclass
+class ReduceManifest:
+    """`_sparkyfruit.json` of a `reduce` output: the PCA, and the manifest of the output it was fitted on."""
+
+    created_at: str
+    source: str
+    k: int
+    requested_variance: float | None
+    explained_variance: float
+    explained_variance_by_component: list[float]
+    dim: int
+    dim_in: int
+    counts: Counts
+    model_folder: str
+    duration_seconds: float
+    source_manifest: Manifest
+    method: str = "pca"
+    format: str = REDUCE_FORMAT
+
+
+def _from_dict(kind: type, data: dict[str, Any]):
+    """A manifest dataclass from its JSON, ignoring keys this version does not know."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    values = {name: value for name, value in data.items() if name in names}
+    values["counts"] = Counts(**values["counts"])
+    if kind is ReduceManifest:
+        values["source_manifest"] = _from_dict(Manifest, values["source_manifest"])
+    return kind(**values)
+
+
+def now() -> str:
+    """A manifest's timestamp: UTC, to the second, ISO 8601."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def library_version(*distributions: str) -> str | None:
+    """The installed version of the first of `distributions` that is installed (metadata only, no import)."""
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def library_versions(spark_version: str | None = None) -> dict[str, str | None]:
+    """What a manifest records of the software that made it (`spark`: the running session's version)."""
+    from sparkyfruit import __version__
+
+    return {
+        "sparkyfruit": __version__,
+        "pyspark": library_version("pyspark"),
+        "spark": spark_version,
+        "tensorflow": library_version("tensorflow", "tensorflow-cpu"),
+        "keras": library_version("keras"),
+        "python": platform.python_version(),
+    }
+
+
+def parse_manifest(text: str) -> Manifest | ReduceManifest:
+    data = json.loads(text)
+    return _from_dict(ReduceManifest if data.get("format") == REDUCE_FORMAT else Manifest, data)
+
+
+def read_manifest(
+    location: storage.Location, s3: S3Settings, name: str = MANIFEST_NAME
+) -> Manifest | ReduceManifest | None:
     text = storage.read_text(location.child(name), s3)
-    return json.loads(text) if text is not None else None
+    if text is None:
+        return None
+    try:
+        return parse_manifest(text)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NotAnOutputError(
+            f"{location.child(name).uri} cannot be read as a sparkyfruit manifest ({type(exc).__name__}: {exc}).",
+            "It was changed by hand or written by another program; rerun encode with --overwrite.",
+        ) from None
 
 
-def write_manifest(location: storage.Location, manifest: dict, s3: S3Settings) -> None:
-    storage.write_text(location.child(MANIFEST_NAME), json.dumps(manifest, indent=2), s3)
+def write_manifest(
+    location: storage.Location, manifest: Manifest | ReduceManifest, s3: S3Settings, name: str = MANIFEST_NAME
+) -> None:
+    storage.write_text(location.child(name), json.dumps(dataclasses.asdict(manifest), indent=2), s3)
 
 
-def finished_manifest(location: storage.Location, s3: S3Settings) -> dict:
+def finished_manifest(location: locations.Location, s3: S3Settings) -> dict:
     """The manifest of a finished output; for anything else, a NotAnOutputError that says what it is."""
     manifest = read_manifest(location, s3)
     if manifest is None:
@@ -93,37 +209,66 @@ def finished_manifest(location: storage.Location, s3: S3Settings) -> dict:
     return manifest
 
 
-def not_an_output(location: storage.Location, s3: S3Settings) -> NotAnOutputError:
+def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputError:
     """What a location without a manifest is (a file, a folder of images, an unfinished run, something
     else), with advice that fits it."""
     where = shown(location)
     if not location.is_s3 and storage.is_local_file(location):
-        return NotAnOutputError(f"{where} is a file, not an output folder.",
-                                "Give the --output folder of a `sparkyfruit encode` run.")
+        return NotAnOutputError(
+            f"{where} is a file, not an output folder.", "Give the --output folder of a `sparkyfruit encode` run."
+        )
     names = storage.list_files(location, s3)
     if not names:
-        return NotAnOutputError(f"{where} does not exist or is empty.",
-                                "Give the --output folder of a `sparkyfruit encode` run.")
+        return NotAnOutputError(
+            f"{where} does not exist or is empty.", "Give the --output folder of a `sparkyfruit encode` run."
+        )
     foreign = foreign_files(names)
     if not foreign and RESUMING_NAME in names:
-        return NotAnOutputError(f"{where} is an output whose last encode --resume did not finish.",
-                                "Continue it: rerun that encode with --resume.")
+        return NotAnOutputError(
+            f"{where} is an output whose last encode --resume did not finish.",
+            "Continue it: rerun that encode with --resume.",
+        )
     if not foreign:
-        return NotAnOutputError(f"{where} has no {MANIFEST_NAME}: the encode run that wrote it did not finish.",
-                                "Rerun that encode with --overwrite.")
-    if any(name.rsplit(".", 1)[-1].lower() in storage.IMAGE_EXTENSIONS for name in foreign):
-        return NotAnOutputError(f"{where} is a folder of images, not a sparkyfruit output.",
-                                f"Encode it first: sparkyfruit encode --input {where} --output OUT.")
-    return NotAnOutputError(f"{where} is not a sparkyfruit output: it has no {MANIFEST_NAME} and holds "
-                            f"{_first(foreign)}.", "Give the --output folder of a `sparkyfruit encode` run.")
+        return NotAnOutputError(
+            f"{where} has no {MANIFEST_NAME}: the encode run that wrote it did not finish.",
+            "Rerun that encode with --overwrite.",
+        )
+    if any(name.rsplit(".", 1)[-1].lower() in locations.IMAGE_EXTENSIONS for name in foreign):
+        return NotAnOutputError(
+            f"{where} is a folder of images, not a sparkyfruit output.",
+            f"Encode it first: sparkyfruit encode --input {where} --output OUT.",
+        )
+    return NotAnOutputError(
+        f"{where} is not a sparkyfruit output: it has no {MANIFEST_NAME} and holds {_first(foreign)}.",
+        "Give the --output folder of a `sparkyfruit encode` run.",
+    )
 
 
-def vector_column(manifest: dict) -> str:
+def load_vectors(output: str, s3: S3Settings):
+    """(paths, labels, vectors, column) of the rows of a finished output that have a vector, sorted by
+    path: `vectors` is a float64 numpy matrix, `column` the column they came from."""
+    import numpy as np
+
+    location = locations.parse_location(output, "OUTPUT")
+    column = vector_column(finished_manifest(location, s3))
+    table = open_dataset(location, s3).to_table(columns=["path", "label", column])
+    rows = sorted(
+        (path, label, vector)
+        for path, label, vector in zip(*(table.column(c).to_pylist() for c in ["path", "label", column]))
+        if vector is not None and label is not None
+    )
+    if not rows:
+        raise NotAnOutputError(f"{location.uri} holds no rows with vectors.", "Check the encode run's failures.")
+    paths, labels, vectors = zip(*rows)
+    return list(paths), list(labels), np.asarray(vectors, dtype=np.float64), column
+
+
+def vector_column(manifest: Manifest | ReduceManifest) -> str:
     """The column that holds the vectors: `features` (encode) or `pca_features` (reduce)."""
-    return "pca_features" if manifest.get("format") == REDUCE_FORMAT else "features"
+    return "pca_features" if isinstance(manifest, ReduceManifest) else "features"
 
 
-def open_dataset(location: storage.Location, s3: S3Settings):
+def open_dataset(location: locations.Location, s3: S3Settings):
     """The Parquet files of an output as a pyarrow dataset (files starting with '_' or '.' are skipped)."""
     import pyarrow.dataset as ds
 
@@ -134,7 +279,7 @@ def open_dataset(location: storage.Location, s3: S3Settings):
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
 
 
-def count_rows(location: storage.Location, s3: S3Settings, column: str = "features") -> dict[str, int | None]:
+def count_rows(location: locations.Location, s3: S3Settings, column: str = "features") -> dict[str, int | None]:
     """rows, ok, failed and dim of what an output holds, from Parquet metadata and two small columns."""
     import pyarrow.compute as pc
 
@@ -146,4 +291,14 @@ def count_rows(location: storage.Location, s3: S3Settings, column: str = "featur
     except (OSError, ValueError) as exc:
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
     dim = len(first.column(column)[0].as_py()) if first.num_rows else None
-    return {"rows": rows, "ok": rows - failed, "failed": failed, "dim": dim}
+    return RowCounts(rows, rows - failed, failed, dim)
+
+
+@dataclass
+class RowCounts(Counts):
+    """What the Parquet files hold, read back: the counts, and the length of the first vector."""
+
+    dim: int | None = None
+
+    def as_counts(self) -> Counts:
+        return Counts(self.rows, self.ok, self.failed)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sparkyfruit import models, ship_env, sink, storage, weights
+from sparkyfruit import models, sink, storage, weights
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
-from sparkyfruit.interrupt import SigintGuard
+from sparkyfruit.output_format import Manifest
+from sparkyfruit.spark import ship_env
+from sparkyfruit.spark.interrupt import SigintGuard
 
 
 @dataclass
@@ -21,7 +23,7 @@ class RunResult:
     dim: int
     duration_seconds: float
     ui_url: str | None
-    manifest: dict = field(repr=False)
+    manifest: Manifest = field(repr=False)
     added: int | None = None  # --resume: rows this run added (rows/ok/failed count the whole output)
 
     @property
@@ -45,11 +47,11 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     RunResult; raises SparkyfruitError subclasses (InterruptedRun on Ctrl-C).
     """
     from sparkyfruit.featurize import OUTPUT_SCHEMA, SPARK_FILES_PREFIX, featurize_partition
-    from sparkyfruit.progress import SparkProgress
-    from sparkyfruit.session import start_session
     from sparkyfruit.sources import df as df_source
     from sparkyfruit.sources import keys as keys_source
     from sparkyfruit.sources import no_images_error
+    from sparkyfruit.spark.progress import SparkProgress
+    from sparkyfruit.spark.session import start_session
 
     started = time.monotonic()
     show = console is not None and not config.quiet
@@ -59,23 +61,35 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     # a wrong endpoint, bucket, credentials, no matching image or unreachable weights fail here, before the
     # JVM starts
     if (config.input_location.is_s3 or config.mode == "df") and not storage.has_image(
-            config.input_location, config.file_pattern, config):
+        config.input_location, config.file_pattern, config
+    ):
         raise no_images_error(config)
     keys = keys_source.list_keys(config) if config.mode == "keys" or previous else None
     if previous is not None:
         keys = [image for image in keys if image[0] not in done]
         if not keys:  # nothing new: no Spark at all
-            counts = previous["counts"]
-            return RunResult(output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
-                             failed=counts["failed"], dim=previous["dim"], duration_seconds=time.monotonic() - started,
-                             ui_url=None, manifest=previous, added=0)
+            counts = previous.counts
+            return RunResult(
+                output=config.output_location.uri,
+                mode=config.mode,
+                rows=counts.rows,
+                ok=counts.ok,
+                failed=counts.failed,
+                dim=previous.dim,
+                duration_seconds=time.monotonic() - started,
+                ui_url=None,
+                manifest=previous,
+                added=0,
+            )
     staged = weights.stage(config, announce)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
         shipped = ship_env.ship(announce=announce)
         if show:
-            console.print(f"Executors' Python: {shipped.archive} ({shipped.size_bytes / 2**20:.0f} MB"
-                          + (f", packed in {shipped.built_seconds:.0f} s)" if shipped.built_seconds else ", cached)"))
+            console.print(
+                f"Executors' Python: {shipped.archive} ({shipped.size_bytes / 2**20:.0f} MB"
+                + (f", packed in {shipped.built_seconds:.0f} s)" if shipped.built_seconds else ", cached)")
+            )
     with SigintGuard() as sigint:
         handle = start_session(config, spark, shipped)
         try:
@@ -99,32 +113,48 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             if previous is not None:
                 sink.begin_resume(config, previous)
             progress = SparkProgress(context, description, source.count, console=console, enabled=show)
-            features = source.frame.mapInArrow(featurize_partition(spec, source.fetch, progress.counter),
-                                               OUTPUT_SCHEMA)
+            features = source.frame.mapInArrow(featurize_partition(spec, source.fetch, progress.counter), OUTPUT_SCHEMA)
             with progress:
-                counts = _run_job(lambda: sink.write(features, config, source.listed, rows_before=len(done)),
-                                  config, handle, sigint, progress)
+                counts = _run_job(
+                    lambda: sink.write(features, config, source.listed, rows_before=len(done)),
+                    config,
+                    handle,
+                    sigint,
+                    progress,
+                )
 
             duration = time.monotonic() - started
-            added = counts["rows"] - len(done) if previous is not None else None
+            added = counts.rows - len(done) if previous is not None else None
             manifest = sink.build_manifest(
-                config, counts, spark_version=handle.spark.version, weights_sha256=staged.sha256,
+                config,
+                counts,
+                spark_version=handle.spark.version,
+                weights_sha256=staged.sha256,
                 duration_seconds=duration,
             )
             if previous is not None:
-                manifest["created_at"] = previous["created_at"]
-                manifest["resumes"] = previous.get("resumes", 0) + 1
-                manifest["added_by_last_resume"] = added
+                manifest.created_at = previous.created_at
+                manifest.resumes = previous.resumes + 1
+                manifest.added_by_last_resume = added
             sink.write_manifest(config, manifest)
             return RunResult(
-                output=config.output_location.uri, mode=config.mode, rows=counts["rows"], ok=counts["ok"],
-                failed=counts["failed"], dim=manifest["dim"], duration_seconds=duration, ui_url=handle.ui_url,
-                manifest=manifest, added=added,
+                output=config.output_location.uri,
+                mode=config.mode,
+                rows=counts.rows,
+                ok=counts.ok,
+                failed=counts.failed,
+                dim=manifest.dim,
+                duration_seconds=duration,
+                ui_url=handle.ui_url,
+                manifest=manifest,
+                added=added,
             )
         finally:
             if show and handle.class_archive is not None and handle.class_archive.recording is not None:
-                console.print("Saving the Spark driver's classes for faster start-ups (once for this Java, Spark "
-                              "and set of jars, about 10 s)...")
+                console.print(
+                    "Saving the Spark driver's classes for faster start-ups (once for this Java, Spark "
+                    "and set of jars)..."
+                )
             handle.stop()
 
 
@@ -138,11 +168,13 @@ def _run_job(action, config: RunConfig, handle, sigint: SigintGuard, progress):
     except Exception as exc:
         rerun = _rerun_advice(config)
         if sigint.received:
-            raise InterruptedRun(f"interrupted: {progress.done:,} of {progress.total:,} images encoded; "
-                                 f"{rerun[1]}", rerun[0]) from None
+            raise InterruptedRun(
+                f"interrupted: {progress.done:,} of {progress.total:,} images encoded; {rerun[1]}", rerun[0]
+            ) from None
         log = f" The driver log: {handle.log_path}." if handle.log_path else ""
-        raise RunFailedError(f"The Spark job failed: {failure_summary(exc)[:500]}", f"{rerun[1].capitalize()}.{log} "
-                             f"{rerun[0]}") from exc
+        raise RunFailedError(
+            f"The Spark job failed: {failure_summary(exc)[:500]}", f"{rerun[1].capitalize()}.{log} {rerun[0]}"
+        ) from exc
 
 
 def _rerun_advice(config: RunConfig) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """`sparkyfruit inspect OUTPUT --plot FILE.png`: one figure of what an output holds.
 
 Left: the vectors projected on their first two principal components (numpy SVD on the driver, no Spark),
-one colour per label. Right: images with a vector per label, and the failed images in a bar of their own. The title names the model, image
-size and dimension. Matplotlib's Agg backend: no display needed.
+one colour per label. Right: images with a vector per label, and the failed images in a bar of their own.
+The title names the model, image size and dimension. Matplotlib's Agg backend: no display needed.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparkyfruit.config import S3Settings
 from sparkyfruit.errors import ConfigError
+from sparkyfruit.s3_settings import S3Settings
 
 WIDTH_PX, HEIGHT_PX, DPI = 1600, 700, 100
 
@@ -41,7 +41,7 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sparkyfruit.evaluate import load_vectors
+    from sparkyfruit.output_format import load_vectors
 
     target = Path(target)
     if target.suffix.lower() != ".png":
@@ -53,8 +53,9 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
     names = sorted(set(labels))
     colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
 
-    figure, (scatter, bars) = plt.subplots(1, 2, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI,
-                                           gridspec_kw={"width_ratios": [3, 2]})
+    figure, (scatter, bars) = plt.subplots(
+        1, 2, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, gridspec_kw={"width_ratios": [3, 2]}
+    )
     label_array = np.asarray(labels)
     for index, name in enumerate(names):
         mine = points[label_array == name]

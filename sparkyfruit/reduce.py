@@ -8,13 +8,12 @@ source output's manifest.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 
-from sparkyfruit import output_format, storage
-from sparkyfruit.config import S3Settings
+from sparkyfruit import locations, output_format
 from sparkyfruit.errors import ConfigError, NotAnOutputError
+from sparkyfruit.s3_settings import S3Settings
 
 MODEL_FOLDER = "_pca_model"
 
@@ -39,25 +38,35 @@ def components_for(explained: list[float], variance: float) -> int:
     return len(explained)
 
 
-def reduce(source: str, output: str, s3: S3Settings, *, k: int | None = None, variance: float | None = None,
-           overwrite: bool = False, spark=None) -> Reduction:
+def reduce(
+    source: str,
+    output: str,
+    s3: S3Settings,
+    *,
+    k: int | None = None,
+    variance: float | None = None,
+    overwrite: bool = False,
+    spark=None,
+) -> Reduction:
     if (k is None) == (variance is None):
         raise ConfigError("Give exactly one of --k N or --variance F.", "E.g. --k 50, or --variance 0.95.")
     if k is not None and k < 1:
         raise ConfigError(f"--k must be at least 1; got {k}.", "E.g. --k 50.")
     if variance is not None and not 0 < variance <= 1:
         raise ConfigError(f"--variance must be in (0, 1]; got {variance}.", "E.g. --variance 0.95.")
-    source_location = storage.parse_location(source, "OUTPUT")
-    target = storage.parse_location(output, "--output")
+    source_location = locations.parse_location(source, "OUTPUT")
+    target = locations.parse_location(output, "--output")
     source_manifest = output_format.finished_manifest(source_location, s3)
-    if source_manifest.get("format") != output_format.ENCODE_FORMAT:
-        raise NotAnOutputError(f"{source_location.uri} is a reduce output; reduce works on an encode output.",
-                               f"Give the output it was reduced from: {source_manifest.get('source')}.")
+    if isinstance(source_manifest, output_format.ReduceManifest):
+        raise NotAnOutputError(
+            f"{source_location.uri} is a reduce output; reduce works on an encode output.",
+            f"Give the output it was reduced from: {source_manifest.source}.",
+        )
     output_format.check_writable(target, s3, overwrite=overwrite)
-    dim = int(source_manifest["dim"])
+    dim = source_manifest.dim
     if k is not None and k > dim:
         raise ConfigError(f"--k {k} is more than the vectors' {dim} dimensions.", f"Choose --k at most {dim}.")
-    from sparkyfruit.session import tool_session
+    from sparkyfruit.spark.session import tool_session
 
     with tool_session(s3, "sparkyfruit-reduce", source_location.is_s3 or target.is_s3, spark) as session:
         return _fit_and_write(session, source_location, target, s3, source_manifest, dim, k, variance)
@@ -74,8 +83,9 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
     vectors = rows.where(F.col("features").isNotNull()).select(array_to_vector("features").alias("vector")).cache()
     usable = vectors.count()
     if usable < 2:
-        raise NotAnOutputError(f"{source.uri} has {usable} rows with vectors; PCA needs at least 2.",
-                               "Encode more images first.")
+        raise NotAnOutputError(
+            f"{source.uri} has {usable} rows with vectors; PCA needs at least 2.", "Encode more images first."
+        )
     if variance is not None:
         # every component the data allows, then keep as many as the requested variance needs
         full = PCA(k=min(dim, usable), inputCol="vector", outputCol="pca").fit(vectors)
@@ -84,9 +94,11 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
     vectors.unpersist()
     has_vector = F.col("features").isNotNull()
     projected = model.transform(rows.where(has_vector).withColumn("vector", array_to_vector("features"))).select(
-        "path", "label", vector_to_array("pca", "float32").alias("pca_features"), "error")
+        "path", "label", vector_to_array("pca", "float32").alias("pca_features"), "error"
+    )
     failed = rows.where(~has_vector).select(  # kept, with no projection
-        "path", "label", F.lit(None).cast("array<float>").alias("pca_features"), "error")
+        "path", "label", F.lit(None).cast("array<float>").alias("pca_features"), "error"
+    )
     result = projected.unionByName(failed)
     uri = target.spark_uri(scheme)
     result.write.mode("overwrite").parquet(uri)
@@ -94,22 +106,19 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
     kept = float(sum(model.explainedVariance))
     written = spark.read.parquet(uri).count()
     duration = time.monotonic() - started
-    manifest = {
-        "format": output_format.REDUCE_FORMAT,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source.uri,
-        "method": "pca",
-        "k": k,
-        "requested_variance": variance,
-        "explained_variance": kept,
-        "explained_variance_by_component": [float(x) for x in model.explainedVariance],
-        "dim": k,
-        "dim_in": dim,
-        "counts": {"rows": written, "ok": usable, "failed": written - usable},
-        "model_folder": MODEL_FOLDER,
-        "duration_seconds": round(duration, 3),
-        "source_manifest": source_manifest,
-    }
+    manifest = output_format.ReduceManifest(
+        created_at=output_format.now(),
+        source=source.uri,
+        k=k,
+        requested_variance=variance,
+        explained_variance=kept,
+        explained_variance_by_component=[float(x) for x in model.explainedVariance],
+        dim=k,
+        dim_in=dim,
+        counts=output_format.Counts(written, usable, written - usable),
+        model_folder=MODEL_FOLDER,
+        duration_seconds=round(duration, 3),
+        source_manifest=source_manifest,
+    )
     output_format.write_manifest(target, manifest, s3)
     return Reduction(target.uri, k, kept, written, dim, duration)
-

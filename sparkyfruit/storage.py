@@ -1,156 +1,23 @@
-"""Where data lives: URI parsing, the boto3 client factory, listing, and small-object I/O.
+"""I/O on locations: the boto3 client factory, listing, small-object read/write/delete, pyarrow's S3.
 
-Two kinds of location exist: S3 (`s3://` or `s3a://`) and the local file system (a plain path or
-`file://`). Image paths in outputs are canonical URIs: `s3://bucket/key` or `file:///abs/path`,
-whatever scheme the user typed, so the two source modes produce identical `path` columns.
+What a location is (parsing, labels, globs) lives in locations.py; this module only talks to S3 and the
+local file system.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sparkyfruit.errors import ConfigError, StorageError
-
-if TYPE_CHECKING:
-    from sparkyfruit.config import S3Settings
-
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
-
-
-@dataclass(frozen=True)
-class Location:
-    """A parsed input or output location."""
-
-    scheme: str  # "s3" or "file"
-    bucket: str = ""
-    key: str = ""  # S3 prefix without leading slash; "" for the bucket root
-    path: str = ""  # absolute local path
-
-    @property
-    def is_s3(self) -> bool:
-        return self.scheme == "s3"
-
-    @property
-    def uri(self) -> str:
-        """Canonical URI, as written into outputs."""
-        if self.is_s3:
-            return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
-        return f"file://{self.path}"
-
-    def spark_uri(self, s3_scheme: str = "s3a") -> str:
-        """The URI Spark/Hadoop reads and writes. S3 goes through the S3A connector (`s3a`), or on EMR
-        through EMRFS (`s3`)."""
-        if self.is_s3:
-            return f"{s3_scheme}://{self.bucket}/{self.key}" if self.key else f"{s3_scheme}://{self.bucket}/"
-        return f"file://{self.path}"
-
-    def child(self, name: str) -> Location:
-        if self.is_s3:
-            return Location("s3", self.bucket, f"{self.key.rstrip('/')}/{name}".lstrip("/"))
-        return Location("file", path=os.path.join(self.path, name))
-
-
-def is_s3_uri(text: str) -> bool:
-    """Whether a setting names an S3 location (s3:// or s3a://), before it is parsed."""
-    return text.strip().lower().startswith(("s3://", "s3a://"))
-
-
-def parse_location(text: str, what: str = "path") -> Location:
-    """Parse `s3://`, `s3a://`, `file://` or a plain (absolute or relative) path."""
-    raw = (text or "").strip()
-    if not raw:
-        raise ConfigError(f"{what} is empty.", "Give an s3://bucket/prefix URI or a local folder.")
-    if "://" not in raw:
-        return Location("file", path=os.path.abspath(os.path.expanduser(raw)))
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme in ("s3", "s3a"):
-        bucket = parts.netloc
-        if not bucket or not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
-            raise ConfigError(
-                f"{what} has no valid bucket name: {raw!r}.",
-                "Write it as s3://bucket/prefix (bucket names are 3-63 lowercase letters, digits, '.', '-').",
-            )
-        return Location("s3", bucket=bucket, key=parts.path.lstrip("/").rstrip("/"))
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ConfigError(f"{what} names a remote host in a file URI: {raw!r}.", "Use file:///absolute/path.")
-        return Location("file", path=os.path.abspath(parts.path))
-    raise ConfigError(
-        f"{what} has an unsupported scheme {parts.scheme!r}: {raw!r}.",
-        "Use s3://bucket/prefix, s3a://bucket/prefix, file:///path or a plain local path.",
-    )
-
-
-def canonical_image_uri(hadoop_path: str) -> str:
-    """Map the paths Hadoop reports (`s3a://b/k`, `file:/p`) onto canonical URIs (`s3://b/k`, `file:///p`)."""
-    if hadoop_path.startswith("s3a://"):
-        return "s3://" + hadoop_path[len("s3a://") :]
-    if hadoop_path.startswith("file:") and not hadoop_path.startswith("file://"):
-        return "file://" + hadoop_path[len("file:") :]
-    return hadoop_path
-
-
-def label_of(uri: str) -> str | None:
-    """The label of an image is the name of its parent folder (None at a bucket or file-system root)."""
-    parts = uri.split("://", 1)[-1].split("/")
-    return parts[-2] if len(parts) >= 3 and parts[-2] else None
-
-
-# ---------------------------------------------------------------- file-name patterns
-
-def default_pattern() -> str:
-    """Case-insensitive glob for jpg/jpeg/png, in the Hadoop glob syntax that `pathGlobFilter` takes."""
-    alternatives = ["".join(f"[{c.lower()}{c.upper()}]" for c in ext) for ext in IMAGE_EXTENSIONS]
-    return "*.{" + ",".join(alternatives) + "}"
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    """Expand Hadoop glob `{a,b}` alternations (possibly nested) into plain fnmatch patterns."""
-    start = pattern.find("{")
-    if start < 0:
-        return [pattern]
-    depth = 0
-    for end in range(start, len(pattern)):
-        depth += {"{": 1, "}": -1}.get(pattern[end], 0)
-        if depth == 0:
-            break
-    else:
-        raise ConfigError(f"--pattern has an unclosed '{{': {pattern!r}.", "Close every '{' with '}'.")
-    body, options, level, current = pattern[start + 1 : end], [], 0, ""
-    for char in body:
-        if char == "," and level == 0:
-            options.append(current)
-            current = ""
-            continue
-        level += {"{": 1, "}": -1}.get(char, 0)
-        current += char
-    options.append(current)
-    return [x for option in options for x in _expand_braces(pattern[:start] + option + pattern[end + 1 :])]
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a file-name glob (`*`, `?`, `[abc]`, `{a,b}`; case-sensitive) into one regex.
-
-    The same pattern goes to Spark's `pathGlobFilter` in df mode, so both modes select the same files.
-    """
-    if "/" in pattern:
-        raise ConfigError(
-            f"--pattern matches file names only and cannot contain '/': {pattern!r}.",
-            "Point --input at the folder instead, e.g. --input s3://bucket/Training --pattern '*.jpg'.",
-        )
-    regexes = [fnmatch.translate(p.replace("[^", "[!")) for p in _expand_braces(pattern)]
-    return re.compile("|".join(f"(?:{r})" for r in regexes))
-
+from sparkyfruit.locations import Location, compile_pattern, parse_location
+from sparkyfruit.s3_settings import S3Settings
 
 # ---------------------------------------------------------------- S3 client
+
 
 def aws_session(s3: S3Settings):
     """A boto3 session: the named profile, or the standard credential chain."""
@@ -216,11 +83,14 @@ def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str
         )
     if isinstance(exc, EndpointConnectionError):
         if s3.s3_endpoint:
-            return StorageError(f"Could not connect to {s3.endpoint_for_display} to {action} bucket {bucket!r}.",
-                                "Check --s3-endpoint (scheme, host, port) and that the server is running.")
-        return StorageError(f"Could not connect to AWS S3 to {action} bucket {bucket!r}.",
-                            "Check this machine's network (and any proxy); for an S3-compatible server, pass "
-                            "--s3-endpoint.")
+            return StorageError(
+                f"Could not connect to {s3.endpoint_for_display} to {action} bucket {bucket!r}.",
+                "Check --s3-endpoint (scheme, host, port) and that the server is running.",
+            )
+        return StorageError(
+            f"Could not connect to AWS S3 to {action} bucket {bucket!r}.",
+            "Check this machine's network (and any proxy); for an S3-compatible server, pass --s3-endpoint.",
+        )
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "?")
         hints = {
@@ -250,6 +120,7 @@ def _reachable(endpoint: str) -> bool:
 
 # ---------------------------------------------------------------- listing
 
+
 def list_images(location: Location, pattern: str, s3: S3Settings, limit: int | None = None) -> list[str]:
     """Canonical URIs of the images under `location` whose file name matches `pattern`, sorted.
 
@@ -258,8 +129,9 @@ def list_images(location: Location, pattern: str, s3: S3Settings, limit: int | N
     return [uri for uri, _, _ in list_image_objects(location, pattern, s3, limit)]
 
 
-def list_image_objects(location: Location, pattern: str, s3: S3Settings,
-                       limit: int | None = None) -> list[tuple[str, int | None, str | None]]:
+def list_image_objects(
+    location: Location, pattern: str, s3: S3Settings, limit: int | None = None
+) -> list[tuple[str, int | None, str | None]]:
     """`list_images` with each S3 object's size and ETag from the same listing (None, None for local files:
     nothing uses them there, and a stat per file would cost on big folders): keys mode's GETs need no
     HEAD, and an object replaced after the listing is noticed (If-Match)."""
@@ -316,6 +188,7 @@ def s3_downloads(s3: S3Settings):
 
 # ---------------------------------------------------------------- outputs and small objects
 
+
 def has_content(location: Location, s3: S3Settings) -> bool:
     """Whether an output location already holds anything (a non-empty folder or any object under the prefix)."""
     if not location.is_s3:
@@ -347,8 +220,12 @@ def list_files(location: Location, s3: S3Settings) -> list[str]:
     prefix = f"{location.key}/" if location.key else ""
     try:
         pages = s3_client(s3).get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
-        return sorted(obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", [])
-                      if not obj["Key"].endswith("/"))
+        return sorted(
+            obj["Key"][len(prefix) :]
+            for page in pages
+            for obj in page.get("Contents", [])
+            if not obj["Key"].endswith("/")
+        )
     except Exception as exc:
         raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
 

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkyfruit import models, storage
+from sparkyfruit import locations, models, storage
 from sparkyfruit.errors import ConfigError, StorageError
 
 IMAGENET, RANDOM, S3, FILE = "imagenet", "random", "s3", "file"
@@ -30,12 +30,12 @@ def kind_of(value: str) -> str:
         return IMAGENET
     if value == models.RANDOM:
         return RANDOM
-    return S3 if storage.is_s3_uri(value) else FILE
+    return S3 if locations.is_s3_uri(value) else FILE
 
 
 def label(value: str) -> str:
     """How a weights setting is written into a manifest (and compared by --resume)."""
-    return storage.parse_location(value).uri if kind_of(value) == FILE else value
+    return locations.parse_location(value).uri if kind_of(value) == FILE else value
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,12 @@ def stage(config, announce=None) -> StagedWeights:
     staging.mkdir(exist_ok=True)
     downloaded = None
     if kind == IMAGENET:
-        source = fetch_imagenet(models.MODELS[config.model].imagenet_download(config.alpha, config.image_size),
-                                announce)
+        source = fetch_imagenet(
+            models.MODELS[config.model].imagenet_download(config.alpha, config.image_size), announce
+        )
     elif kind == S3:
-        location = storage.parse_location(config.weights, "--weights")
-        downloaded = source = storage.download(location, staging / f".{os.getpid()}-{Path(location.key).name}",
-                                               config)
+        location = locations.parse_location(config.weights, "--weights")
+        downloaded = source = storage.download(location, staging / f".{os.getpid()}-{Path(location.key).name}", config)
     else:
         source = Path(config.weights)
     digest = models.sha256_of(source)
@@ -89,26 +89,27 @@ def fetch_imagenet(download: models.WeightsDownload, announce=None) -> Path:
     if cached.is_file() and cached.stat().st_size > 0:
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
-    if announce:
-        announce(f"Downloading the ImageNet weights {download.url} into {cached.parent} (once)...")
     partial = cached.with_name(f".{cached.name}.{os.getpid()}.part")
     try:
-        with urllib.request.urlopen(download.url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, \
-                open(partial, "wb") as target:
-            shutil.copyfileobj(response, target, 1 << 20)
+        with urllib.request.urlopen(download.url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+            if announce:  # told once the server answered, so that offline the error is the only line
+                announce(f"Downloading the ImageNet weights {download.url} into {cached.parent} (once)...")
+            with open(partial, "wb") as target:
+                shutil.copyfileobj(response, target, 1 << 20)
     except (urllib.error.URLError, OSError) as exc:
         partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise ConfigError(
-            f"--weights imagenet: could not download {download.url} ({reason}); this machine seems to have no "
-            "network.",
+            f"--weights imagenet: could not download {download.url} ({reason}); this machine seems to have no network.",
             f"Download that file where there is one and pass --weights path/to/{download.file_name} (or any "
             ".h5/.keras file of the same network).",
         ) from None
     if download.md5 and _md5(partial) != download.md5:
         partial.unlink(missing_ok=True)
-        raise StorageError(f"The download of {download.url} is damaged (its md5 is not the published one).",
-                           "Run again; if it persists, download the file by hand and pass --weights FILE.")
+        raise StorageError(
+            f"The download of {download.url} is damaged (its md5 is not the published one).",
+            "Run again; if it persists, download the file by hand and pass --weights FILE.",
+        )
     os.replace(partial, cached)
     return cached
 

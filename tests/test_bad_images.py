@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import sparkyfruit
-from tests.conftest import SAMPLE, read_output, run_config
+from tests.helpers import SAMPLE, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -23,7 +23,12 @@ def png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
@@ -46,7 +51,7 @@ def messy_folder(tmp_path_factory):
         "rgba.png": encoded(rgb.convert("RGBA"), "PNG"),
         "gray.jpg": encoded(rgb.convert("L"), "JPEG"),
         "cmyk.jpg": encoded(rgb.convert("CMYK"), "JPEG"),
-        "sixteen.png": encoded(Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)), "PNG"),
+        "sixteen.png": encoded(Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257), "PNG"),
         "palette.png": encoded(rgb.convert("P"), "PNG"),
         "bomb.png": png_declaring(30000, 30000),
     }
@@ -79,7 +84,7 @@ def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_fold
     assert by_name["zero.jpg"][2] == EMPTY_FILE_ERROR
     assert by_name["text.jpg"][2] == "cannot decode image: not an image file (JPEG, PNG) that Pillow can read"
     assert not any(" object at 0x" in row[2] for row in by_name.values() if row[2])
-    assert result.manifest["counts"] == {"rows": 10, "ok": 6, "failed": 4}
+    assert (result.manifest.counts.rows, result.manifest.counts.ok, result.manifest.counts.failed) == (10, 6, 4)
     assert sparkyfruit.inspect(str(tmp_path / "out")).failed == 4
 
     # data changed after the run no longer matches the manifest: inspect refuses it

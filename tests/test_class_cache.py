@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sparkyfruit import class_cache
-from sparkyfruit.session import spark_home
-from tests.conftest import SAMPLE, WEIGHTS, spark_environment_while_running
+from sparkyfruit.spark import class_cache
+from sparkyfruit.spark.jars import spark_home
+from tests.helpers import SAMPLE, WEIGHTS, spark_environment_while_running
 
 
 def fake_jdk(root: Path, base_archive: bool) -> Path:
@@ -95,9 +95,29 @@ def encode(tmp_path: Path, output: str, extra_env: dict | None = None) -> subpro
     script = str(Path(sys.executable).with_name("sparkyfruit"))
     env = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(tmp_path / "cache"), **(extra_env or {})}
     return subprocess.run(
-        [script, "encode", "--input", str(SAMPLE), "--output", str(tmp_path / output), "--model", "mobilenet",
-         "--alpha", "0.25", "--weights", str(WEIGHTS), "--limit", "8", "--master", "local[2]"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        [
+            script,
+            "encode",
+            "--input",
+            str(SAMPLE),
+            "--output",
+            str(tmp_path / output),
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--weights",
+            str(WEIGHTS),
+            "--limit",
+            "8",
+            "--master",
+            "local[2]",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
 
 
@@ -122,7 +142,7 @@ def test_first_run_records_the_archive_and_the_next_run_maps_it(tmp_path):
     # a truncated archive (a full disk, a copy cut short) crashes a JVM that maps it: the run must go on
     archive = archives[0]
     archive.chmod(0o644)
-    archive.write_bytes(archive.read_bytes()[: 20_000_000])
+    archive.write_bytes(archive.read_bytes()[:20_000_000])
     third = encode(tmp_path, "third")
     assert third.returncode == 0, third.stderr
     assert "done: 8 images, 8 ok" in third.stdout
@@ -145,10 +165,11 @@ def test_resolved_jars_are_remembered_whole_and_forgotten_when_one_is_gone(tmp_p
 
 
 def test_the_jar_list_comes_from_spark_jars_and_spark_defaults_keep_their_class_path(tmp_path, monkeypatch):
-    from sparkyfruit.session import _defaults_set_driver_class_path, _local_jars
+    from sparkyfruit.spark.session import _defaults_set_driver_class_path, _local_jars
 
-    assert _local_jars("file:///root/.ivy2.5.2/jars/a%20b.jar,/opt/x.jar,spark://host:1/jars/c.jar,,"
-                       "hdfs://nn/d.jar") == ["/root/.ivy2.5.2/jars/a b.jar", "/opt/x.jar"]
+    assert _local_jars(
+        "file:///root/.ivy2.5.2/jars/a%20b.jar,/opt/x.jar,spark://host:1/jars/c.jar,,hdfs://nn/d.jar"
+    ) == ["/root/.ivy2.5.2/jars/a b.jar", "/opt/x.jar"]
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     assert not _defaults_set_driver_class_path()
     (tmp_path / "spark-defaults.conf").write_text("spark.driver.memory 4g\n# spark.driver.extraClassPath /x\n")
@@ -170,17 +191,35 @@ def test_later_local_runs_put_the_resolved_s3a_jars_on_the_driver_class_path(s3,
     env = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
     def command(output: str) -> list[str]:
-        return [script, "encode", "--input", "s3://fruit/Training", "--output", str(tmp_path / output), "--model",
-                "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS), "--limit", "4", "--master", "local[2]",
-                "--s3-endpoint", s3.endpoint]
+        return [
+            script,
+            "encode",
+            "--input",
+            "s3://fruit/Training",
+            "--output",
+            str(tmp_path / output),
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--weights",
+            str(WEIGHTS),
+            "--limit",
+            "4",
+            "--master",
+            "local[2]",
+            "--s3-endpoint",
+            s3.endpoint,
+        ]
 
     first = subprocess.run(command("first"), capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     remembered = list((tmp_path / "cache" / "sparkyfruit").glob("resolved-jars-*.json"))
     assert len(remembered) == 1 and "hadoop-aws" in remembered[0].read_text()
 
-    process = subprocess.Popen(command("second"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=tmp_path)
+    process = subprocess.Popen(
+        command("second"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
     stderr_lines: list[str] = []
     try:
         environment = json.loads(spark_environment_while_running(process, stderr_lines))

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparkyfruit.cli import app
-from tests.conftest import SAMPLE, WEIGHTS
+from tests.helpers import SAMPLE, WEIGHTS
 
 runner = CliRunner()
 
@@ -46,8 +46,19 @@ def test_existing_output_is_refused_and_left_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(out), "--weights", str(WEIGHTS),
-                          "--model", "mobilenet", "--alpha", "0.25")
+    code, output = invoke(
+        "encode",
+        "--input",
+        str(SAMPLE),
+        "--output",
+        str(out),
+        "--weights",
+        str(WEIGHTS),
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+    )
     assert code == 2
     assert "holds files that sparkyfruit did not write (keep.txt); nothing was touched" in " ".join(output.split())
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
@@ -93,7 +104,9 @@ def test_installed_console_script_reports_bad_usage_without_traceback(tmp_path):
     script = Path(sys.executable).with_name("sparkyfruit")
     result = subprocess.run(
         [str(script), "encode", "--input", str(SAMPLE), "--output", str(tmp_path / "o"), "--model", "alexnet"],
-        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: Unknown --model 'alexnet'")
@@ -103,14 +116,23 @@ def test_installed_console_script_reports_bad_usage_without_traceback(tmp_path):
 
 @pytest.mark.s3
 def test_keys_mode_reports_a_missing_bucket_before_starting_spark(s3, tmp_path, monkeypatch):
-    import sparkyfruit.session
+    import sparkyfruit.spark.session
 
     def no_spark(*args, **kwargs):
         raise AssertionError("Spark was started before the listing failed")
 
-    monkeypatch.setattr(sparkyfruit.session, "start_session", no_spark)
-    code, output = invoke("encode", "--mode", "keys", "--input", "s3://no-such-bucket/Training", "--output",
-                          str(tmp_path / "o"), "--s3-endpoint", s3.endpoint)
+    monkeypatch.setattr(sparkyfruit.spark.session, "start_session", no_spark)
+    code, output = invoke(
+        "encode",
+        "--mode",
+        "keys",
+        "--input",
+        "s3://no-such-bucket/Training",
+        "--output",
+        str(tmp_path / "o"),
+        "--s3-endpoint",
+        s3.endpoint,
+    )
     assert code == 1
     assert "no-such-bucket" in output and s3.endpoint in output and "NoSuchBucket" in output
     assert "Traceback" not in output
@@ -121,6 +143,15 @@ def test_keys_mode_reports_an_empty_prefix(s3, tmp_path):
     from devtools import local_s3
 
     local_s3.client(s3.endpoint).create_bucket(Bucket="empty")
-    code, output = invoke("encode", "--mode", "keys", "--input", "s3://empty/Training", "--output",
-                          str(tmp_path / "o"), "--s3-endpoint", s3.endpoint)
+    code, output = invoke(
+        "encode",
+        "--mode",
+        "keys",
+        "--input",
+        "s3://empty/Training",
+        "--output",
+        str(tmp_path / "o"),
+        "--s3-endpoint",
+        s3.endpoint,
+    )
     assert code == 1 and "No images under s3://empty/Training match jpg, jpeg or png (any case)" in output

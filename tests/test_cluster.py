@@ -13,7 +13,7 @@ import pytest
 
 import sparkyfruit
 from devtools import standalone
-from tests.conftest import WEIGHTS, read_output, run_config
+from tests.helpers import WEIGHTS, read_output, run_config
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
@@ -30,12 +30,30 @@ def cluster(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["keys", "df"])
 def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tmp_path, mode):
     cluster, folder = cluster
-    local = sparkyfruit.encode(run_config(mode=mode, input=fruit_bucket, output=str(tmp_path / "local"),
-                                          s3_endpoint=s3.endpoint))
+    local = sparkyfruit.encode(
+        run_config(mode=mode, input=fruit_bucket, output=str(tmp_path / "local"), s3_endpoint=s3.endpoint)
+    )
     out = tmp_path / "cluster"
-    command = [str(Path(sys.executable).with_name("sparkyfruit")), "encode", "--mode", mode, "--input", fruit_bucket,
-               "--output", str(out), "--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
-               "--s3-endpoint", s3.endpoint, "--master", cluster.master_url]
+    command = [
+        str(Path(sys.executable).with_name("sparkyfruit")),
+        "encode",
+        "--mode",
+        mode,
+        "--input",
+        fruit_bucket,
+        "--output",
+        str(out),
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        str(WEIGHTS),
+        "--s3-endpoint",
+        s3.endpoint,
+        "--master",
+        cluster.master_url,
+    ]
     # the executors on these workers run this interpreter, which has sparkyfruit installed
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "COLUMNS": "200"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
@@ -59,9 +77,29 @@ def test_ship_env_runs_the_executors_from_the_packed_environment(cluster, fruit_
     """--ship-env: the executors' Python is the unpacked archive and sparkyfruit comes from the shipped zip,
     not from this machine's venv (which the workers here could otherwise reach)."""
     cluster, folder = cluster
-    command = [str(Path(sys.executable).with_name("sparkyfruit")), "encode", "--mode", "keys", "--input", fruit_bucket,
-               "--output", str(tmp_path / "out"), "--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
-               "--s3-endpoint", s3.endpoint, "--master", cluster.master_url, "--limit", "16", "--ship-env"]
+    command = [
+        str(Path(sys.executable).with_name("sparkyfruit")),
+        "encode",
+        "--mode",
+        "keys",
+        "--input",
+        fruit_bucket,
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        str(WEIGHTS),
+        "--s3-endpoint",
+        s3.endpoint,
+        "--master",
+        cluster.master_url,
+        "--limit",
+        "16",
+        "--ship-env",
+    ]
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("PYSPARK_PYTHON", None)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -83,29 +121,65 @@ def test_ship_env_runs_the_executors_from_the_packed_environment(cluster, fruit_
 def test_spark_submit_runs_the_same_command_in_client_mode(cluster, fruit_bucket, s3, tmp_path):
     """`spark-submit ... $(python -m sparkyfruit.submit) encode ...`: spark-submit's --master and --packages
     are used; without the S3A package the run stops with the line to add."""
-    from sparkyfruit.session import bundled_hadoop_version, s3a_packages, spark_home
+    from sparkyfruit.spark.jars import bundled_hadoop_version, s3a_packages, spark_home
 
     cluster, _ = cluster
     entry = subprocess.run([sys.executable, "-m", "sparkyfruit.submit"], capture_output=True, text=True, check=True)
     submit = [str(spark_home() / "bin" / "spark-submit"), "--master", cluster.master_url]
-    encode = ["encode", "--mode", "df", "--input", fruit_bucket, "--output", str(tmp_path / "out"), "--model",
-              "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "16"]
+    encode = [
+        "encode",
+        "--mode",
+        "df",
+        "--input",
+        fruit_bucket,
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        str(WEIGHTS),
+        "--s3-endpoint",
+        s3.endpoint,
+        "--limit",
+        "16",
+    ]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "COLUMNS": "200"}
 
-    without_s3a = subprocess.run([*submit, entry.stdout.strip(), *encode], capture_output=True, text=True, env=env,
-                                 timeout=300)
+    without_s3a = subprocess.run(
+        [*submit, entry.stdout.strip(), *encode], capture_output=True, text=True, env=env, timeout=300
+    )
     assert without_s3a.returncode == 2, without_s3a.stderr[-3000:]
     # spark-submit merges the Python driver's stderr into its stdout
     assert f"Add --packages {s3a_packages(bundled_hadoop_version())} to spark-submit" in without_s3a.stdout
 
-    result = subprocess.run([*submit, "--deploy-mode", "client", "--packages", s3a_packages(bundled_hadoop_version()),
-                             entry.stdout.strip(), *encode], capture_output=True, text=True, env=env, timeout=400)
+    result = subprocess.run(
+        [
+            *submit,
+            "--deploy-mode",
+            "client",
+            "--packages",
+            s3a_packages(bundled_hadoop_version()),
+            entry.stdout.strip(),
+            *encode,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done: 16 images, 16 ok, 0 failed" in result.stdout
     assert len(read_output(tmp_path / "out")) == 16
 
     # cluster deploy mode needs YARN (or Kubernetes) for Python: a standalone master refuses it up front
-    refused = subprocess.run([*submit, "--deploy-mode", "cluster", entry.stdout.strip(), "--help"],
-                             capture_output=True, text=True, env=env, timeout=120)
+    refused = subprocess.run(
+        [*submit, "--deploy-mode", "cluster", entry.stdout.strip(), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert refused.returncode != 0
     assert "not supported for python applications on standalone clusters" in (refused.stdout + refused.stderr).lower()

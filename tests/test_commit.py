@@ -16,7 +16,7 @@ import pytest
 import sparkyfruit
 from devtools import local_s3
 from devtools.maven import s3_committer_here
-from tests.conftest import SAMPLE, WEIGHTS, run_config
+from tests.helpers import SAMPLE, WEIGHTS, run_config
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 CLASSES = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[:2]
@@ -47,7 +47,7 @@ def test_an_s3_output_is_committed_by_the_magic_committer_also_on_resume(spark, 
     assert report["committer"] == "magic", report
     first_files = parquet_keys(client, "features", "run")
     assert first_files and {name.lstrip("/") for name in report["filenames"]} == first_files
-    assert first.rows == 24 and first.manifest["config"]["s3_committer"] == "magic"
+    assert first.rows == 24 and first.manifest.config["s3_committer"] == "magic"
 
     shutil.copytree(SAMPLE / CLASSES[1], images / CLASSES[1])
     resumed = sparkyfruit.encode(run_config(**settings, resume=True))
@@ -70,13 +70,29 @@ def test_a_committer_module_maven_cannot_serve_stops_with_the_way_out(s3, tmp_pa
     env = {**os.environ, "COLUMNS": "300", "SPARKYFRUIT_MASTER": "local[2]", "TMPDIR": str(tmp_path)}
     env.pop("SPARKYFRUIT_S3_COMMITTER", None)
     script = str(Path(sys.executable).with_name("sparkyfruit"))
-    encode = [script, "encode", "--input", str(SAMPLE), "--output", "s3://features/run", "--model", "mobilenet",
-              "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, "--limit", "4"]
+    encode = [
+        script,
+        "encode",
+        "--input",
+        str(SAMPLE),
+        "--output",
+        "s3://features/run",
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        str(WEIGHTS),
+        "--s3-endpoint",
+        s3.endpoint,
+        "--limit",
+        "4",
+    ]
     result = subprocess.run(encode, capture_output=True, text=True, env=env, timeout=300)
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 2, output[-3000:]
     assert "Traceback" not in output and output.count("error:") == 1, output
-    from sparkyfruit.session import hadoop_cloud_package
+    from sparkyfruit.spark.jars import hadoop_cloud_package
 
     assert f"Spark could not fetch {hadoop_cloud_package()}" in output
     assert "--s3-committer file" in output

@@ -2,8 +2,14 @@ import pytest
 
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
-from sparkyfruit.session import (bundled_hadoop_version, hadoop_cloud_package, s3a_options, s3a_packages, spark_build,
-                                 spark_options, spark_submit_flags)
+from sparkyfruit.spark.jars import (
+    bundled_hadoop_version,
+    hadoop_cloud_package,
+    s3a_packages,
+    spark_build,
+    spark_submit_flags,
+)
+from sparkyfruit.spark.options import s3a_options, spark_options
 
 
 @pytest.fixture
@@ -139,9 +145,13 @@ def test_only_an_s3a_output_uses_the_magic_committer(images, tmp_path):
         return {key: value for key, value in options.items() if "commit" in key or key.startswith("spark.jars.")}
 
     magic = committer_settings(output="s3://bucket/out")
-    assert magic["spark.jars.packages"].split(",") == [f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}",
-                                                       hadoop_cloud_package()]
-    assert magic["spark.sql.sources.commitProtocolClass"] == "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
+    assert magic["spark.jars.packages"].split(",") == [
+        f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}",
+        hadoop_cloud_package(),
+    ]
+    assert (
+        magic["spark.sql.sources.commitProtocolClass"] == "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
+    )
     assert magic["spark.sql.parquet.output.committer.class"].endswith("BindingParquetOutputCommitter")
     assert magic["spark.hadoop.fs.s3a.committer.name"] == "magic"
     assert "com.google.cloud.bigdataoss:gcs-connector" in magic["spark.jars.excludes"].split(",")
@@ -155,8 +165,9 @@ def test_only_an_s3a_output_uses_the_magic_committer(images, tmp_path):
 def test_spark_submit_flags_name_the_jars_a_local_start_pulls():
     magic = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out")
     options = spark_options(magic)
-    assert spark_submit_flags(magic) == (f"--packages {options['spark.jars.packages']} "
-                                         f"--exclude-packages {options['spark.jars.excludes']}")
+    assert spark_submit_flags(magic) == (
+        f"--packages {options['spark.jars.packages']} --exclude-packages {options['spark.jars.excludes']}"
+    )
     assert hadoop_cloud_package() in options["spark.jars.packages"]
     renames = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", s3_committer="file")
     assert spark_submit_flags(renames) == f"--packages {s3a_packages(bundled_hadoop_version())}"

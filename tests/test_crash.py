@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.conftest import SAMPLE, WEIGHTS, read_output
+from tests.helpers import SAMPLE, WEIGHTS, read_output
 
 
 @pytest.mark.spark
@@ -22,9 +22,30 @@ def test_a_worker_killed_mid_task_is_retried_without_duplicates_or_gaps(tmp_path
     script = str(Path(sys.executable).with_name("sparkyfruit"))
     env = {**os.environ, "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE": str(marker), "COLUMNS": "200"}
     result = subprocess.run(
-        [script, "encode", "--mode", "keys", "--input", str(SAMPLE), "--output", str(tmp_path / "o"), "--model",
-         "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS), "--batch-size", "16", "--master", "local[2,3]"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            script,
+            "encode",
+            "--mode",
+            "keys",
+            "--input",
+            str(SAMPLE),
+            "--output",
+            str(tmp_path / "o"),
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--weights",
+            str(WEIGHTS),
+            "--batch-size",
+            "16",
+            "--master",
+            "local[2,3]",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert marker.exists()  # a worker really died

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sparkyfruit.cli import app
 from sparkyfruit.config import RunConfig, reference_markdown
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 runner = CliRunner()
 
@@ -42,8 +42,9 @@ def test_shell_completion_of_the_installed_command():
     script = str(Path(sys.executable).with_name("sparkyfruit"))
 
     def run(**env):
-        return subprocess.run([script], capture_output=True, text=True, timeout=30,
-                              env={"PATH": "/usr/bin:/bin", **env})
+        return subprocess.run(
+            [script], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin", **env}
+        )
 
     source = run(_SPARKYFRUIT_COMPLETE="source_bash")
     assert source.returncode == 0 and "complete -o default -F _sparkyfruit_completion sparkyfruit" in source.stdout

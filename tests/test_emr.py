@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devtools import local_s3
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("emr_example", ROOT / "examples" / "emr" / "emr.py")
 emr = importlib.util.module_from_spec(spec)
@@ -33,8 +33,17 @@ def test_encode_step_runs_the_bootstrapped_venv_through_spark_submit_on_emrfs():
         "spark.executorEnv.PYSPARK_PYTHON": "/opt/sparkyfruit/bin/python",
     }
     command = args[args.index("/opt/sparkyfruit/submit.py") + 1 :]
-    assert command == ["encode", "--input", "s3://b/Training", "--output", "s3://b/features",
-                       "--spark-s3-scheme", "s3", "--mode", "keys"]
+    assert command == [
+        "encode",
+        "--input",
+        "s3://b/Training",
+        "--output",
+        "s3://b/features",
+        "--spark-s3-scheme",
+        "s3",
+        "--mode",
+        "keys",
+    ]
 
 
 def test_the_step_arguments_are_accepted_by_sparkyfruits_own_cli(tmp_path):
@@ -56,8 +65,12 @@ def test_steps_refuse_non_s3_locations(bad):
 
 
 def test_cluster_request_uses_roles_and_ends_itself():
-    request = emr.cluster_request(name="n", bootstrap=emr.bootstrap_action("s3://b/boot.sh", "s3://b/w.whl"),
-                                  steps=[emr.encode_step("s3://b/in", "s3://b/out")], log_uri="s3://b/logs/")
+    request = emr.cluster_request(
+        name="n",
+        bootstrap=emr.bootstrap_action("s3://b/boot.sh", "s3://b/w.whl"),
+        steps=[emr.encode_step("s3://b/in", "s3://b/out")],
+        log_uri="s3://b/logs/",
+    )
     assert request["ReleaseLabel"].startswith("emr-7.")
     assert request["Applications"] == [{"Name": "Spark"}]
     assert request["JobFlowRole"] == "EMR_EC2_DefaultRole" and request["ServiceRole"] == "EMR_DefaultRole"
@@ -87,18 +100,27 @@ def test_bootstrap_installs_the_wheel_into_a_venv_with_stubbed_node_commands(tmp
         f'echo "venv-python $*" >> {calls}\n'
         'if [ "$2" = "sparkyfruit.submit" ]; then echo /site/sparkyfruit/submit.py; fi\n'
     )
-    _stub(bin_dir, "python3.11", f'''echo "python3.11 $*" >> {calls}
+    _stub(
+        bin_dir,
+        "python3.11",
+        f"""echo "python3.11 $*" >> {calls}
 if [ "$1 $2" = "-m venv" ]; then
   mkdir -p "$3/bin"
   printf '%s\\n' '#!/bin/bash' '{venv_python}' > "$3/bin/python"
   printf '%s\\n' '#!/bin/bash' 'echo "sparkyfruit $*" >> {calls}' > "$3/bin/sparkyfruit"
   chmod +x "$3/bin/python" "$3/bin/sparkyfruit"
 fi
-''')
+""",
+    )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SPARKYFRUIT_PREFIX": str(prefix), "HOME": str(tmp_path)}
     script = ROOT / "examples" / "emr" / "bootstrap.sh"
-    result = subprocess.run(["bash", str(script), "s3://b/sparkyfruit/sparkyfruit-0.1.0-py3-none-any.whl"],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        ["bash", str(script), "s3://b/sparkyfruit/sparkyfruit-0.1.0-py3-none-any.whl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     log = calls.read_text().splitlines()
     assert not any(line.startswith("dnf") for line in log)  # python3.11 was there already
@@ -121,8 +143,23 @@ def test_create_uploads_and_starts_a_cluster_on_the_local_server(s3, tmp_path, c
     wheel = tmp_path / "sparkyfruit-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"wheel bytes")
     common = ["--endpoint-url", s3.endpoint, "--region", "us-east-1"]
-    code = emr.main([*common, "create", "--bucket", "emr-bucket", "--wheel", str(wheel), "--input",
-                     "s3://emr-bucket/Training", "--output", "s3://emr-bucket/features", "--", "--mode", "keys"])
+    code = emr.main(
+        [
+            *common,
+            "create",
+            "--bucket",
+            "emr-bucket",
+            "--wheel",
+            str(wheel),
+            "--input",
+            "s3://emr-bucket/Training",
+            "--output",
+            "s3://emr-bucket/features",
+            "--",
+            "--mode",
+            "keys",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     cluster_id = printed.split()[1]
@@ -144,11 +181,39 @@ def test_create_uploads_and_starts_a_cluster_on_the_local_server(s3, tmp_path, c
     step_args = service.list_steps(ClusterId=cluster_id)["Steps"][0]["Config"]["Args"]
     assert step_args[-2:] == ["--mode", "keys"] and "s3://emr-bucket/features" in step_args
 
-    assert emr.main([*common, "add-step", "--cluster-id", cluster_id, "--input", "s3://emr-bucket/Test",
-                     "--output", "s3://emr-bucket/features-test"]) == 0
+    assert (
+        emr.main(
+            [
+                *common,
+                "add-step",
+                "--cluster-id",
+                cluster_id,
+                "--input",
+                "s3://emr-bucket/Test",
+                "--output",
+                "s3://emr-bucket/features-test",
+            ]
+        )
+        == 0
+    )
     assert len(service.list_steps(ClusterId=cluster_id)["Steps"]) == 2
     assert emr.main([*common, "status", "--cluster-id", cluster_id]) == 0
     assert "sparkyfruit encode s3://emr-bucket/Test" in capsys.readouterr().out
 
-    assert emr.main([*common, "create", "--bucket", "emr-bucket", "--wheel", str(tmp_path / "missing.whl"),
-                     "--input", "s3://emr-bucket/Training", "--output", "s3://emr-bucket/features"]) == 2
+    assert (
+        emr.main(
+            [
+                *common,
+                "create",
+                "--bucket",
+                "emr-bucket",
+                "--wheel",
+                str(tmp_path / "missing.whl"),
+                "--input",
+                "s3://emr-bucket/Training",
+                "--output",
+                "s3://emr-bucket/features",
+            ]
+        )
+        == 2
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 import sparkyfruit
 from sparkyfruit.cli import app
-from tests.conftest import SAMPLE, WEIGHTS, read_output, run_config
+from tests.helpers import SAMPLE, WEIGHTS, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -81,10 +82,15 @@ def test_keys_and_df_modes_give_the_same_rows_and_vectors(both_modes):
 @pytest.mark.s3
 def test_manifest_records_the_run(both_modes):
     results, _ = both_modes
-    manifest = results["df"].manifest
+    manifest = dataclasses.asdict(results["df"].manifest)  # the manifest as its JSON reads
     assert manifest["counts"] == {"rows": 192, "ok": 192, "failed": 0}
     assert manifest["mode"] == "df" and manifest["input"] == "s3://fruit/Training"
-    assert (manifest["model"], manifest["alpha"], manifest["image_size"], manifest["dim"]) == ("mobilenet", 0.25, 224, 256)
+    assert (manifest["model"], manifest["alpha"], manifest["image_size"], manifest["dim"]) == (
+        "mobilenet",
+        0.25,
+        224,
+        256,
+    )
     assert manifest["weights_sha256"] == "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
     assert manifest["versions"]["spark"] and manifest["versions"]["tensorflow"]
     assert manifest["duration_seconds"] > 0 and manifest["config"]["batch_size"] == 64
@@ -102,10 +108,12 @@ def test_vectors_equal_a_direct_keras_call(both_modes):
     )
     paths = sorted(outputs["keys"])[::50]
     files = [SAMPLE / path.removeprefix("s3://fruit/Training/") for path in paths]
-    batch = np.stack([
-        keras.utils.img_to_array(keras.utils.load_img(f, target_size=(224, 224), interpolation="bilinear"))
-        for f in files
-    ])
+    batch = np.stack(
+        [
+            keras.utils.img_to_array(keras.utils.load_img(f, target_size=(224, 224), interpolation="bilinear"))
+            for f in files
+        ]
+    )
     expected = model.predict_on_batch(keras.applications.mobilenet.preprocess_input(batch))
     for path, vector in zip(paths, expected):
         np.testing.assert_allclose(np.asarray(outputs["keys"][path][1]), vector, atol=1e-4)
@@ -117,14 +125,17 @@ def test_real_weights_separate_the_classes_and_random_weights_do_not(both_modes,
     real = nearest_centroid_accuracy(outputs["keys"])
     config = run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "random"), weights="none")
     result = sparkyfruit.encode(config)
-    assert result.manifest["weights_sha256"] is None and result.manifest["weights"] == "none"
+    assert result.manifest.weights_sha256 is None and result.manifest.weights == "none"
     random_rows = read_output(tmp_path / "random")
     real_vectors = np.array([outputs["keys"][p][1] for p in sorted(outputs["keys"])])
-    random_vectors = np.array([random_rows[p.replace("s3://fruit/Training", f"file://{SAMPLE}")][1]
-                               for p in sorted(outputs["keys"])])
+    random_vectors = np.array(
+        [random_rows[p.replace("s3://fruit/Training", f"file://{SAMPLE}")][1] for p in sorted(outputs["keys"])]
+    )
     real_spread, random_spread = real_vectors.std(axis=0).max(), random_vectors.std(axis=0).max()
-    print(f"nearest-centroid accuracy with ImageNet weights: {real:.3f}; largest per-feature spread across "
-          f"images: ImageNet {real_spread:.3g}, random {random_spread:.3g}")
+    print(
+        f"nearest-centroid accuracy with ImageNet weights: {real:.3f}; largest per-feature spread across "
+        f"images: ImageNet {real_spread:.3g}, random {random_spread:.3g}"
+    )
     assert real >= 0.95
     # The seeded random MobileNet 0.25 squashes every image to ~1e-17: its vectors carry no information,
     # so the class structure above can only come from the ImageNet weights.
@@ -136,8 +147,9 @@ def test_local_folder_to_s3_output_then_inspect(spark, s3, tmp_path):
     from devtools import local_s3
 
     local_s3.client(s3.endpoint).create_bucket(Bucket="features")
-    config = run_config(mode="df", input=str(SAMPLE), output="s3://features/run1", s3_endpoint=s3.endpoint,
-                        limit=40, pattern="*.jpg")
+    config = run_config(
+        mode="df", input=str(SAMPLE), output="s3://features/run1", s3_endpoint=s3.endpoint, limit=40, pattern="*.jpg"
+    )
     result = sparkyfruit.encode(config)
     assert (result.rows, result.failed, result.output) == (40, 0, "s3://features/run1")
     keys = {o["Key"] for o in local_s3.client(s3.endpoint).list_objects_v2(Bucket="features")["Contents"]}
@@ -148,7 +160,13 @@ def test_local_folder_to_s3_output_then_inspect(spark, s3, tmp_path):
     assert as_json.exit_code == 0, as_json.output
     summary = json.loads(as_json.output)
     assert {"rows", "ok", "failed", "dim", "model", "image_size", "weights_sha256", "mode", "labels"} <= set(summary)
-    assert (summary["rows"], summary["ok"], summary["failed"], summary["dim"], summary["mode"]) == (40, 40, 0, 256, "df")
+    assert (summary["rows"], summary["ok"], summary["failed"], summary["dim"], summary["mode"]) == (
+        40,
+        40,
+        0,
+        256,
+        "df",
+    )
     # --limit takes the first 40 paths in order: Apple Braeburn (24) then 16 Avocado
     assert summary["labels"] == {"Apple Braeburn": 24, "Avocado": 16}
 
@@ -165,11 +183,17 @@ def test_weights_from_s3_and_overwrite_of_an_s3_output(spark, s3, tmp_path):
     client = local_s3.client(s3.endpoint)
     client.create_bucket(Bucket="models")
     client.upload_file(str(WEIGHTS), "models", "mobilenet/mobilenet_2_5_224_tf_no_top.h5")
-    settings = dict(mode="keys", input=str(SAMPLE), output="s3://models/features", s3_endpoint=s3.endpoint,
-                    weights="s3://models/mobilenet/mobilenet_2_5_224_tf_no_top.h5", limit=8)
+    settings = dict(
+        mode="keys",
+        input=str(SAMPLE),
+        output="s3://models/features",
+        s3_endpoint=s3.endpoint,
+        weights="s3://models/mobilenet/mobilenet_2_5_224_tf_no_top.h5",
+        limit=8,
+    )
     first = sparkyfruit.encode(run_config(**settings))
-    assert first.manifest["weights_sha256"] == "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
-    assert first.manifest["weights"] == "s3://models/mobilenet/mobilenet_2_5_224_tf_no_top.h5"
+    assert first.manifest.weights_sha256 == "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
+    assert first.manifest.weights == "s3://models/mobilenet/mobilenet_2_5_224_tf_no_top.h5"
 
     from sparkyfruit.errors import ConfigError
 
@@ -192,7 +216,11 @@ def test_undecodable_files_become_error_rows(spark, tmp_path, mode):
     result = sparkyfruit.encode(run_config(mode=mode, input=str(tmp_path / "in"), output=str(tmp_path / "out")))
     assert (result.rows, result.ok, result.failed) == (5, 2, 3)
     rows = read_output(tmp_path / "out")
-    for name, reason in [("text.jpg", "cannot decode image"), ("empty.jpg", "empty"), ("truncated.jpg", "cannot decode")]:
+    for name, reason in [
+        ("text.jpg", "cannot decode image"),
+        ("empty.jpg", "empty"),
+        ("truncated.jpg", "cannot decode"),
+    ]:
         label, features, error = rows[f"file://{folder}/{name}"]
         assert label == "Kiwi" and features is None and reason in error
     summary = sparkyfruit.inspect(str(tmp_path / "out"))
@@ -205,9 +233,28 @@ def test_installed_console_script_encodes_a_local_folder(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "COLUMNS": "200", "SPARKYFRUIT_MASTER": "local[2]"}
     encode = subprocess.run(
-        [script, "encode", "--mode", "keys", "--input", str(SAMPLE), "--output", str(out), "--model", "mobilenet",
-         "--alpha", "0.25", "--weights", str(WEIGHTS), "--limit", "24"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            script,
+            "encode",
+            "--mode",
+            "keys",
+            "--input",
+            str(SAMPLE),
+            "--output",
+            str(out),
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--weights",
+            str(WEIGHTS),
+            "--limit",
+            "24",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert encode.returncode == 0, encode.stderr
     assert "Spark UI: http" in encode.stderr and "24/24 images" in encode.stderr  # progress counts images

@@ -11,7 +11,7 @@ import sparkyfruit
 from devtools import local_s3
 from devtools.fault_proxy import KINDS, FaultProxy
 from sparkyfruit.errors import RunFailedError
-from tests.conftest import SAMPLE, read_output, run_config
+from tests.helpers import SAMPLE, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
@@ -40,8 +40,9 @@ def test_both_modes_ride_out_15_percent_faulty_requests(spark, s3, reference, tm
     # ("Premature end of Content-Length delimited message body"); sparkyfruit sets the classic stream
     proxy = FaultProxy(int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.15, kinds=KINDS, seed=7).start()
     try:
-        result = sparkyfruit.encode(run_config(mode=mode, input=f"s3://{bucket}/Training", output=str(out),
-                                               s3_endpoint=proxy.endpoint))
+        result = sparkyfruit.encode(
+            run_config(mode=mode, input=f"s3://{bucket}/Training", output=str(out), s3_endpoint=proxy.endpoint)
+        )
     finally:
         proxy.stop()
     assert (result.rows, result.ok, result.failed) == (192, 192, 0)
@@ -62,14 +63,21 @@ def test_keys_mode_gives_an_object_that_always_fails_an_error_row(spark, s3, tmp
     local_s3.seed(s3.endpoint, bucket, "Training", SAMPLE)
     broken = FaultProxy(int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, always_fail=("Kiwi/",)).start()
     try:
-        result = sparkyfruit.encode(run_config(mode="keys", input=f"s3://{bucket}/Training", output=str(tmp_path / "o"),
-                                               s3_endpoint=broken.endpoint, s3_max_attempts=2))
+        result = sparkyfruit.encode(
+            run_config(
+                mode="keys",
+                input=f"s3://{bucket}/Training",
+                output=str(tmp_path / "o"),
+                s3_endpoint=broken.endpoint,
+                s3_max_attempts=2,
+            )
+        )
     finally:
         broken.stop()
     rows = read_output(tmp_path / "o")
     kiwis = {path: row for path, row in rows.items() if "/Kiwi/" in path}
     assert (result.rows, result.failed) == (192, 24) and len(kiwis) == 24
-    for label, features, error in kiwis.values():
+    for _, features, error in kiwis.values():
         assert features is None and "cannot read image" in error and "InternalError" in error
     assert all(row[2] is None for path, row in rows.items() if "/Kiwi/" not in path)
 
@@ -82,8 +90,15 @@ def test_df_mode_stops_with_a_clear_error_when_an_object_always_fails(spark, s3,
     broken = FaultProxy(int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, always_fail=("Kiwi/1",)).start()
     try:
         with pytest.raises(RunFailedError) as failure:
-            sparkyfruit.encode(run_config(mode="df", input=f"s3://{bucket}/Training", output=str(tmp_path / "o"),
-                                          s3_endpoint=broken.endpoint, s3_max_attempts=2))
+            sparkyfruit.encode(
+                run_config(
+                    mode="df",
+                    input=f"s3://{bucket}/Training",
+                    output=str(tmp_path / "o"),
+                    s3_endpoint=broken.endpoint,
+                    s3_max_attempts=2,
+                )
+            )
     finally:
         broken.stop()
     assert "The Spark job failed" in failure.value.message and "Kiwi/1" in failure.value.message

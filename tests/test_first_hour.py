@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from devtools import local_s3
-from sparkyfruit import output_format, storage
-from sparkyfruit.config import S3Settings
+from sparkyfruit import locations, output_format, storage
 from sparkyfruit.cli import app
-from tests.conftest import SAMPLE, WEIGHTS
+from sparkyfruit.config import S3Settings
+from tests.helpers import SAMPLE, WEIGHTS
 
 runner = CliRunner()
 REAL_MODEL = ["--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS)]
@@ -41,9 +41,15 @@ def snapshot(folder) -> dict[str, bytes]:
 def finished_output(folder, extra: dict[str, str] | None = None):
     """A folder laid out as encode leaves it (the files' contents do not matter to the ownership check)."""
     folder.mkdir(parents=True)
-    for name in ["part-00000-1a2b-c000.snappy.parquet", ".part-00000-1a2b-c000.snappy.parquet.crc", "_SUCCESS",
-                 "._SUCCESS.crc", "_sparkyfruit.json", "_temporary/0/_temporary/attempt_1/part-1.parquet",
-                 "_pca_model/metadata/part-00000"]:
+    for name in [
+        "part-00000-1a2b-c000.snappy.parquet",
+        ".part-00000-1a2b-c000.snappy.parquet.crc",
+        "_SUCCESS",
+        "._SUCCESS.crc",
+        "_sparkyfruit.json",
+        "_temporary/0/_temporary/attempt_1/part-1.parquet",
+        "_pca_model/metadata/part-00000",
+    ]:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("{}")
     for name, text in (extra or {}).items():
@@ -54,14 +60,21 @@ def finished_output(folder, extra: dict[str, str] | None = None):
 
 # ---------------------------------------------------------------- --overwrite keeps what is not ours
 
+
 def test_overwrite_of_a_folder_of_images_is_refused_and_nothing_is_deleted(tmp_path):
     images = tmp_path / "images"
     shutil.copytree(SAMPLE, images)
     (images / "NOTES.txt").write_text("my notes")
     before = snapshot(images)
     code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(images), "--overwrite", *REAL_MODEL)
-    assert_one_line(code, output, 2, f"--output {images} holds files that sparkyfruit did not write (ATTRIBUTION.md, "
-                    "Apple Braeburn/", "nothing was touched", "Choose another --output")
+    assert_one_line(
+        code,
+        output,
+        2,
+        f"--output {images} holds files that sparkyfruit did not write (ATTRIBUTION.md, Apple Braeburn/",
+        "nothing was touched",
+        "Choose another --output",
+    )
     assert snapshot(images) == before
 
 
@@ -75,10 +88,15 @@ def test_overwrite_of_an_output_with_one_foreign_file_is_refused(tmp_path):
 
 def test_an_output_of_our_own_files_is_replaceable_and_without_overwrite_refused(tmp_path):
     out = finished_output(tmp_path / "out")
-    output_format.check_writable(storage.parse_location(str(out)), S3Settings(), overwrite=True)  # no error
+    output_format.check_writable(locations.parse_location(str(out)), S3Settings(), overwrite=True)  # no error
     code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(out), *REAL_MODEL)
-    assert_one_line(code, output, 2, "already holds a sparkyfruit output; nothing was touched",
-                    "Pass --overwrite to replace it, --resume to add new images to it,")
+    assert_one_line(
+        code,
+        output,
+        2,
+        "already holds a sparkyfruit output; nothing was touched",
+        "Pass --overwrite to replace it, --resume to add new images to it,",
+    )
 
 
 def test_an_output_that_is_a_file_is_refused(tmp_path):
@@ -95,17 +113,56 @@ def test_overwrite_of_an_s3_prefix_with_a_foreign_object_is_refused(s3, tmp_path
     client.create_bucket(Bucket="work")
     for key in ["features/part-00000-x.snappy.parquet", "features/_sparkyfruit.json", "features/notes/plan.txt"]:
         client.put_object(Bucket="work", Key=key, Body=b"{}")
-    code, output = invoke("encode", "--input", str(SAMPLE), "--output", "s3://work/features", "--overwrite",
-                          "--s3-endpoint", s3.endpoint, *REAL_MODEL)
-    assert_one_line(code, output, 2, "--output s3://work/features holds files that sparkyfruit did not write "
-                    "(notes/plan.txt)")
+    code, output = invoke(
+        "encode",
+        "--input",
+        str(SAMPLE),
+        "--output",
+        "s3://work/features",
+        "--overwrite",
+        "--s3-endpoint",
+        s3.endpoint,
+        *REAL_MODEL,
+    )
+    assert_one_line(
+        code, output, 2, "--output s3://work/features holds files that sparkyfruit did not write (notes/plan.txt)"
+    )
     keys = [obj["Key"] for obj in client.list_objects_v2(Bucket="work")["Contents"]]
     assert len(keys) == 3
 
 
+def a_manifest() -> output_format.Manifest:
+    return output_format.Manifest(
+        created_at=output_format.now(),
+        versions=output_format.library_versions(),
+        mode="keys",
+        input="file:///in",
+        output="file:///out",
+        model="mobilenet",
+        alpha=0.25,
+        image_size=224,
+        weights="imagenet",
+        weights_sha256=None,
+        dim=256,
+        counts=output_format.Counts(1, 1, 0),
+        duration_seconds=1.0,
+        config={},
+    )
+
+
+def test_a_manifest_reads_back_as_written_and_a_damaged_one_is_one_line(tmp_path):
+    location = locations.parse_location(str(tmp_path))
+    written = a_manifest()
+    output_format.write_manifest(location, written, S3Settings())
+    assert output_format.read_manifest(location, S3Settings()) == written
+    (tmp_path / "_sparkyfruit.json").write_text(json.dumps({"format": output_format.ENCODE_FORMAT, "dim": 256}))
+    code, output = invoke("inspect", str(tmp_path))
+    assert_one_line(code, output, 1, "cannot be read as a sparkyfruit manifest", "rerun encode with --overwrite")
+
+
 def test_reduce_overwrite_refuses_foreign_files_too(tmp_path):
     source = finished_output(tmp_path / "features")
-    (source / "_sparkyfruit.json").write_text(json.dumps({"format": output_format.ENCODE_FORMAT, "dim": 256}))
+    output_format.write_manifest(locations.parse_location(str(source)), a_manifest(), S3Settings())
     target = tmp_path / "pca"
     target.mkdir()
     (target / "keep.csv").write_text("1,2")
@@ -116,11 +173,17 @@ def test_reduce_overwrite_refuses_foreign_files_too(tmp_path):
 
 # ---------------------------------------------------------------- what a folder is
 
+
 @pytest.mark.parametrize("command", [["inspect"], ["evaluate"], ["inspect", "--plot", "x.png"]])
 def test_a_folder_of_images_is_named_as_such(command, tmp_path):
     code, output = invoke(*command, str(SAMPLE))
-    assert_one_line(code, output, 1, f"{SAMPLE} is a folder of images, not a sparkyfruit output.",
-                    f"sparkyfruit encode --input {SAMPLE} --output OUT")
+    assert_one_line(
+        code,
+        output,
+        1,
+        f"{SAMPLE} is a folder of images, not a sparkyfruit output.",
+        f"sparkyfruit encode --input {SAMPLE} --output OUT",
+    )
     assert "--overwrite" not in output
 
 
@@ -132,7 +195,9 @@ def test_inspect_of_a_file_and_of_an_unfinished_output(tmp_path):
     unfinished = finished_output(tmp_path / "out")
     (unfinished / "_sparkyfruit.json").unlink()
     code, output = invoke("inspect", str(unfinished))
-    assert_one_line(code, output, 1, "the encode run that wrote it did not finish", "Rerun that encode with --overwrite")
+    assert_one_line(
+        code, output, 1, "the encode run that wrote it did not finish", "Rerun that encode with --overwrite"
+    )
     (unfinished / output_format.RESUMING_NAME).write_text("{}")
     code, output = invoke("inspect", str(unfinished))
     assert_one_line(code, output, 1, "last encode --resume did not finish", "rerun that encode with --resume")
@@ -140,25 +205,38 @@ def test_inspect_of_a_file_and_of_an_unfinished_output(tmp_path):
     other.mkdir()
     (other / "data.csv").write_text("1")
     code, output = invoke("evaluate", str(other))
-    assert_one_line(code, output, 1, f"{other} is not a sparkyfruit output: it has no _sparkyfruit.json and holds "
-                    "data.csv.")
+    assert_one_line(
+        code, output, 1, f"{other} is not a sparkyfruit output: it has no _sparkyfruit.json and holds data.csv."
+    )
 
 
 # ---------------------------------------------------------------- every mistake is one line
 
-def test_no_matching_image_is_one_readable_line_before_spark(tmp_path, monkeypatch):
-    import sparkyfruit.session
 
-    monkeypatch.setattr(sparkyfruit.session, "start_session", lambda *a, **k: pytest.fail("Spark was started"))
+def test_no_matching_image_is_one_readable_line_before_spark(tmp_path, monkeypatch):
+    import sparkyfruit.spark.session
+
+    monkeypatch.setattr(sparkyfruit.spark.session, "start_session", lambda *a, **k: pytest.fail("Spark was started"))
     empty = tmp_path / "images" / "Kiwi"
     empty.mkdir(parents=True)
     (empty / "notes.txt").write_text("no image")
     for mode in ("df", "keys"):
-        code, output = invoke("encode", "--mode", mode, "--input", str(empty.parent), "--output",
-                              str(tmp_path / "o"), *REAL_MODEL)
+        code, output = invoke(
+            "encode", "--mode", mode, "--input", str(empty.parent), "--output", str(tmp_path / "o"), *REAL_MODEL
+        )
         assert_one_line(code, output, 1, f"No images under file://{empty.parent} match jpg, jpeg or png (any case).")
-        code, output = invoke("encode", "--mode", mode, "--input", str(empty.parent), "--output",
-                              str(tmp_path / "o"), "--pattern", "*.[pP][nN][gG]", *REAL_MODEL)
+        code, output = invoke(
+            "encode",
+            "--mode",
+            mode,
+            "--input",
+            str(empty.parent),
+            "--output",
+            str(tmp_path / "o"),
+            "--pattern",
+            "*.[pP][nN][gG]",
+            *REAL_MODEL,
+        )
         assert_one_line(code, output, 1, "match the pattern '*.[pP][nN][gG]'")
 
 
@@ -167,11 +245,22 @@ def test_no_credentials_and_a_closed_port_name_the_closed_port(tmp_path):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
-        code, output = invoke("encode", "--input", "s3://fruit/Training", "--output", str(tmp_path / "o"),
-                              "--s3-endpoint", endpoint, *REAL_MODEL,
-                              env={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
-                                   "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                                   "AWS_CONFIG_FILE": str(tmp_path / "none")})
+        code, output = invoke(
+            "encode",
+            "--input",
+            "s3://fruit/Training",
+            "--output",
+            str(tmp_path / "o"),
+            "--s3-endpoint",
+            endpoint,
+            *REAL_MODEL,
+            env={
+                "AWS_ACCESS_KEY_ID": None,
+                "AWS_SECRET_ACCESS_KEY": None,
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            },
+        )
     assert_one_line(code, output, 1, f"Could not connect to {endpoint}", "Check --s3-endpoint")
 
 
@@ -180,12 +269,16 @@ def test_an_endpoint_is_named_only_when_one_was_given():
 
     failure = EndpointConnectionError(endpoint_url="https://fruit.s3.amazonaws.com/")
     without = str(storage.describe_s3_failure(failure, S3Settings(), "fruit", "list"))
-    assert without.startswith("Could not connect to AWS S3 to list bucket 'fruit'.") and "Check --s3-endpoint" not in without
+    assert (
+        without.startswith("Could not connect to AWS S3 to list bucket 'fruit'.")
+        and "Check --s3-endpoint" not in without
+    )
     given = str(storage.describe_s3_failure(failure, S3Settings(s3_endpoint="http://127.0.0.1:9"), "fruit", "list"))
     assert "Could not connect to http://127.0.0.1:9" in given and "Check --s3-endpoint" in given
 
 
 # ---------------------------------------------------------------- help pages
+
 
 @pytest.mark.parametrize("command", ["encode", "inspect", "reduce", "evaluate", "config show"])
 def test_help_pages_read_plainly(command):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE, WEIGHTS
+from tests.helpers import SAMPLE, WEIGHTS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 COPIES = 10  # 1,920 images at 448 px: a run of tens of seconds, so the interrupt lands while the job runs
@@ -43,11 +43,36 @@ def test_sigint_to_the_process_group_exits_130_with_one_line(tmp_path, mode):
     images = many_images(tmp_path / "images")
     total = sum(1 for _ in images.rglob("*.jpg"))
     out = tmp_path / "out"
-    command = [str(Path(sys.executable).with_name("sparkyfruit")), "encode", "--mode", mode, "--input", str(images),
-               "--output", str(out), "--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
-               "--image-size", "448", "--batch-size", "16", "--master", "local[2]"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, env={**os.environ, "COLUMNS": "200"})
+    command = [
+        str(Path(sys.executable).with_name("sparkyfruit")),
+        "encode",
+        "--mode",
+        mode,
+        "--input",
+        str(images),
+        "--output",
+        str(out),
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        str(WEIGHTS),
+        "--image-size",
+        "448",
+        "--batch-size",
+        "16",
+        "--master",
+        "local[2]",
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     seen = []
     for line in process.stderr:
         seen.append(line)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import SAMPLE, WEIGHTS
+from tests.helpers import SAMPLE, WEIGHTS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -54,9 +54,25 @@ def python_workers_rss_bytes(pid: int) -> int:
 
 
 def peak_rss_of_encode(images: Path, out: Path, mode: str) -> int:
-    command = [str(Path(sys.executable).with_name("sparkyfruit")), "encode", "--mode", mode, "--input", str(images),
-               "--output", str(out), "--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS),
-               "--master", "local[1]", "--quiet"]
+    command = [
+        str(Path(sys.executable).with_name("sparkyfruit")),
+        "encode",
+        "--mode",
+        mode,
+        "--input",
+        str(images),
+        "--output",
+        str(out),
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        str(WEIGHTS),
+        "--master",
+        "local[1]",
+        "--quiet",
+    ]
     # no JVM class archive recording at exit: it would add to one run's peak and not the other's
     env = {**os.environ, "SPARKYFRUIT_JVM_CLASS_CACHE": "false"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

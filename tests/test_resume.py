@@ -11,7 +11,7 @@ import pytest
 
 import sparkyfruit
 from sparkyfruit.errors import ConfigError
-from tests.conftest import SAMPLE, read_output, run_config
+from tests.helpers import SAMPLE, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 CLASSES = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[:3]
@@ -35,7 +35,11 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
         result = sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), resume=True))
         assert (result.added, result.rows, result.failed) == (24, 24 * count, 0)
     manifest = json.loads((out / "_sparkyfruit.json").read_text())
-    assert manifest["counts"]["rows"] == 72 and manifest["resumes"] == 2 and not (out / "_sparkyfruit.resuming.json").exists()
+    assert (
+        manifest["counts"]["rows"] == 72
+        and manifest["resumes"] == 2
+        and not (out / "_sparkyfruit.resuming.json").exists()
+    )
     assert sparkyfruit.inspect(str(out)).rows == 72
 
     fresh = tmp_path / "fresh"

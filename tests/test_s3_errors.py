@@ -15,7 +15,7 @@ import sparkyfruit
 from devtools import local_s3
 from sparkyfruit.cli import app
 from sparkyfruit.errors import StorageError
-from tests.conftest import SAMPLE, run_config
+from tests.helpers import SAMPLE, run_config
 
 pytestmark = pytest.mark.s3
 runner = CliRunner()
@@ -42,44 +42,78 @@ def test_a_closed_port(tmp_path, mode):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
-        code, output, seconds = encode_cli("--mode", mode, "--input", "s3://fruit/Training", "--output",
-                                           str(tmp_path / "o"), "--s3-endpoint", endpoint)
-    assert_one_clear_line(code, output, seconds, f"Could not connect to {endpoint}", "bucket 'fruit'",
-                          "Check --s3-endpoint")
+        code, output, seconds = encode_cli(
+            "--mode", mode, "--input", "s3://fruit/Training", "--output", str(tmp_path / "o"), "--s3-endpoint", endpoint
+        )
+    assert_one_clear_line(
+        code, output, seconds, f"Could not connect to {endpoint}", "bucket 'fruit'", "Check --s3-endpoint"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_bucket_that_does_not_exist(s3, tmp_path, mode):
-    code, output, seconds = encode_cli("--mode", mode, "--input", "s3://no-such-bucket/Training", "--output",
-                                       str(tmp_path / "o"), "--s3-endpoint", s3.endpoint)
-    assert_one_clear_line(code, output, seconds, "bucket 'no-such-bucket'", s3.endpoint, "NoSuchBucket",
-                          "Check the bucket name")
+    code, output, seconds = encode_cli(
+        "--mode",
+        mode,
+        "--input",
+        "s3://no-such-bucket/Training",
+        "--output",
+        str(tmp_path / "o"),
+        "--s3-endpoint",
+        s3.endpoint,
+    )
+    assert_one_clear_line(
+        code, output, seconds, "bucket 'no-such-bucket'", s3.endpoint, "NoSuchBucket", "Check the bucket name"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_empty_prefix(s3, tmp_path, mode):
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
-    code, output, seconds = encode_cli("--mode", mode, "--input", "s3://fruit/Nothing/here", "--output",
-                                       str(tmp_path / "o"), "--s3-endpoint", s3.endpoint)
+    code, output, seconds = encode_cli(
+        "--mode",
+        mode,
+        "--input",
+        "s3://fruit/Nothing/here",
+        "--output",
+        str(tmp_path / "o"),
+        "--s3-endpoint",
+        s3.endpoint,
+    )
     assert_one_clear_line(code, output, seconds, "No images under s3://fruit/Nothing/here", "Check --input")
 
 
 def test_no_file_matches_the_pattern_in_keys_mode(s3, tmp_path):
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
-    code, output, seconds = encode_cli("--mode", "keys", "--input", "s3://fruit/Training", "--output",
-                                       str(tmp_path / "o"), "--s3-endpoint", s3.endpoint, "--pattern", "*.png")
+    code, output, seconds = encode_cli(
+        "--mode",
+        "keys",
+        "--input",
+        "s3://fruit/Training",
+        "--output",
+        str(tmp_path / "o"),
+        "--s3-endpoint",
+        s3.endpoint,
+        "--pattern",
+        "*.png",
+    )
     assert_one_clear_line(code, output, seconds, "match the pattern '*.png'", "--pattern")
 
 
-@pytest.mark.spark
-def test_no_file_matches_the_pattern_in_df_mode(spark, s3, tmp_path):
-    """df mode learns it from Spark's own listing (the JVM is up by then)."""
+def test_no_file_matches_the_pattern_in_df_mode(s3, tmp_path, monkeypatch):
+    """df mode checks it before Spark starts too: the listing stops at the first matching key."""
+    monkeypatch.setattr("sparkyfruit.spark.session.start_session", lambda *a, **k: pytest.fail("Spark was started"))
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
-    started = time.monotonic()
     with pytest.raises(StorageError, match=r"No images under s3://fruit/Training match the pattern '\*\.png'"):
-        sparkyfruit.encode(run_config(mode="df", input="s3://fruit/Training", output=str(tmp_path / "o"),
-                                      s3_endpoint=s3.endpoint, pattern="*.png"))
-    assert time.monotonic() - started < 30
+        sparkyfruit.encode(
+            run_config(
+                mode="df",
+                input="s3://fruit/Training",
+                output=str(tmp_path / "o"),
+                s3_endpoint=s3.endpoint,
+                pattern="*.png",
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +125,13 @@ def authenticating_s3(tmp_path_factory):
         iam = boto3.client("iam", endpoint_url=server.endpoint, region_name="us-east-1")
         iam.create_user(UserName="fruit")
         key = iam.create_access_key(UserName="fruit")["AccessKey"]
-        iam.put_user_policy(UserName="fruit", PolicyName="s3", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="fruit",
+            PolicyName="s3",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+            ),
+        )
         client = local_s3.client(server.endpoint)
         client.create_bucket(Bucket="locked")
         client.put_object(Bucket="locked", Key="Training/Kiwi/1.jpg", Body=next(SAMPLE.rglob("*.jpg")).read_bytes())
@@ -106,17 +145,29 @@ def test_wrong_credentials(authenticating_s3, tmp_path, monkeypatch, mode):
     server, key = authenticating_s3
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-    code, output, seconds = encode_cli("--mode", mode, "--input", "s3://locked/Training", "--output",
-                                       str(tmp_path / "o"), "--s3-endpoint", server.endpoint)
-    assert_one_clear_line(code, output, seconds, "S3 refused to list bucket 'locked'", "InvalidAccessKeyId",
-                          "Check the access key")
+    code, output, seconds = encode_cli(
+        "--mode",
+        mode,
+        "--input",
+        "s3://locked/Training",
+        "--output",
+        str(tmp_path / "o"),
+        "--s3-endpoint",
+        server.endpoint,
+    )
+    assert_one_clear_line(
+        code, output, seconds, "S3 refused to list bucket 'locked'", "InvalidAccessKeyId", "Check the access key"
+    )
     assert "wrong-secret" not in output
 
     # the same check with the user's real key gets through: it was the key that was refused
-    from sparkyfruit import storage
+    from sparkyfruit import locations, storage
     from sparkyfruit.config import S3Settings
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    assert storage.prefix_has_objects(storage.parse_location("s3://locked/Training"),
-                                      S3Settings(s3_endpoint=server.endpoint))
+    assert storage.has_image(
+        locations.parse_location("s3://locked/Training"),
+        locations.default_pattern(),
+        S3Settings(s3_endpoint=server.endpoint),
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devtools import local_s3
-from tests.conftest import SAMPLE, WEIGHTS, spark_environment_while_running
+from tests.helpers import SAMPLE, WEIGHTS, spark_environment_while_running
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
@@ -23,8 +23,15 @@ SECRET_KEY = "sparkyfruit/never-print-this/Secret+Key0123456789"
 def test_the_secret_key_appears_nowhere(s3, tmp_path, mode, how):
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({"COLUMNS": "200", "SPARKYFRUIT_MASTER": "local[2]", "SPARKYFRUIT_DEBUG": "1",
-                "TMPDIR": str(tmp_path), "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"]})
+    env.update(
+        {
+            "COLUMNS": "200",
+            "SPARKYFRUIT_MASTER": "local[2]",
+            "SPARKYFRUIT_DEBUG": "1",
+            "TMPDIR": str(tmp_path),
+            "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
+        }
+    )
     extra = []
     if how == "env":
         env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
@@ -36,9 +43,29 @@ def test_the_secret_key_appears_nowhere(s3, tmp_path, mode, how):
     out = tmp_path / "out"
     script = str(Path(sys.executable).with_name("sparkyfruit"))
     process = subprocess.Popen(
-        [script, "encode", "--mode", mode, "--input", "s3://fruit/Training", "--output", str(out), "--model", "mobilenet",
-         "--alpha", "0.25", "--weights", str(WEIGHTS), "--s3-endpoint", s3.endpoint, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            script,
+            "encode",
+            "--mode",
+            mode,
+            "--input",
+            "s3://fruit/Training",
+            "--output",
+            str(out),
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--weights",
+            str(WEIGHTS),
+            "--s3-endpoint",
+            s3.endpoint,
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     stderr_lines: list[str] = []
     try:
@@ -53,13 +80,19 @@ def test_the_secret_key_appears_nowhere(s3, tmp_path, mode, how):
     assert "done: 192 images, 192 ok" in stdout
     assert "spark.app.id" in environment or "sparkProperties" in environment  # the page really was read
 
-    inspect = subprocess.run([script, "inspect", str(out), "--json"], capture_output=True, text=True, env=env,
-                             timeout=60)
+    inspect = subprocess.run(
+        [script, "inspect", str(out), "--json"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert inspect.returncode == 0, inspect.stderr
     logs = sorted((tmp_path / "sparkyfruit-logs").glob("*.log"))
     assert logs, "the run wrote no driver log under its TMPDIR"
-    places = {"stdout": stdout, "stderr": stderr, "Spark UI environment": environment,
-              "manifest": (out / "_sparkyfruit.json").read_text(), "inspect": inspect.stdout + inspect.stderr,
-              **{log.name: log.read_text(errors="replace") for log in logs}}
+    places = {
+        "stdout": stdout,
+        "stderr": stderr,
+        "Spark UI environment": environment,
+        "manifest": (out / "_sparkyfruit.json").read_text(),
+        "inspect": inspect.stdout + inspect.stderr,
+        **{log.name: log.read_text(errors="replace") for log in logs},
+    }
     for place, text in places.items():
         assert SECRET_KEY not in text, f"the secret key leaked into {place}"

@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from sparkyfruit import ship_env
 from sparkyfruit.errors import ConfigError
+from sparkyfruit.spark import ship_env
 
 
 def test_outside_a_virtualenv_it_says_what_to_do(monkeypatch):

@@ -1,44 +1,44 @@
 import pytest
 
-from sparkyfruit import storage
+from sparkyfruit import locations, storage
 from sparkyfruit.errors import ConfigError
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("s3://bucket/Training/", storage.Location("s3", "bucket", "Training")),
-        ("s3a://bucket/a/b", storage.Location("s3", "bucket", "a/b")),
-        ("S3://bucket", storage.Location("s3", "bucket", "")),
-        ("file:///data/images", storage.Location("file", path="/data/images")),
-        ("/data/images/", storage.Location("file", path="/data/images")),
+        ("s3://bucket/Training/", locations.Location("s3", "bucket", "Training")),
+        ("s3a://bucket/a/b", locations.Location("s3", "bucket", "a/b")),
+        ("S3://bucket", locations.Location("s3", "bucket", "")),
+        ("file:///data/images", locations.Location("file", path="/data/images")),
+        ("/data/images/", locations.Location("file", path="/data/images")),
     ],
 )
 def test_parse_location(text, expected):
-    assert storage.parse_location(text) == expected
+    assert locations.parse_location(text) == expected
 
 
 def test_relative_path_becomes_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert storage.parse_location("images").path == str(tmp_path / "images")
+    assert locations.parse_location("images").path == str(tmp_path / "images")
 
 
 @pytest.mark.parametrize("text", ["gs://bucket/x", "http://host/x", "s3://", "s3://Bad_Bucket/x", "file://host/x", " "])
 def test_bad_locations_are_config_errors(text):
     with pytest.raises(ConfigError):
-        storage.parse_location(text, "--input")
+        locations.parse_location(text, "--input")
 
 
 def test_canonical_uris_and_labels():
-    assert storage.canonical_image_uri("s3a://b/Apple Braeburn/1.jpg") == "s3://b/Apple Braeburn/1.jpg"
-    assert storage.canonical_image_uri("file:/data/Kiwi/1.jpg") == "file:///data/Kiwi/1.jpg"
-    assert storage.label_of("s3://b/Training/Apple Braeburn/1.jpg") == "Apple Braeburn"
-    assert storage.label_of("file:///data/Kiwi/1.jpg") == "Kiwi"
-    assert storage.label_of("s3://b/1.jpg") is None
+    assert locations.canonical_image_uri("s3a://b/Apple Braeburn/1.jpg") == "s3://b/Apple Braeburn/1.jpg"
+    assert locations.canonical_image_uri("file:/data/Kiwi/1.jpg") == "file:///data/Kiwi/1.jpg"
+    assert locations.label_of("s3://b/Training/Apple Braeburn/1.jpg") == "Apple Braeburn"
+    assert locations.label_of("file:///data/Kiwi/1.jpg") == "Kiwi"
+    assert locations.label_of("s3://b/1.jpg") is None
 
 
 def test_default_pattern_is_case_insensitive_jpg_jpeg_png():
-    regex = storage.compile_pattern(storage.default_pattern())
+    regex = locations.compile_pattern(locations.default_pattern())
     for name in ["a.jpg", "b.JPG", "c.Jpeg", "d.png", "e.PNG"]:
         assert regex.fullmatch(name), name
     for name in ["f.gif", "g.jpg.txt", "jpg", "h.pngx"]:
@@ -46,27 +46,31 @@ def test_default_pattern_is_case_insensitive_jpg_jpeg_png():
 
 
 def test_pattern_braces_classes_and_negation():
-    regex = storage.compile_pattern("r_*_{100,200}.[jp][pn]g")
+    regex = locations.compile_pattern("r_*_{100,200}.[jp][pn]g")
     assert regex.fullmatch("r_5_100.jpg") and regex.fullmatch("r_9_200.png")
     assert not regex.fullmatch("5_100.jpg") and not regex.fullmatch("r_5_300.jpg")
-    assert storage.compile_pattern("[^a]*.jpg").fullmatch("b.jpg")
-    assert not storage.compile_pattern("[^a]*.jpg").fullmatch("a.jpg")
+    assert locations.compile_pattern("[^a]*.jpg").fullmatch("b.jpg")
+    assert not locations.compile_pattern("[^a]*.jpg").fullmatch("a.jpg")
 
 
 @pytest.mark.parametrize("pattern", ["dir/*.jpg", "*.{jpg"])
 def test_bad_patterns(pattern):
     with pytest.raises(ConfigError):
-        storage.compile_pattern(pattern)
+        locations.compile_pattern(pattern)
 
 
 def test_local_listing_skips_hidden_and_non_matching(tmp_path):
     for name in ["Kiwi/1.jpg", "Kiwi/2.PNG", "Kiwi/notes.txt", "Kiwi/.hidden.jpg", "_tmp/3.jpg", "Lemon/4.jpeg"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    location = storage.parse_location(str(tmp_path))
-    found = storage.list_images(location, storage.default_pattern(), s3=None)
-    assert found == [f"file://{tmp_path}/Kiwi/1.jpg", f"file://{tmp_path}/Kiwi/2.PNG", f"file://{tmp_path}/Lemon/4.jpeg"]
-    assert storage.list_images(location, storage.default_pattern(), s3=None, limit=2) == found[:2]
+    location = locations.parse_location(str(tmp_path))
+    found = storage.list_images(location, locations.default_pattern(), s3=None)
+    assert found == [
+        f"file://{tmp_path}/Kiwi/1.jpg",
+        f"file://{tmp_path}/Kiwi/2.PNG",
+        f"file://{tmp_path}/Lemon/4.jpeg",
+    ]
+    assert storage.list_images(location, locations.default_pattern(), s3=None, limit=2) == found[:2]
 
 
 @pytest.mark.s3
@@ -83,7 +87,7 @@ def test_a_named_profile_is_used_for_s3_listing(s3, tmp_path, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     settings = S3Settings(s3_endpoint=s3.endpoint, profile="fruit")
-    found = storage.list_images(storage.parse_location("s3://profiled/in"), storage.default_pattern(), settings)
+    found = storage.list_images(locations.parse_location("s3://profiled/in"), locations.default_pattern(), settings)
     assert found == ["s3://profiled/in/Kiwi/1.jpg"]
     client = storage.s3_client(settings)
     assert client._request_signer._credentials.access_key == "profile-key"
@@ -93,9 +97,15 @@ def test_a_named_profile_is_used_for_s3_listing(s3, tmp_path, monkeypatch):
 
 def test_profile_reaches_s3a_through_the_sdk_provider_not_keys(tmp_path):
     from sparkyfruit.config import RunConfig
-    from sparkyfruit.session import s3a_options, spark_options
+    from sparkyfruit.spark.options import s3a_options, spark_options
 
     config = RunConfig(input="s3://bucket/in", output=str(tmp_path / "o"), profile="fruit")
     assert s3a_options(config)["fs.s3a.aws.credentials.provider"].endswith("ProfileCredentialsProvider")
     assert spark_options(config)["spark.executorEnv.AWS_PROFILE"] == "fruit"
     assert not any("secret" in key or "access.key" in key for key in spark_options(config))
+
+
+def test_keys_and_paths_are_taken_as_written():
+    """An image may be named like a URL's query or fragment; nothing of it is lost."""
+    assert locations.parse_location("s3://bucket/Kiwi/what?1#2.jpg").key == "Kiwi/what?1#2.jpg"
+    assert locations.parse_location("file:///data/Kiwi/#1.jpg").path == "/data/Kiwi/#1.jpg"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import sparkyfruit
 from sparkyfruit.cli import app
-from tests.conftest import SAMPLE, run_config
+from tests.helpers import SAMPLE, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 runner = CliRunner()
@@ -58,7 +58,11 @@ def test_reduce_keeps_failed_rows_and_evaluates_on_pca_features(encoded, tmp_pat
     assert code == 0, output
     manifest = json.loads((tmp_path / "pca" / "_sparkyfruit.json").read_text())
     assert manifest["explained_variance"] >= 0.95 and 1 <= manifest["k"] < 256
-    assert manifest["source_manifest"]["model"] == "mobilenet" and manifest["counts"] == {"rows": 193, "ok": 192, "failed": 1}
+    assert manifest["source_manifest"]["model"] == "mobilenet" and manifest["counts"] == {
+        "rows": 193,
+        "ok": 192,
+        "failed": 1,
+    }
     import pyarrow.dataset as ds
 
     table = ds.dataset(str(tmp_path / "pca"), format="parquet").to_table().to_pylist()
@@ -80,7 +84,11 @@ def test_reduce_keeps_failed_rows_and_evaluates_on_pca_features(encoded, tmp_pat
     assert code == 0, output
     summary = json.loads(output)
     assert (summary["column"], summary["dim"], summary["rows"], summary["failed"]) == (
-        "pca_features", manifest["k"], 193, 1)
+        "pca_features",
+        manifest["k"],
+        193,
+        1,
+    )
     assert summary["model"] == "mobilenet" and (tmp_path / "pca.png").stat().st_size > 30_000
     code, output = cli("reduce", str(tmp_path / "pca"), "--output", str(tmp_path / "again"), "--k", "2")
     assert code == 1 and "is a reduce output; reduce works on an encode output" in output
@@ -107,7 +115,7 @@ def test_reduce_refuses_bad_requests(encoded, tmp_path):
 
 def test_the_plot_counts_a_failed_image_once(encoded):
     from sparkyfruit.config import S3Settings
-    from sparkyfruit.evaluate import load_vectors
+    from sparkyfruit.output_format import load_vectors
     from sparkyfruit.plot import bar_rows
 
     _, labels, _, _ = load_vectors(str(encoded), S3Settings())
@@ -141,4 +149,3 @@ def test_config_show_reports_each_value_and_where_it_comes_from(tmp_path, monkey
     assert rows["s3_endpoint"]["value"] == "http://127.0.0.1:9000" and "pass" not in output
     code, output = cli("config", "show", "--config", str(tmp_path / "missing.toml"))
     assert code == 2 and "--config file not found" in output
-

@@ -12,20 +12,34 @@ from typer.testing import CliRunner
 import sparkyfruit
 from sparkyfruit import models, weights
 from sparkyfruit.cli import ENCODE_EXAMPLE, app
-from tests.conftest import ROOT, SAMPLE, WEIGHTS, read_output, run_config
+from tests.helpers import ROOT, SAMPLE, WEIGHTS, read_output, run_config
 
 
-@pytest.mark.parametrize("value, kind", [("imagenet", weights.IMAGENET), ("none", weights.RANDOM),
-                                         ("s3://b/w.h5", weights.S3), ("S3A://b/w.h5", weights.S3),
-                                         ("w/model.h5", weights.FILE)])
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        ("imagenet", weights.IMAGENET),
+        ("none", weights.RANDOM),
+        ("s3://b/w.h5", weights.S3),
+        ("S3A://b/w.h5", weights.S3),
+        ("w/model.h5", weights.FILE),
+    ],
+)
 def test_kinds_of_a_weights_value(value, kind):
     assert weights.kind_of(value) == kind
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, alpha, size", [("mobilenet", 0.25, 224), ("mobilenet", 1.0, 100),
-                                               ("mobilenet_v2", 1.0, 100), ("mobilenet_v2", 0.35, 160),
-                                               ("resnet50", 1.0, 224)])
+@pytest.mark.parametrize(
+    "name, alpha, size",
+    [
+        ("mobilenet", 0.25, 224),
+        ("mobilenet", 1.0, 100),
+        ("mobilenet_v2", 1.0, 100),
+        ("mobilenet_v2", 0.35, 160),
+        ("resnet50", 1.0, 224),
+    ],
+)
 def test_our_download_is_the_file_keras_itself_asks_for(monkeypatch, name, alpha, size):
     import warnings
 
@@ -51,16 +65,37 @@ def test_our_download_is_the_file_keras_itself_asks_for(monkeypatch, name, alpha
 
 
 def test_offline_imagenet_is_one_line_before_spark(tmp_path, monkeypatch):
-    import sparkyfruit.session
+    import sparkyfruit.spark.session
 
-    monkeypatch.setattr(sparkyfruit.session, "start_session", lambda *a, **k: pytest.fail("Spark was started"))
+    monkeypatch.setattr(sparkyfruit.spark.session, "start_session", lambda *a, **k: pytest.fail("Spark was started"))
     with socket.socket() as closed:  # a proxy that refuses: no request leaves this machine
         closed.bind(("127.0.0.1", 0))
         proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
-        env = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": proxy, "HTTPS_PROXY": proxy, "no_proxy": "",
-               "NO_PROXY": "", "COLUMNS": "400"}
-        result = CliRunner().invoke(app, ["encode", "--input", str(SAMPLE), "--output", str(tmp_path / "o"),
-                                          "--model", "mobilenet", "--alpha", "0.25", "--weights", "imagenet"], env=env)
+        env = {
+            "KERAS_HOME": str(tmp_path / "keras"),
+            "https_proxy": proxy,
+            "HTTPS_PROXY": proxy,
+            "no_proxy": "",
+            "NO_PROXY": "",
+            "COLUMNS": "400",
+        }
+        result = CliRunner().invoke(
+            app,
+            [
+                "encode",
+                "--input",
+                str(SAMPLE),
+                "--output",
+                str(tmp_path / "o"),
+                "--model",
+                "mobilenet",
+                "--alpha",
+                "0.25",
+                "--weights",
+                "imagenet",
+            ],
+            env=env,
+        )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
@@ -78,11 +113,12 @@ def test_imagenet_from_keras_cache_gives_the_vectors_of_the_same_file(spark, tmp
     cache.mkdir(parents=True)
     (cache / "mobilenet_2_5_224_tf_no_top.h5").write_bytes(WEIGHTS.read_bytes())
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    imagenet = sparkyfruit.encode(run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "a"),
-                                             weights="imagenet", limit=8))
+    imagenet = sparkyfruit.encode(
+        run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "a"), weights="imagenet", limit=8)
+    )
     from_file = sparkyfruit.encode(run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "b"), limit=8))
-    assert imagenet.manifest["weights"] == "imagenet"
-    assert imagenet.manifest["weights_sha256"] == from_file.manifest["weights_sha256"] == models.sha256_of(WEIGHTS)
+    assert imagenet.manifest.weights == "imagenet"
+    assert imagenet.manifest.weights_sha256 == from_file.manifest.weights_sha256 == models.sha256_of(WEIGHTS)
     a, b = read_output(tmp_path / "a"), read_output(tmp_path / "b")
     assert set(a) == set(b) and len(a) == 8
     for path in a:

@@ -27,8 +27,13 @@ PYTHON = f"{PREFIX}/bin/python"
 BOOTSTRAP = Path(__file__).with_name("bootstrap.sh")
 
 
-def encode_step(input_uri: str, output_uri: str, extra: list[str] | None = None, deploy_mode: str = "cluster",
-                action_on_failure: str = "CONTINUE") -> dict:
+def encode_step(
+    input_uri: str,
+    output_uri: str,
+    extra: list[str] | None = None,
+    deploy_mode: str = "cluster",
+    action_on_failure: str = "CONTINUE",
+) -> dict:
     """An EMR step that runs `sparkyfruit encode` through spark-submit on YARN. EMRFS serves s3:// on EMR,
     so Spark is told to use it (--spark-s3-scheme s3) instead of pulling S3A."""
     for what, uri in (("--input", input_uri), ("--output", output_uri)):
@@ -37,13 +42,26 @@ def encode_step(input_uri: str, output_uri: str, extra: list[str] | None = None,
     if deploy_mode not in ("cluster", "client"):
         raise ValueError(f"deploy mode must be cluster or client; got {deploy_mode!r}.")
     args = [
-        "spark-submit", "--deploy-mode", deploy_mode,
+        "spark-submit",
+        "--deploy-mode",
+        deploy_mode,
         # driver (in cluster mode: the YARN application master) and executors run the bootstrap's venv
-        "--conf", f"spark.pyspark.python={PYTHON}",
-        "--conf", f"spark.pyspark.driver.python={PYTHON}",
-        "--conf", f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={PYTHON}",
-        "--conf", f"spark.executorEnv.PYSPARK_PYTHON={PYTHON}",
-        f"{PREFIX}/submit.py", "encode", "--input", input_uri, "--output", output_uri, "--spark-s3-scheme", "s3",
+        "--conf",
+        f"spark.pyspark.python={PYTHON}",
+        "--conf",
+        f"spark.pyspark.driver.python={PYTHON}",
+        "--conf",
+        f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={PYTHON}",
+        "--conf",
+        f"spark.executorEnv.PYSPARK_PYTHON={PYTHON}",
+        f"{PREFIX}/submit.py",
+        "encode",
+        "--input",
+        input_uri,
+        "--output",
+        output_uri,
+        "--spark-s3-scheme",
+        "s3",
         *(extra or []),
     ]
     return {
@@ -60,9 +78,20 @@ def bootstrap_action(script_uri: str, wheel_uri: str, pyspark_spec: str = "3.5.*
     }
 
 
-def cluster_request(*, name: str, bootstrap: dict, steps: list[dict], log_uri: str, release: str = DEFAULT_RELEASE,
-                    instance_type: str = DEFAULT_INSTANCE_TYPE, core_count: int = 2, idle_timeout: int = 3600,
-                    keep_alive: bool = False, subnet_id: str | None = None, key_name: str | None = None) -> dict:
+def cluster_request(
+    *,
+    name: str,
+    bootstrap: dict,
+    steps: list[dict],
+    log_uri: str,
+    release: str = DEFAULT_RELEASE,
+    instance_type: str = DEFAULT_INSTANCE_TYPE,
+    core_count: int = 2,
+    idle_timeout: int = 3600,
+    keep_alive: bool = False,
+    subnet_id: str | None = None,
+    key_name: str | None = None,
+) -> dict:
     """The run_job_flow request. Without keep_alive the cluster ends when its last step ends; with it,
     it ends after idle_timeout seconds without work (EMR's auto-termination)."""
     if not 60 <= idle_timeout <= 7 * 24 * 3600:
@@ -98,8 +127,10 @@ def cluster_request(*, name: str, bootstrap: dict, steps: list[dict], log_uri: s
 def upload(s3, bucket: str, wheel: Path, prefix: str = "sparkyfruit") -> tuple[str, str]:
     """Put bootstrap.sh and the wheel where every node can fetch them; returns (script URI, wheel URI)."""
     if not wheel.is_file() or wheel.suffix != ".whl":
-        raise ValueError(f"--wheel must be a built wheel file; got {str(wheel)!r}. Build it with "
-                         "`python -m pip wheel --no-deps -w dist .`.")
+        raise ValueError(
+            f"--wheel must be a built wheel file; got {str(wheel)!r}. Build it with "
+            "`python -m pip wheel --no-deps -w dist .`."
+        )
     s3.upload_file(str(BOOTSTRAP), bucket, f"{prefix}/bootstrap.sh")
     s3.upload_file(str(wheel), bucket, f"{prefix}/{wheel.name}")
     return f"s3://{bucket}/{prefix}/bootstrap.sh", f"s3://{bucket}/{prefix}/{wheel.name}"
@@ -148,20 +179,36 @@ def main(argv: list[str] | None = None, session=None) -> int:
             s3 = session.client("s3", region_name=region, endpoint_url=args.endpoint_url)
             script_uri, wheel_uri = upload(s3, args.bucket, args.wheel)
             request = cluster_request(
-                name=args.name, release=args.release, instance_type=args.instance_type, core_count=args.core_count,
+                name=args.name,
+                release=args.release,
+                instance_type=args.instance_type,
+                core_count=args.core_count,
                 bootstrap=bootstrap_action(script_uri, wheel_uri, args.pyspark),
-                steps=[encode_step(args.input, args.output, extra, args.deploy_mode,
-                                   "CONTINUE" if args.keep_alive else "TERMINATE_CLUSTER")],
-                log_uri=f"s3://{args.bucket}/sparkyfruit/logs/", idle_timeout=args.idle_timeout,
-                keep_alive=args.keep_alive, subnet_id=args.subnet_id, key_name=args.key_name,
+                steps=[
+                    encode_step(
+                        args.input,
+                        args.output,
+                        extra,
+                        args.deploy_mode,
+                        "CONTINUE" if args.keep_alive else "TERMINATE_CLUSTER",
+                    )
+                ],
+                log_uri=f"s3://{args.bucket}/sparkyfruit/logs/",
+                idle_timeout=args.idle_timeout,
+                keep_alive=args.keep_alive,
+                subnet_id=args.subnet_id,
+                key_name=args.key_name,
             )
             cluster_id = emr.run_job_flow(**request)["JobFlowId"]
-            print(f"cluster {cluster_id} starting ({args.release}, 1 primary + {args.core_count} core "
-                  f"{args.instance_type}); logs in s3://{args.bucket}/sparkyfruit/logs/{cluster_id}/")
+            print(
+                f"cluster {cluster_id} starting ({args.release}, 1 primary + {args.core_count} core "
+                f"{args.instance_type}); logs in s3://{args.bucket}/sparkyfruit/logs/{cluster_id}/"
+            )
             print(f"console, Spark History Server link: {console_url(region, cluster_id)}")
         elif args.command == "add-step":
-            ids = emr.add_job_flow_steps(JobFlowId=args.cluster_id,
-                                         Steps=[encode_step(args.input, args.output, extra, args.deploy_mode)])
+            ids = emr.add_job_flow_steps(
+                JobFlowId=args.cluster_id, Steps=[encode_step(args.input, args.output, extra, args.deploy_mode)]
+            )
             print(f"step {ids['StepIds'][0]} added to {args.cluster_id}")
         else:
             cluster = emr.describe_cluster(ClusterId=args.cluster_id)["Cluster"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from sparkyfruit import storage
+from sparkyfruit import locations
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import StorageError, failure_summary
 from sparkyfruit.sources import Source, no_images_error, task_count
@@ -41,11 +41,11 @@ def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Sour
     if config.limit is not None and config.limit < len(files):
         files = sorted(files, key=lambda f: f.encode("utf-8"))[: config.limit]
         frame = reader.load([_escape_glob(f) for f in files])
-    return _source(frame, [storage.canonical_image_uri(uri) for uri in files])
+    return _source(frame, [locations.canonical_image_uri(uri) for uri in files])
 
 
 def _spark_path(uri: str, config: RunConfig) -> str:
-    return f"{config.spark_s3_scheme}://{uri[len('s3://'):]}" if uri.startswith("s3://") else uri
+    return locations.parse_location(uri).spark_uri(config.spark_s3_scheme)
 
 
 def _source(frame, listed: list[str]) -> Source:
@@ -56,23 +56,23 @@ def _source(frame, listed: list[str]) -> Source:
     # openCostInBytes): with as many partitions as task_count wants, a task holds about IMAGES_PER_TASK
     # images whatever their size. Read when the job is planned, so it applies to this job.
     spark = frame.sparkSession
-    spark.conf.set("spark.sql.files.minPartitionNum",
-                   str(task_count(len(listed), spark.sparkContext.defaultParallelism)))
+    spark.conf.set(
+        "spark.sql.files.minPartitionNum", str(task_count(len(listed), spark.sparkContext.defaultParallelism))
+    )
     path = F.col("path")
     canonical = (
         F.when(path.startswith("s3a://"), F.concat(F.lit("s3://"), path.substr(7, 1 << 30)))
-        .when(path.startswith("file:/") & ~path.startswith("file://"), F.concat(F.lit("file://"), path.substr(6, 1 << 30)))
+        .when(
+            path.startswith("file:/") & ~path.startswith("file://"), F.concat(F.lit("file://"), path.substr(6, 1 << 30))
+        )
         .otherwise(path)
     )
-    parts = F.split(canonical, "/")  # the column form of storage.label_of
-    images = (
-        frame.select(canonical.alias("path"), "content")
-        .select(
-            "path",
-            F.when(F.size(parts) >= 5, F.element_at(parts, -2)).alias("label"),
-            "content",
-            F.lit(None).cast("string").alias("error"),
-        )
+    parts = F.split(canonical, "/")  # the column form of locations.label_of
+    images = frame.select(canonical.alias("path"), "content").select(
+        "path",
+        F.when(F.size(parts) >= 5, F.element_at(parts, -2)).alias("label"),
+        "content",
+        F.lit(None).cast("string").alias("error"),
     )
     return Source(images, fetch=None, listed=listed, count=len(listed))
 
@@ -82,4 +82,3 @@ def _escape_glob(path: str) -> str:
     for char in "\\[]{}*?":
         path = path.replace(char, "\\" + char)
     return path
-

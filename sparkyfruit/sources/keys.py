@@ -9,9 +9,10 @@ from pathlib import Path
 
 from s3transfer.subscribers import BaseSubscriber
 
-from sparkyfruit import storage
+from sparkyfruit import locations, storage
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.sources import Source, no_images_error, task_count
+
 
 def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
     """(URI, size, ETag) of the images to encode, listed on the driver (no Spark needed)."""
@@ -23,8 +24,9 @@ def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
 
 def read_images(spark, config: RunConfig, images: list[tuple[str, int | None, str | None]]) -> Source:
     slices = task_count(len(images), spark.sparkContext.defaultParallelism)
-    rows = spark.sparkContext.parallelize([(uri, storage.label_of(uri), size, etag) for uri, size, etag in images],
-                                          slices)
+    rows = spark.sparkContext.parallelize(
+        [(uri, locations.label_of(uri), size, etag) for uri, size, etag in images], slices
+    )
     keys = spark.createDataFrame(rows, "path string, label string, size long, etag string")
     # one output row per listed key by construction: nothing for the sink to reconcile
     return Source(keys, fetch=fetch_batches(config.s3_only()), listed=None, count=len(images))
@@ -48,10 +50,14 @@ def fetch_batches(s3: S3Settings):
         try:
             for batch in batches:
                 paths = batch.column("path").to_pylist()
-                if downloads is None and any(p.startswith("s3://") for p in paths):
+                if downloads is None and any(locations.is_s3_uri(p) for p in paths):
                     downloads = storage.s3_downloads(s3)
-                started = [_start(uri, size, etag, downloads) for uri, size, etag in
-                           zip(paths, batch.column("size").to_pylist(), batch.column("etag").to_pylist())]
+                started = [
+                    _start(uri, size, etag, downloads)
+                    for uri, size, etag in zip(
+                        paths, batch.column("size").to_pylist(), batch.column("etag").to_pylist()
+                    )
+                ]
                 if pending is not None:
                     yield _assemble(pa, *pending)
                 pending = (batch, started)
@@ -77,11 +83,11 @@ class _Listed(BaseSubscriber):
 
 def _start(uri: str, size: int, etag: str | None, downloads):
     """A started read: an s3transfer future with its buffer, or a local path read when assembled."""
-    if uri.startswith("s3://"):
-        bucket, key = uri[len("s3://") :].split("/", 1)
+    location = locations.parse_location(uri)
+    if location.is_s3:
         buffer = io.BytesIO()
-        return downloads.download(bucket, key, buffer, subscribers=[_Listed(size, etag)]), buffer
-    return None, Path(uri[len("file://") :])
+        return downloads.download(location.bucket, location.key, buffer, subscribers=[_Listed(size, etag)]), buffer
+    return None, Path(location.path)
 
 
 def _result(started) -> tuple[bytes | None, str | None]:

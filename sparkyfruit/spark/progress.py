@@ -39,8 +39,9 @@ class SparkProgress:
     `done` the images encoded so far, as far as the driver knows.
     """
 
-    def __init__(self, spark_context, description: str, total: int, console=None, enabled: bool = True,
-                 interval: float = 0.5):
+    def __init__(
+        self, spark_context, description: str, total: int, console=None, enabled: bool = True, interval: float = 0.5
+    ):
         self.context = spark_context
         self.description = description
         self.total = total
@@ -63,9 +64,15 @@ class SparkProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                TextColumn("images"), images_column(), TimeRemainingColumn(), TextColumn("left"),
-                console=self.console, transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TextColumn("images"),
+                images_column(),
+                TimeRemainingColumn(),
+                TextColumn("left"),
+                console=self.console,
+                transient=False,
             )
             self._task = self._progress.add_task(self.description, total=self.total)
             self._progress.start()

@@ -76,10 +76,14 @@ def class_archive(spark_home: Path, packages: str | None) -> ClassArchive | None
     # what the JVM checks before it maps an archive: the same JVM, and every jar of the class path at the
     # same path with the same size and modification time (a venv elsewhere, or reinstalled, has others)
     jars = sorted((spark_home / "jars").glob("*.jar"))
-    identity = "\n".join([
-        str(libjvm), str(libjvm.stat().st_mtime_ns),
-        *(f"{jar.resolve()}:{jar.stat().st_size}:{jar.stat().st_mtime_ns}" for jar in jars), packages or "",
-    ])
+    identity = "\n".join(
+        [
+            str(libjvm),
+            str(libjvm.stat().st_mtime_ns),
+            *(f"{jar.resolve()}:{jar.stat().st_size}:{jar.stat().st_mtime_ns}" for jar in jars),
+            packages or "",
+        ]
+    )
     key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     folder = cache_dir()
     if any(character.isspace() for character in str(folder)):
@@ -100,7 +104,7 @@ def class_archive(spark_home: Path, packages: str | None) -> ClassArchive | None
 
 def _prune(folder: Path, keep: int) -> None:
     """Keep the `keep` most recently used archives: each virtualenv (and each set of S3A jars) has its own,
-    of about 200 MB, and one for a venv that is gone is never used again."""
+    each large, and one for a venv that is gone is never used again."""
     archives = sorted(folder.glob("driver-classes-*.jsa"), key=lambda path: path.stat().st_mtime, reverse=True)
     for stale in archives[keep:]:
         stale.unlink(missing_ok=True)

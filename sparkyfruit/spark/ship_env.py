@@ -19,12 +19,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkyfruit.class_cache import cache_dir
 from sparkyfruit.errors import ConfigError
+from sparkyfruit.spark.class_cache import cache_dir
 
 ALIAS = "environment"
 EXECUTOR_PYTHON = f"./{ALIAS}/bin/python"
-# the executors run their own Spark: pyspark's 460 MB of jars stay home
+# the executors run their own Spark: pyspark's jars (most of the venv's size) stay home
 EXCLUDE = ["lib/python*/site-packages/pyspark/jars/*"]
 
 
@@ -46,8 +46,7 @@ def environment_key() -> str:
     digest = hashlib.sha256()
     digest.update(f"{sys.version}|{platform.machine()}|{sys.prefix}".encode())
     entries = sorted(
-        (dist.metadata["Name"] or "", dist.version, dist.read_text("RECORD") or "")
-        for dist in metadata.distributions()
+        (dist.metadata["Name"] or "", dist.version, dist.read_text("RECORD") or "") for dist in metadata.distributions()
     )
     for entry in entries:
         digest.update("\0".join(entry).encode())
@@ -81,7 +80,11 @@ def _pack(archive: Path) -> float:
     partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
     try:
         venv_pack.pack(
-            prefix=sys.prefix, output=str(partial), format="tar.gz", compress_level=1, force=True,
+            prefix=sys.prefix,
+            output=str(partial),
+            format="tar.gz",
+            compress_level=1,
+            force=True,
             filters=[("exclude", pattern) for pattern in EXCLUDE],
         )
     except Exception as exc:
@@ -95,7 +98,7 @@ def _pack(archive: Path) -> float:
 
 
 def _code_zip() -> Path:
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # the whole sparkyfruit package
     target = Path(tempfile.mkdtemp(prefix="sparkyfruit-code-")) / "sparkyfruit.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
         for path in sorted(package.rglob("*")):

@@ -1,0 +1,101 @@
+"""Which Maven packages a run adds to Spark, read from the installed Spark's own jar names (no JVM)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sparkyfruit.config import RunConfig
+from sparkyfruit.errors import ConfigError
+
+
+def spark_home() -> Path:
+    from pyspark.find_spark_home import _find_spark_home
+
+    return Path(_find_spark_home())
+
+
+def _versions_in_jar_names(home: Path | None, pattern: str) -> tuple[str, ...] | None:
+    """The groups of `pattern` in the first matching jar name of a Spark's jars/ folder (no JVM needed)."""
+    jars = (home or spark_home()) / "jars"
+    for name in sorted(os.listdir(jars)) if jars.is_dir() else []:
+        match = re.fullmatch(pattern, name)
+        if match:
+            return match.groups()
+    return None
+
+
+def bundled_hadoop_version(home: Path | None = None) -> str:
+    """The Hadoop version inside the installed Spark, read from its jar names.
+
+    hadoop-aws must match it exactly: S3A is compiled against one Hadoop release.
+    """
+    found = _versions_in_jar_names(home, r"hadoop-(?:client-api|common)-(\d+\.\d+\.\d+)\.jar")
+    if found is None:
+        raise ConfigError(
+            f"Cannot tell which Hadoop the Spark at {home or spark_home()} bundles (no hadoop-client-api-*.jar in its "
+            "jars/).",
+            "Install pyspark from PyPI, or point SPARK_HOME at a Spark built with Hadoop 3.",
+        )
+    return found[0]
+
+
+def s3a_packages(hadoop_version: str) -> str:
+    """Maven coordinates for S3A; hadoop-aws pulls the AWS SDK bundle it was built with (v1 for 3.3, v2 for 3.4+)."""
+    return f"org.apache.hadoop:hadoop-aws:{hadoop_version}"
+
+
+def spark_build(home: Path | None = None) -> tuple[str, str]:
+    """(Scala binary version, Spark version) of the installed Spark, read from its spark-core jar's name."""
+    found = _versions_in_jar_names(home, r"spark-core_(\d+\.\d+)-(\d+\.\d+\.\d+.*)\.jar")
+    if found is None:
+        raise ConfigError(
+            f"Cannot tell which Spark is installed at {home or spark_home()} (no spark-core_*.jar in its jars/).",
+            "Install pyspark from PyPI, or point SPARK_HOME at a Spark distribution.",
+        )
+    return found[0], found[1]
+
+
+def hadoop_cloud_package(home: Path | None = None) -> str:
+    """Spark's own module for cloud committers, at exactly Spark's version (it builds on Spark internals)."""
+    scala, version = spark_build(home)
+    return f"org.apache.spark:spark-hadoop-cloud_{scala}:{version}"
+
+
+# spark-hadoop-cloud also depends on connectors for GCS, Azure and others, and on Jackson and Jetty versions
+# that Spark already has: the magic committer needs only the module's own jar (plus hadoop-aws, pulled anyway)
+HADOOP_CLOUD_EXCLUDES = (
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.hadoop:hadoop-azure",
+    "org.apache.hadoop:hadoop-huaweicloud",
+    "org.apache.hadoop:hadoop-cloud-storage",
+    "com.google.cloud.bigdataoss:gcs-connector",
+    "joda-time:joda-time",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.dataformat:jackson-dataformat-cbor",
+    "org.apache.httpcomponents:httpclient",
+    "org.apache.httpcomponents:httpcore",
+    "org.eclipse.jetty:jetty-util",
+    "org.eclipse.jetty:jetty-util-ajax",
+    "com.squareup.okhttp3:okhttp",
+    "com.squareup.okio:okio",
+)
+
+
+def required_packages(config: RunConfig) -> tuple[list[str], tuple[str, ...]]:
+    """The Maven packages this run adds to Spark, and the dependencies of theirs to leave out: S3A at Spark's
+    Hadoop version, and for the magic committer Spark's spark-hadoop-cloud module."""
+    if not config.needs_s3a:
+        return [], ()
+    if config.uses_magic_committer:
+        return [s3a_packages(bundled_hadoop_version()), hadoop_cloud_package()], HADOOP_CLOUD_EXCLUDES
+    return [s3a_packages(bundled_hadoop_version())], ()
+
+
+def spark_submit_flags(config: RunConfig) -> str:
+    """The spark-submit flags that bring the jars this run needs."""
+    packages, excludes = required_packages(config)
+    flags = f"--packages {','.join(packages)}"
+    return f"{flags} --exclude-packages {','.join(excludes)}" if excludes else flags

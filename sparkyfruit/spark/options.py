@@ -1,0 +1,134 @@
+"""Settings -> Spark and Hadoop options, as plain dicts (pure: nothing starts, nothing is read but the
+jar names of the installed Spark). Credentials are never set here: S3A's provider chain finds them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sparkyfruit.config import RunConfig, S3Settings
+from sparkyfruit.spark import driver_log, jars
+
+APP_NAME = "sparkyfruit"
+
+
+LOG4J_CONFIG = Path(__file__).parent.parent / "log4j2.properties"
+
+
+COMMIT_PROTOCOL = "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
+
+
+# Spark's Parquet writer insists on a ParquetOutputCommitter; this one hands the work to the S3A committer
+S3A_COMMITTER_FACTORY = "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory"
+PARQUET_COMMITTER = "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter"
+
+
+def magic_committer_options() -> dict[str, str]:
+    """Parquet files written to s3a:// are uploaded as pending multipart uploads and completed only when the
+    job commits: no copy-and-delete "rename" of every file, and no partial files visible after a failure."""
+    return {
+        "spark.sql.sources.commitProtocolClass": COMMIT_PROTOCOL,
+        "spark.sql.parquet.output.committer.class": PARQUET_COMMITTER,
+        "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a": S3A_COMMITTER_FACTORY,
+        "spark.hadoop.fs.s3a.committer.name": "magic",
+        "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
+    }
+
+
+def s3a_options(s3: S3Settings) -> dict[str, str]:
+    """Hadoop S3A settings (without the `spark.hadoop.` prefix). No credentials: S3A's default provider chain
+    reads env vars and instance roles; a named profile goes through the SDK's profile provider."""
+    options = {
+        "fs.s3a.attempts.maximum": str(s3.s3_max_attempts),
+        "fs.s3a.retry.limit": str(s3.s3_max_attempts),
+        "fs.s3a.connection.establish.timeout": f"{int(s3.s3_connect_timeout * 1000)}",
+        "fs.s3a.connection.timeout": f"{int(s3.s3_read_timeout * 1000)}",
+        # Hadoop 3.4.3+ reads through the "analytics" stream by default, which fails a file on the first GET
+        # whose body is cut short (tests/test_faults.py); the classic stream re-opens and retries the read
+        # under fs.s3a.retry.*, at about the same speed (benchmarks/s3a_stream.py).
+        # Hadoop before 3.4.3 has only the classic stream and ignores the key.
+        "fs.s3a.input.stream.type": "classic",
+    }
+    if s3.s3_endpoint:
+        options["fs.s3a.endpoint"] = s3.s3_endpoint
+        options["fs.s3a.path.style.access"] = "true"
+        options["fs.s3a.connection.ssl.enabled"] = str(s3.s3_endpoint.startswith("https://")).lower()
+    if s3.effective_region:
+        options["fs.s3a.endpoint.region"] = s3.effective_region
+    if s3.profile:
+        options["fs.s3a.aws.credentials.provider"] = _profile_provider(jars.bundled_hadoop_version())
+    return options
+
+
+def _profile_provider(hadoop_version: str) -> str:
+    major, minor = (int(x) for x in hadoop_version.split(".")[:2])
+    if (major, minor) >= (3, 4):
+        return "software.amazon.awssdk.auth.credentials.ProfileCredentialsProvider"
+    return "com.amazonaws.auth.profile.ProfileCredentialsProvider"
+
+
+def spark_options(config: RunConfig) -> dict[str, str]:
+    """Every Spark setting a run makes, as one dict (handy to test and to show)."""
+    java_options = [
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+        # a JVM crash report beside the driver log, not in the current folder
+        f"-XX:ErrorFile={driver_log.log_folder() / 'hs_err_pid%p.log'}",
+    ]
+    if config.master_is_local:
+        # The local driver JVM is also the executor: its C2 JIT compiler spends CPU at start-up that
+        # TensorFlow needs on a small machine, and the JVM's code is not what bounds this job.
+        java_options.append("-XX:TieredStopAtLevel=1")
+    options = {
+        "spark.app.name": APP_NAME,
+        "spark.master": config.master,
+        # one Arrow batch per model call: bounded memory, no re-batching in Python
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.batch_size),
+        "spark.python.worker.reuse": "true",
+        "spark.ui.showConsoleProgress": "false",  # our own progress bar replaces it
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+        "spark.driver.extraJavaOptions": " ".join(java_options),
+        # Spark charges every file 4 MB when it packs files into tasks, which for small images means few
+        # images per file split and per-task costs that dominate: charge about one small image.
+        "spark.sql.files.openCostInBytes": str(16 * 1024),
+        "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    packages, excludes = jars.required_packages(config)
+    if packages:
+        options["spark.jars.packages"] = ",".join(packages)
+    if excludes:
+        options["spark.jars.excludes"] = ",".join(excludes)
+    if config.needs_s3a:
+        options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(config).items()})
+        if config.profile:
+            options["spark.executorEnv.AWS_PROFILE"] = config.profile
+            options.update({f"spark.executorEnv.{name}": value for name, value in profile_files_env().items()})
+    if config.uses_magic_committer:
+        options.update(magic_committer_options())
+    return options
+
+
+def profile_files_env() -> dict[str, str]:
+    """Where the profile's files are, for the JVM: boto3 and the v2 SDK read AWS_SHARED_CREDENTIALS_FILE,
+    the v1 SDK (Hadoop 3.3's S3A) reads AWS_CREDENTIAL_PROFILES_FILE for the same file."""
+    env = {name: os.environ[name] for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE") if name in os.environ}
+    if "AWS_SHARED_CREDENTIALS_FILE" in env:
+        env.setdefault(
+            "AWS_CREDENTIAL_PROFILES_FILE",
+            os.environ.get("AWS_CREDENTIAL_PROFILES_FILE", env["AWS_SHARED_CREDENTIALS_FILE"]),
+        )
+    return env
+
+
+def tool_options(s3: S3Settings, app_name: str, uses_s3: bool) -> dict[str, str]:
+    """The options of a local session for a command that post-processes an output (reduce, evaluate's
+    logistic probe): all cores, quiet logs, S3A when a location is on S3."""
+    options = {
+        "spark.app.name": app_name,
+        "spark.master": "local[*]",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} -XX:TieredStopAtLevel=1",
+    }
+    if uses_s3 and s3.spark_s3_scheme == "s3a":
+        options["spark.jars.packages"] = jars.s3a_packages(jars.bundled_hadoop_version())
+        options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(s3).items()})
+    return options

@@ -1,0 +1,281 @@
+"""Starts, joins and stops the SparkSession of a run or a tool. The options come from options.py, the
+packages from jars.py; here they meet the JVM: the class archive, the remembered S3A jars, spark-submit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from sparkyfruit.config import RunConfig, S3Settings
+from sparkyfruit.errors import ConfigError, SparkyfruitError
+from sparkyfruit.spark.class_cache import ClassArchive, class_archive, remember_jars, remembered_jars
+from sparkyfruit.spark.driver_log import first_line, new_log_path, stderr_to, tail, unresolved_packages
+from sparkyfruit.spark.jars import hadoop_cloud_package, required_packages, spark_home, spark_submit_flags
+from sparkyfruit.spark.options import COMMIT_PROTOCOL, PARQUET_COMMITTER, profile_files_env, spark_options, tool_options
+from sparkyfruit.spark.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
+
+
+class SessionError(SparkyfruitError):
+    """The Spark driver could not start."""
+
+
+@dataclass
+class SessionHandle:
+    spark: object  # pyspark.sql.SparkSession
+    ui_url: str | None
+    owned: bool  # True when this run started the session and must stop it
+    log_path: Path | None = None  # where the driver JVM (and its Python workers) write their logs
+    class_archive: ClassArchive | None = None
+
+    def stop(self) -> None:
+        if not self.owned:
+            return
+        self.spark.stop()
+        if self.class_archive is not None and self.class_archive.recording is not None:
+            self.class_archive.finish(_end_driver_jvm())
+
+
+def _end_driver_jvm() -> int | None:
+    """Let the driver JVM exit now (it does when its stdin closes) and return its exit code. A JVM that
+    records a class archive writes it while exiting, which must be complete before the archive is used.
+    pyspark launches a new JVM for the next session in this process."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if process is None:
+        return None
+    try:
+        gateway.shutdown()
+    except Exception:  # the gateway may already be gone; the JVM's exit code decides
+        pass
+    process.stdin.close()
+    try:
+        return process.wait(timeout=120)
+    except Exception:
+        return None
+
+
+def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
+    """Start (or join) the SparkSession for a run. A given session, or one that already runs in this
+    process (a notebook, a test fixture), is reused and left running; its S3A settings are updated.
+    `shipped`: the packed environment the executors run from (--ship-env)."""
+    from pyspark.sql import SparkSession
+
+    options = spark_options(config)
+    active = existing or SparkSession.getActiveSession()
+    submitted = launched_by_spark_submit()
+    if submitted:
+        # spark-submit already started the JVM with its own --master, --packages and JVM options: those win
+        for key in ("spark.master", "spark.jars.packages", "spark.jars.excludes", "spark.driver.extraJavaOptions"):
+            options.pop(key, None)
+    if (active is not None or submitted) and shipped is not None:
+        raise ConfigError(
+            "--ship-env needs to start Spark itself, and a Spark session is already running here "
+            "(spark-submit, a notebook).",
+            f"Pass --archives {shipped.spark_archive} and set PYSPARK_PYTHON={EXECUTOR_PYTHON} when starting Spark "
+            "(see docs/cluster.md), and leave --ship-env off.",
+        )
+    if active is not None:
+        return _join(active, options, config)
+
+    if config.profile:
+        os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
+        os.environ.update(profile_files_env())
+    if shipped is not None:
+        options["spark.archives"] = shipped.spark_archive
+        # pyspark reads the executors' Python from this variable when the context starts
+        os.environ["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
+    elif config.master_is_local:
+        # pyspark starts local workers with $PYSPARK_PYTHON or a bare "python3" from PATH, which may lack
+        # our packages (a venv that is not activated); this interpreter has them.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    use_caches = config.jvm_class_cache and not submitted
+    packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
+    identity, resolving = packages, False
+    if use_caches and _may_put_packages_on_class_path(options, config):
+        jars = remembered_jars(packages)
+        if jars is None:
+            resolving = True  # the last run to use the packages: a class archive of it would never be mapped
+        else:
+            # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no
+            # copy into the application's file folder at the first task (the AWS SDK bundle is large)
+            for key in ("spark.jars.packages", "spark.jars.excludes"):
+                options.pop(key, None)
+            options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
+            identity = ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in jars)])
+    archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
+    log_path = new_log_path()
+    try:
+        try:
+            spark = _launch(options, archive, log_path)
+        except Exception:
+            if archive is None or unresolved_packages(log_path):
+                raise
+            archive.discard()  # a damaged or foreign archive must not keep Spark from starting
+            archive = None
+            spark = _launch(options, None, log_path)
+    except Exception as exc:
+        unresolved = unresolved_packages(log_path)
+        if config.uses_magic_committer and any("spark-hadoop-cloud" in name for name in unresolved):
+            raise ConfigError(
+                f"Spark could not fetch {hadoop_cloud_package()} (Maven: not found), the module the S3A magic "
+                f"committer needs to write --output {config.output_location.uri}.",
+                "Make it reachable (a Maven mirror: spark.jars.repositories or spark.jars.ivySettings in "
+                "spark-defaults.conf), or pass --s3-committer file to commit by renames (slower on S3, not atomic).",
+            ) from None
+        raise SessionError(
+            f"Spark did not start: {first_line(exc)}. Last lines of its log ({log_path}):\n{tail(log_path)}",
+            "Check Java 17+ (JAVA_HOME), --master, and that Maven Central is reachable for the S3A jars.",
+        ) from None
+    spark.sparkContext.setLogLevel("WARN")
+    _keep_jars_off_python_path(spark.sparkContext)
+    if resolving:
+        resolved = _local_jars(spark.sparkContext.getConf().get("spark.jars", ""))
+        if resolved:
+            remember_jars(packages, resolved)
+    if submitted and config.needs_s3a and not _jvm_has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
+        spark.stop()
+        raise ConfigError(
+            "This run reads or writes S3 through S3A, and the spark-submit that started it has no S3A connector.",
+            f"Add {spark_submit_flags(config)} to spark-submit (on EMR: --spark-s3-scheme s3 uses EMRFS instead).",
+        )
+    if submitted and config.uses_magic_committer and not _jvm_has_class(spark, COMMIT_PROTOCOL):
+        spark.stop()
+        raise _no_committer_module(
+            config, "the spark-submit that started this run", f"Add {spark_submit_flags(config)} to spark-submit"
+        )
+    if shipped is not None:
+        spark.sparkContext.addPyFile(str(shipped.code))
+    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
+
+
+def _join(active, options: dict[str, str], config: RunConfig) -> SessionHandle:
+    """Use a session this run did not start: set what can change at run time, check what cannot."""
+    hadoop = active.sparkContext._jsc.hadoopConfiguration()
+    for key, value in options.items():  # only these can change at run time; the rest is fixed at start
+        if key.startswith("spark.hadoop."):
+            hadoop.set(key[len("spark.hadoop.") :], value)
+        elif key.startswith("spark.sql."):
+            active.conf.set(key, value)
+    for key, ours in (
+        ("spark.sql.sources.commitProtocolClass", COMMIT_PROTOCOL),
+        ("spark.sql.parquet.output.committer.class", PARQUET_COMMITTER),
+    ):
+        if key not in options and active.conf.get(key, None) == ours:
+            active.conf.unset(key)  # an earlier run's committer, not wanted by this one
+    if config.uses_magic_committer and not _jvm_has_class(active, COMMIT_PROTOCOL):
+        packages, excludes = required_packages(config)
+        raise _no_committer_module(
+            config,
+            "the Spark session already running here",
+            f"Start that session with spark.jars.packages={','.join(packages)} and "
+            f"spark.jars.excludes={','.join(excludes)}",
+        )
+    return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
+
+
+def _no_committer_module(config: RunConfig, started_by: str, fix: str) -> ConfigError:
+    return ConfigError(
+        f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
+        f"Spark's spark-hadoop-cloud module, and {started_by} has none.",
+        f"{fix}, or pass --s3-committer file.",
+    )
+
+
+def _may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
+    """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
+    return "spark.jars.packages" in options and config.master_is_local and not _defaults_set_driver_class_path()
+
+
+def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in options.items():
+        if key == "spark.driver.extraJavaOptions" and archive is not None:
+            # JVM log lines (e.g. classes an archive skips) go to stdout by default: keep them in the log file
+            value = f"{value} {archive.java_option} -Xlog:all=off:stdout -Xlog:all=warning:stderr"
+        builder = builder.config(key, value)
+    with stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
+        return builder.getOrCreate()
+
+
+@contextlib.contextmanager
+def tool_session(s3: S3Settings, app_name: str, uses_s3: bool, spark=None):
+    """The SparkSession for a command that post-processes an output: the given or the active one (left
+    running), else a local one started for the command and stopped after it."""
+    from pyspark.sql import SparkSession
+
+    if spark is not None or (spark := SparkSession.getActiveSession()) is not None:
+        yield spark
+        return
+    handle = start_tool_session(s3, app_name, uses_s3)
+    try:
+        yield handle.spark
+    finally:
+        handle.stop()
+
+
+def start_tool_session(s3: S3Settings, app_name: str, uses_s3: bool) -> SessionHandle:
+    """A local session for the commands that post-process an output (reduce, evaluate's logistic probe):
+    all cores, quiet logs, S3A when a location is on S3."""
+    options = tool_options(s3, app_name, uses_s3)
+    log_path = new_log_path()
+    try:
+        spark = _launch(options, None, log_path)
+    except Exception as exc:
+        raise SessionError(
+            f"Spark did not start: {first_line(exc)}. See its log: {log_path}", "Check Java 17+ (JAVA_HOME)."
+        ) from None
+    spark.sparkContext.setLogLevel("WARN")
+    _keep_jars_off_python_path(spark.sparkContext)
+    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path)
+
+
+def _local_jars(spark_jars: str) -> list[str]:
+    """Local paths of the jars in a `spark.jars` value (spark-submit puts the resolved packages there)."""
+    paths = []
+    for entry in filter(None, spark_jars.split(",")):
+        parts = urlsplit(entry)
+        if parts.scheme in ("", "file") and not parts.netloc:
+            paths.append(unquote(parts.path) if parts.scheme else entry)
+    return paths
+
+
+def _defaults_set_driver_class_path() -> bool:
+    """Whether spark-defaults.conf sets the driver's class path: ours would replace it, so keep packages."""
+    folder = Path(os.environ["SPARK_CONF_DIR"]) if os.environ.get("SPARK_CONF_DIR") else spark_home() / "conf"
+    try:
+        text = (folder / "spark-defaults.conf").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.split(None, 1)[0:1] == ["spark.driver.extraClassPath"] for line in text.splitlines())
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit (and the pyspark shell) start the JVM first and hand its port to Python."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _jvm_has_class(spark, name: str) -> bool:
+    try:
+        spark.sparkContext._jvm.org.apache.spark.util.Utils.classForName(name, True, False)
+        return True
+    except Exception:
+        return False
+
+
+def _keep_jars_off_python_path(context) -> None:
+    """spark-submit also ships `spark.jars.packages` jars as Python files (for spark-packages that carry
+    Python code) and puts them on sys.path, in the driver and in every worker. Ours are Java only, and with
+    the large AWS SDK bundle there, every later import miss and metadata lookup scans it."""
+    sys.path[:] = [entry for entry in sys.path if not entry.endswith(".jar")]
+    context._python_includes[:] = [name for name in context._python_includes if not name.endswith(".jar")]

@@ -1,0 +1,61 @@
+"""Helpers shared by the tests: where the sample and the weights are, settings for the real-weights
+model, and reading an output back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from devtools.maven import s3_committer_here
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "images"  # byte-for-byte copy of ../shared/data/fruits-360-sample (192 images)
+WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
+MASTER = "local[2]"
+
+
+def run_config(**overrides):
+    """Settings for the real-weights model used throughout the tests (MobileNet v1 0.25, 256-d)."""
+    from sparkyfruit.config import RunConfig
+
+    settings = dict(model="mobilenet", alpha=0.25, weights=str(WEIGHTS), master=MASTER, quiet=True)
+    settings.update(overrides)
+    if str(settings.get("output", "")).startswith("s3://") and "s3_committer" not in overrides:
+        settings["s3_committer"] = s3_committer_here()[0]  # asks Maven Central once, only for an S3 output
+    return RunConfig(**settings)
+
+
+def read_output(path) -> dict[str, tuple]:
+    """{path: (label, features as a tuple or None, error)} from an output's Parquet files."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(path), format="parquet").to_table()
+    return {row["path"]: (row["label"], row["features"], row["error"]) for row in table.to_pylist()}
+
+
+def spark_environment_while_running(process: subprocess.Popen, stderr_lines: list[str]) -> str:
+    """Read stderr until the Spark UI link appears, then fetch the running application's environment."""
+    ui = None
+    for line in process.stderr:
+        stderr_lines.append(line)
+        if line.startswith("Spark UI: "):
+            ui = line.split(" ", 2)[2].strip()
+            break
+    assert ui, "".join(stderr_lines)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                "the run ended before its Spark UI was read:\n" + "".join(stderr_lines) + process.stderr.read()
+            )
+        try:
+            with urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=5) as response:
+                app_id = json.load(response)[0]["id"]
+            with urllib.request.urlopen(f"{ui}/api/v1/applications/{app_id}/environment", timeout=5) as response:
+                return response.read().decode()
+        except (OSError, IndexError, KeyError):
+            time.sleep(0.2)
+    raise AssertionError("the Spark UI did not answer while the run was going")
