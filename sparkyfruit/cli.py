@@ -242,6 +242,14 @@ def inspect(
     _print_summary(summary)
 
 
+def _or_fail(action, *args, **kwargs):
+    """Call one function of the core; a SparkyfruitError becomes its one line and exit code."""
+    try:
+        return action(*args, **kwargs)
+    except SparkyfruitError as error:
+        _fail(error)
+
+
 def _s3_settings(s3_endpoint, s3_region, profile):
     from pydantic import ValidationError
 
@@ -273,12 +281,8 @@ def reduce(
     """PCA (Spark ML) on the features column: fitted once, applied to every row (failed rows kept, null)."""
     from sparkyfruit.reduce import reduce as run_reduce
 
-    try:
-        result = run_reduce(
-            source, output, _s3_settings(s3_endpoint, s3_region, profile), k=k, variance=variance, overwrite=overwrite
-        )
-    except SparkyfruitError as error:
-        _fail(error)
+    s3 = _or_fail(_s3_settings, s3_endpoint, s3_region, profile)
+    result = _or_fail(run_reduce, source, output, s3, k=k, variance=variance, overwrite=overwrite)
     out.print(
         f"[bold green]done:[/] {result.rows} rows, {result.dim_in}-d -> {result.k}-d keeping "
         f"{result.explained_variance:.1%} of the variance, {result.duration_seconds:.1f} s -> {escape(result.output)}",
@@ -300,12 +304,8 @@ def evaluate(
     """A linear probe on the vectors: accuracy, per-label precision/recall, and the confusions."""
     from sparkyfruit.evaluate import evaluate as run_evaluate
 
-    try:
-        report = run_evaluate(
-            output, _s3_settings(s3_endpoint, s3_region, profile), test_fraction=test_fraction, seed=seed, method=method
-        )
-    except SparkyfruitError as error:
-        _fail(error)
+    s3 = _or_fail(_s3_settings, s3_endpoint, s3_region, profile)
+    report = _or_fail(run_evaluate, output, s3, test_fraction=test_fraction, seed=seed, method=method)
     if as_json:
         print(json.dumps(report.to_json()))
         return
@@ -341,10 +341,7 @@ def config_show(
     Flags given to encode win over all of these."""
     from sparkyfruit.config import settings_with_sources
 
-    try:
-        rows = settings_with_sources(config)
-    except SparkyfruitError as error:
-        _fail(error)
+    rows = _or_fail(settings_with_sources, config)
     if as_json:
         print(json.dumps(rows))
         return

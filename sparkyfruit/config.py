@@ -126,18 +126,16 @@ class RunConfig(S3Settings):
             raise ConfigError(f"Unknown --model {value!r}.", f"Choose one of: {', '.join(models.MODELS)}.")
         return value
 
-    @field_validator("image_size")
+    @field_validator("image_size", "batch_size")
     @classmethod
-    def _image_size(cls, value: int) -> int:
-        if not 32 <= value <= 2048:
-            raise ConfigError(f"--image-size must be between 32 and 2048 pixels; got {value}.", "The default is 224.")
-        return value
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch_size(cls, value: int) -> int:
-        if not 1 <= value <= 4096:
-            raise ConfigError(f"--batch-size must be between 1 and 4096; got {value}.", "The default is 64.")
+    def _in_range(cls, value: int, info) -> int:
+        low, high, unit = {"image_size": (32, 2048, " pixels"), "batch_size": (1, 4096, "")}[info.field_name]
+        if not low <= value <= high:
+            flag = "--" + info.field_name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} must be between {low} and {high}{unit}; got {value}.",
+                f"The default is {cls.model_fields[info.field_name].default}.",
+            )
         return value
 
     @field_validator("limit")

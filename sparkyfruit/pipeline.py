@@ -30,6 +30,23 @@ class RunResult:
     def images_per_second(self) -> float:
         return self.rows / self.duration_seconds if self.duration_seconds > 0 else 0.0
 
+    @classmethod
+    def of(cls, manifest: Manifest, duration_seconds: float, ui_url: str | None, added: int | None) -> RunResult:
+        """The result of a run that left `manifest` (rows, ok and failed count the whole output)."""
+        counts = manifest.counts
+        return cls(
+            manifest.output,
+            manifest.mode,
+            counts.rows,
+            counts.ok,
+            counts.failed,
+            manifest.dim,
+            duration_seconds,
+            ui_url,
+            manifest,
+            added,
+        )
+
 
 def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     """Encode every image under config.input into config.output.
@@ -68,19 +85,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     if previous is not None:
         keys = [image for image in keys if image[0] not in done]
         if not keys:  # nothing new: no Spark at all
-            counts = previous.counts
-            return RunResult(
-                output=config.output_location.uri,
-                mode=config.mode,
-                rows=counts.rows,
-                ok=counts.ok,
-                failed=counts.failed,
-                dim=previous.dim,
-                duration_seconds=time.monotonic() - started,
-                ui_url=None,
-                manifest=previous,
-                added=0,
-            )
+            return RunResult.of(previous, time.monotonic() - started, ui_url=None, added=0)
     staged = weights.stage(config, announce)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
@@ -137,18 +142,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                 manifest.resumes = previous.resumes + 1
                 manifest.added_by_last_resume = added
             sink.write_manifest(config, manifest)
-            return RunResult(
-                output=config.output_location.uri,
-                mode=config.mode,
-                rows=counts.rows,
-                ok=counts.ok,
-                failed=counts.failed,
-                dim=manifest.dim,
-                duration_seconds=duration,
-                ui_url=handle.ui_url,
-                manifest=manifest,
-                added=added,
-            )
+            return RunResult.of(manifest, duration, handle.ui_url, added)
         finally:
             if show and handle.class_archive is not None and handle.class_archive.recording is not None:
                 console.print(

@@ -79,3 +79,9 @@ def spark(s3_server, tmp_path_factory):
     handle = start_session(config)
     yield handle.spark
     handle.stop()
+
+
+@pytest.fixture
+def images(tmp_path):
+    (tmp_path / "images").mkdir()
+    return str(tmp_path / "images")

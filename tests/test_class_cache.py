@@ -165,17 +165,17 @@ def test_resolved_jars_are_remembered_whole_and_forgotten_when_one_is_gone(tmp_p
 
 
 def test_the_jar_list_comes_from_spark_jars_and_spark_defaults_keep_their_class_path(tmp_path, monkeypatch):
-    from sparkyfruit.spark.session import _defaults_set_driver_class_path, _local_jars
+    from sparkyfruit.spark.jars import defaults_set_driver_class_path, local_jars
 
-    assert _local_jars(
+    assert local_jars(
         "file:///root/.ivy2.5.2/jars/a%20b.jar,/opt/x.jar,spark://host:1/jars/c.jar,,hdfs://nn/d.jar"
     ) == ["/root/.ivy2.5.2/jars/a b.jar", "/opt/x.jar"]
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
-    assert not _defaults_set_driver_class_path()
+    assert not defaults_set_driver_class_path()
     (tmp_path / "spark-defaults.conf").write_text("spark.driver.memory 4g\n# spark.driver.extraClassPath /x\n")
-    assert not _defaults_set_driver_class_path()
+    assert not defaults_set_driver_class_path()
     (tmp_path / "spark-defaults.conf").write_text("spark.driver.extraClassPath   /opt/jdbc.jar\n")
-    assert _defaults_set_driver_class_path()
+    assert defaults_set_driver_class_path()
 
 
 @pytest.mark.s3

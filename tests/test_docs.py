@@ -17,8 +17,8 @@ from tests.helpers import ROOT
 runner = CliRunner()
 
 
-def test_readme_configuration_reference_is_the_settings_model():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_configuration_reference_is_the_settings_model():
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     table = text.split("<!-- settings:start -->\n", 1)[1].split("\n<!-- settings:end -->", 1)[0]
     assert table == reference_markdown(), "run: python -m devtools.readme_settings"
     for name in RunConfig.model_fields:
@@ -52,3 +52,25 @@ def test_shell_completion_of_the_installed_command():
     assert commands.stdout.split() == ["encode", "evaluate"]
     options = run(_SPARKYFRUIT_COMPLETE="complete_bash", COMP_WORDS="sparkyfruit encode --mo", COMP_CWORD="2")
     assert options.stdout.split() == ["--mode", "--model"]
+
+
+def test_every_link_in_the_docs_works_in_a_clone():
+    """Relative links (and their #anchors) in the README and docs/ point at files and headings that exist."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    checked = 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), re.M)
+                slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+                assert anchor in slugs, f"{page.name}: {target}"
+            checked += 1
+    assert checked >= 10
+    assert (ROOT / "README.md").stat().st_size <= 10 * 1024

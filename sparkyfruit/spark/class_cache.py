@@ -153,3 +153,41 @@ def remember_jars(packages: str, jars: list[str]) -> None:
         os.replace(partial, target)
     except OSError:
         pass  # only a later run's speed depends on it
+
+
+def end_driver_jvm() -> int | None:
+    """Let the driver JVM exit now (it does when its stdin closes) and return its exit code. A JVM that
+    records a class archive writes it while exiting, which must be complete before the archive is used.
+    pyspark launches a new JVM for the next session in this process."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if process is None:
+        return None
+    try:
+        gateway.shutdown()
+    except Exception:  # the gateway may already be gone; the JVM's exit code decides
+        pass
+    process.stdin.close()
+    try:
+        return process.wait(timeout=120)
+    except Exception:
+        return None
+
+
+def use_remembered_jars(options: dict[str, str], packages: str) -> tuple[str, bool]:
+    """Put the jars an earlier run resolved on the driver's class path instead of resolving them again.
+    Returns (the class archive's identity, whether this run resolves them: the last run to use the
+    packages records no class archive, which would never be mapped)."""
+    jars = remembered_jars(packages)
+    if jars is None:
+        return packages, True
+    # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no copy
+    # into the application's file folder at the first task (the AWS SDK bundle is large)
+    for key in ("spark.jars.packages", "spark.jars.excludes"):
+        options.pop(key, None)
+    options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
+    return ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in jars)]), False

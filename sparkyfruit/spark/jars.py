@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
@@ -99,3 +101,36 @@ def spark_submit_flags(config: RunConfig) -> str:
     packages, excludes = required_packages(config)
     flags = f"--packages {','.join(packages)}"
     return f"{flags} --exclude-packages {','.join(excludes)}" if excludes else flags
+
+
+def local_jars(spark_jars: str) -> list[str]:
+    """Local paths of the jars in a `spark.jars` value (spark-submit puts the resolved packages there)."""
+    paths = []
+    for entry in filter(None, spark_jars.split(",")):
+        parts = urlsplit(entry)
+        if parts.scheme in ("", "file") and not parts.netloc:
+            paths.append(unquote(parts.path) if parts.scheme else entry)
+    return paths
+
+
+def defaults_set_driver_class_path() -> bool:
+    """Whether spark-defaults.conf sets the driver's class path: ours would replace it, so keep packages."""
+    folder = Path(os.environ["SPARK_CONF_DIR"]) if os.environ.get("SPARK_CONF_DIR") else spark_home() / "conf"
+    try:
+        text = (folder / "spark-defaults.conf").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.split(None, 1)[0:1] == ["spark.driver.extraClassPath"] for line in text.splitlines())
+
+
+def keep_jars_off_python_path(context) -> None:
+    """spark-submit also ships `spark.jars.packages` jars as Python files (for spark-packages that carry
+    Python code) and puts them on sys.path, in the driver and in every worker. Ours are Java only, and with
+    the large AWS SDK bundle there, every later import miss and metadata lookup scans it."""
+    sys.path[:] = [entry for entry in sys.path if not entry.endswith(".jar")]
+    context._python_includes[:] = [name for name in context._python_includes if not name.endswith(".jar")]
+
+
+def may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
+    """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
+    return "spark.jars.packages" in options and config.master_is_local and not defaults_set_driver_class_path()

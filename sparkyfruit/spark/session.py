@@ -8,13 +8,26 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.errors import ConfigError, SparkyfruitError
-from sparkyfruit.spark.class_cache import ClassArchive, class_archive, remember_jars, remembered_jars
+from sparkyfruit.spark.class_cache import (
+    ClassArchive,
+    class_archive,
+    end_driver_jvm,
+    remember_jars,
+    use_remembered_jars,
+)
 from sparkyfruit.spark.driver_log import first_line, new_log_path, stderr_to, tail, unresolved_packages
-from sparkyfruit.spark.jars import hadoop_cloud_package, required_packages, spark_home, spark_submit_flags
+from sparkyfruit.spark.jars import (
+    hadoop_cloud_package,
+    keep_jars_off_python_path,
+    local_jars,
+    may_put_packages_on_class_path,
+    required_packages,
+    spark_home,
+    spark_submit_flags,
+)
 from sparkyfruit.spark.options import COMMIT_PROTOCOL, PARQUET_COMMITTER, profile_files_env, spark_options, tool_options
 from sparkyfruit.spark.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
 
@@ -36,30 +49,7 @@ class SessionHandle:
             return
         self.spark.stop()
         if self.class_archive is not None and self.class_archive.recording is not None:
-            self.class_archive.finish(_end_driver_jvm())
-
-
-def _end_driver_jvm() -> int | None:
-    """Let the driver JVM exit now (it does when its stdin closes) and return its exit code. A JVM that
-    records a class archive writes it while exiting, which must be complete before the archive is used.
-    pyspark launches a new JVM for the next session in this process."""
-    from pyspark import SparkContext
-
-    gateway = SparkContext._gateway
-    process = getattr(gateway, "proc", None)
-    SparkContext._gateway = None
-    SparkContext._jvm = None
-    if process is None:
-        return None
-    try:
-        gateway.shutdown()
-    except Exception:  # the gateway may already be gone; the JVM's exit code decides
-        pass
-    process.stdin.close()
-    try:
-        return process.wait(timeout=120)
-    except Exception:
-        return None
+            self.class_archive.finish(end_driver_jvm())
 
 
 def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
@@ -85,6 +75,30 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
     if active is not None:
         return _join(active, options, config)
 
+    _prepare_environment(config, shipped, options)
+    use_caches = config.jvm_class_cache and not submitted
+    packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
+    identity, resolving = packages, False
+    if use_caches and may_put_packages_on_class_path(options, config):
+        identity, resolving = use_remembered_jars(options, packages)
+    archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
+    log_path = new_log_path()
+    spark = _start(options, archive, log_path, config)
+    spark.sparkContext.setLogLevel("WARN")
+    keep_jars_off_python_path(spark.sparkContext)
+    if resolving:
+        resolved = local_jars(spark.sparkContext.getConf().get("spark.jars", ""))
+        if resolved:
+            remember_jars(packages, resolved)
+    if submitted:
+        _check_submitted_jars(spark, config)
+    if shipped is not None:
+        spark.sparkContext.addPyFile(str(shipped.code))
+    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
+
+
+def _prepare_environment(config: RunConfig, shipped: ShippedEnvironment | None, options: dict[str, str]) -> None:
+    """What the driver JVM and the Python workers inherit from this process."""
     if config.profile:
         os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
         os.environ.update(profile_files_env())
@@ -97,22 +111,11 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         # our packages (a venv that is not activated); this interpreter has them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    use_caches = config.jvm_class_cache and not submitted
-    packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
-    identity, resolving = packages, False
-    if use_caches and _may_put_packages_on_class_path(options, config):
-        jars = remembered_jars(packages)
-        if jars is None:
-            resolving = True  # the last run to use the packages: a class archive of it would never be mapped
-        else:
-            # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no
-            # copy into the application's file folder at the first task (the AWS SDK bundle is large)
-            for key in ("spark.jars.packages", "spark.jars.excludes"):
-                options.pop(key, None)
-            options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
-            identity = ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in jars)])
-    archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
-    log_path = new_log_path()
+
+
+def _start(options: dict[str, str], archive: ClassArchive | None, log_path: Path, config: RunConfig):
+    """Launch the driver; a class archive that keeps it from starting is dropped, and a failure becomes one
+    clear error that quotes the log."""
     try:
         try:
             spark = _launch(options, archive, log_path)
@@ -135,26 +138,22 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
             f"Spark did not start: {first_line(exc)}. Last lines of its log ({log_path}):\n{tail(log_path)}",
             "Check Java 17+ (JAVA_HOME), --master, and that Maven Central is reachable for the S3A jars.",
         ) from None
-    spark.sparkContext.setLogLevel("WARN")
-    _keep_jars_off_python_path(spark.sparkContext)
-    if resolving:
-        resolved = _local_jars(spark.sparkContext.getConf().get("spark.jars", ""))
-        if resolved:
-            remember_jars(packages, resolved)
-    if submitted and config.needs_s3a and not _jvm_has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
+    return spark
+
+
+def _check_submitted_jars(spark, config: RunConfig) -> None:
+    """spark-submit chose the jars: stop with the flags to add if S3A or the magic committer is missing."""
+    if config.needs_s3a and not _jvm_has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
         spark.stop()
         raise ConfigError(
             "This run reads or writes S3 through S3A, and the spark-submit that started it has no S3A connector.",
             f"Add {spark_submit_flags(config)} to spark-submit (on EMR: --spark-s3-scheme s3 uses EMRFS instead).",
         )
-    if submitted and config.uses_magic_committer and not _jvm_has_class(spark, COMMIT_PROTOCOL):
+    if config.uses_magic_committer and not _jvm_has_class(spark, COMMIT_PROTOCOL):
         spark.stop()
         raise _no_committer_module(
             config, "the spark-submit that started this run", f"Add {spark_submit_flags(config)} to spark-submit"
         )
-    if shipped is not None:
-        spark.sparkContext.addPyFile(str(shipped.code))
-    return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
 
 
 def _join(active, options: dict[str, str], config: RunConfig) -> SessionHandle:
@@ -188,11 +187,6 @@ def _no_committer_module(config: RunConfig, started_by: str, fix: str) -> Config
         f"Spark's spark-hadoop-cloud module, and {started_by} has none.",
         f"{fix}, or pass --s3-committer file.",
     )
-
-
-def _may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
-    """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
-    return "spark.jars.packages" in options and config.master_is_local and not _defaults_set_driver_class_path()
 
 
 def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path):
@@ -236,28 +230,8 @@ def start_tool_session(s3: S3Settings, app_name: str, uses_s3: bool) -> SessionH
             f"Spark did not start: {first_line(exc)}. See its log: {log_path}", "Check Java 17+ (JAVA_HOME)."
         ) from None
     spark.sparkContext.setLogLevel("WARN")
-    _keep_jars_off_python_path(spark.sparkContext)
+    keep_jars_off_python_path(spark.sparkContext)
     return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path)
-
-
-def _local_jars(spark_jars: str) -> list[str]:
-    """Local paths of the jars in a `spark.jars` value (spark-submit puts the resolved packages there)."""
-    paths = []
-    for entry in filter(None, spark_jars.split(",")):
-        parts = urlsplit(entry)
-        if parts.scheme in ("", "file") and not parts.netloc:
-            paths.append(unquote(parts.path) if parts.scheme else entry)
-    return paths
-
-
-def _defaults_set_driver_class_path() -> bool:
-    """Whether spark-defaults.conf sets the driver's class path: ours would replace it, so keep packages."""
-    folder = Path(os.environ["SPARK_CONF_DIR"]) if os.environ.get("SPARK_CONF_DIR") else spark_home() / "conf"
-    try:
-        text = (folder / "spark-defaults.conf").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return any(line.split(None, 1)[0:1] == ["spark.driver.extraClassPath"] for line in text.splitlines())
 
 
 def launched_by_spark_submit() -> bool:
@@ -271,11 +245,3 @@ def _jvm_has_class(spark, name: str) -> bool:
         return True
     except Exception:
         return False
-
-
-def _keep_jars_off_python_path(context) -> None:
-    """spark-submit also ships `spark.jars.packages` jars as Python files (for spark-packages that carry
-    Python code) and puts them on sys.path, in the driver and in every worker. Ours are Java only, and with
-    the large AWS SDK bundle there, every later import miss and metadata lookup scans it."""
-    sys.path[:] = [entry for entry in sys.path if not entry.endswith(".jar")]
-    context._python_includes[:] = [name for name in context._python_includes if not name.endswith(".jar")]

@@ -1,0 +1,95 @@
+"""Fast tests of pure pieces: the one-line summary of a Spark failure, the stratified split, a batch's rows
+and vectors as Arrow, and the options a run gives Spark."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from sparkyfruit.errors import failure_summary
+from sparkyfruit.evaluate import stratified_split
+from sparkyfruit.featurize import EMPTY_FILE_ERROR, _features_array, featurize_batch
+from sparkyfruit.models import ModelSpec
+from sparkyfruit.s3_settings import S3Settings
+from sparkyfruit.sources import task_count
+from sparkyfruit.spark.options import spark_options, tool_options
+from tests.helpers import SAMPLE, run_config
+
+
+def test_failure_summary_keeps_the_innermost_cause_and_the_file():
+    text = (
+        "An error occurred while calling o123.parquet.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 1.0 failed\n"
+        "Caused by: org.apache.spark.SparkException: Encountered error while reading file "
+        "s3a://fruit/Training/Kiwi/1.jpg. Details:\n"
+        "Caused by: java.io.EOFException: Premature end of Content-Length delimited message body\n"
+        "\tat org.apache.http.impl.io.ContentLengthInputStream.read(ContentLengthInputStream.java:178)\n"
+        "JVM stacktrace:\norg.apache.spark.SparkException: outer\n"
+    )
+    summary = failure_summary(Exception(text))
+    assert summary.startswith("java.io.EOFException: Premature end of Content-Length delimited message body")
+    assert summary.endswith("(while reading s3a://fruit/Training/Kiwi/1.jpg)")
+    assert failure_summary(ValueError("")) == "ValueError"
+
+
+def test_stratified_split_holds_out_the_same_share_of_every_label_and_is_seeded():
+    labels = ["a"] * 10 + ["b"] * 4 + ["c"]
+    train, test = stratified_split(labels, 0.5, seed=0)
+    assert sorted(train + test) == list(range(15)) and not set(train) & set(test)
+    held = [labels[i] for i in test]
+    assert held.count("a") == 5 and held.count("b") == 2 and held.count("c") == 0  # one image: train only
+    assert stratified_split(labels, 0.5, seed=0) == (train, test)
+    assert stratified_split(labels, 0.5, seed=1) != (train, test)
+
+
+class FakeEncoder:
+    """The network's place taken by the mean of each image: featurize_batch's own logic under test."""
+
+    spec = ModelSpec("mobilenet", 0.25, 8, "none", batch_size=2)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), -1).mean(axis=1, keepdims=True).repeat(3, axis=1)
+
+
+def jpeg(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_featurize_batch_gives_vectors_to_good_rows_and_an_error_to_each_bad_one():
+    contents = [jpeg((255, 255, 255)), b"", b"<html>", None, jpeg((0, 0, 0))]
+    errors = [None, None, None, "cannot read image: gone", None]
+    result = featurize_batch(FakeEncoder(), contents, errors)
+    assert result["decoded_rows"] == [0, 4]
+    assert result["errors"][:2] == [None, EMPTY_FILE_ERROR] and result["errors"][4] is None
+    assert result["errors"][2].startswith("cannot decode image: not an image file")
+    assert result["errors"][3] == "cannot read image: gone"  # the source's reason is kept
+    assert result["vectors"].shape == (2, 3) and result["vectors"][0, 0] > 250 > 5 > result["vectors"][1, 0]
+
+    column = _features_array(5, result)
+    assert column.type == pa.list_(pa.float32())
+    values = column.to_pylist()
+    assert values[1] is None and values[2] is None and values[3] is None
+    assert values[0] == pytest.approx(list(result["vectors"][0])) and len(values[4]) == 3
+
+
+def test_tasks_hold_at_most_1024_images_and_every_core_gets_two():
+    assert task_count(192, 2) == 4 and task_count(3, 2) == 3 and task_count(1, 8) == 1
+    assert task_count(100_000, 2) == 98 and task_count(10_240, 16) == 32
+
+
+def test_spark_options_of_a_local_run_and_of_a_tool(tmp_path):
+    options = spark_options(run_config(input=str(SAMPLE), output=str(tmp_path / "o"), batch_size=16))
+    assert options["spark.master"] == "local[2]"
+    assert options["spark.sql.execution.arrow.maxRecordsPerBatch"] == "16"
+    assert "-XX:TieredStopAtLevel=1" in options["spark.driver.extraJavaOptions"]
+    assert "spark.jars.packages" not in options  # nothing on S3: no S3A
+    assert not any("secret" in key.lower() or "access.key" in key for key in options)
+    tool = tool_options(S3Settings(s3_endpoint="http://127.0.0.1:9"), "sparkyfruit-reduce", uses_s3=True)
+    assert tool["spark.master"] == "local[*]" and "hadoop-aws" in tool["spark.jars.packages"]
+    assert tool["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9"
