@@ -51,7 +51,8 @@ class RunConfig(S3Settings):
     pattern: str | None = None
     """Glob on file names ('*', '?', '[abc]', '{a,b}'); default: jpg, jpeg, png in any letter case."""
     overwrite: bool = False
-    """Replace an output that already has content (default: refuse and touch nothing)."""
+    """Replace an output that sparkyfruit wrote (default: refuse and touch nothing). A folder or prefix that
+    holds any other file is refused either way, and nothing of it is deleted."""
     resume: bool = False
     """Add only the images not yet in a finished --output (same model, size and weights) as new Parquet
     files, then update its manifest. Run it again as the input grows."""

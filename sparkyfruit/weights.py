@@ -91,7 +91,8 @@ def fetch_imagenet(download: models.WeightsDownload, announce=None) -> Path:
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(f".{cached.name}.{os.getpid()}.part")
     try:
-        with urllib.request.urlopen(download.url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+        # a new opener each time: it reads the proxy settings of the environment now, not at first use
+        with urllib.request.build_opener().open(download.url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
             if announce:  # told once the server answered, so that offline the error is the only line
                 announce(f"Downloading the ImageNet weights {download.url} into {cached.parent} (once)...")
             with open(partial, "wb") as target:

@@ -197,7 +197,7 @@ def test_weights_from_s3_and_overwrite_of_an_s3_output(spark, s3, tmp_path):
 
     from sparkyfruit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="already has content"):
+    with pytest.raises(ConfigError, match="already holds a sparkyfruit output; nothing was touched"):
         sparkyfruit.encode(run_config(**{**settings, "limit": 4}))
     second = sparkyfruit.encode(run_config(**{**settings, "limit": 4, "overwrite": True}))
     assert second.rows == 4
