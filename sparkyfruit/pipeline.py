@@ -160,21 +160,21 @@ def _run_job(action, config: RunConfig, handle, sigint: SigintGuard, progress):
     except SparkyfruitError:
         raise
     except Exception as exc:
-        rerun = _rerun_advice(config)
+        kept, next_step = _what_is_left(config)
         if sigint.received:
             raise InterruptedRun(
-                f"interrupted: {progress.done:,} of {progress.total:,} images encoded; {rerun[1]}", rerun[0]
+                f"interrupted: {progress.done:,} of {progress.total:,} images encoded; {kept}", next_step
             ) from None
         log = f" The driver log: {handle.log_path}." if handle.log_path else ""
         raise RunFailedError(
-            f"The Spark job failed: {failure_summary(exc)[:500]}", f"{rerun[1].capitalize()}.{log} {rerun[0]}"
+            f"The Spark job failed: {failure_summary(exc)[:500]}", f"{kept.capitalize()}.{log} {next_step}"
         ) from exc
 
 
-def _rerun_advice(config: RunConfig) -> tuple[str, str]:
-    """(what to do, what was kept) for a run that did not finish, from what its output holds now."""
+def _what_is_left(config: RunConfig) -> tuple[str, str]:
+    """(what the output keeps, what to do next) after a run that did not finish, from what it holds now."""
     if config.resume:
-        return "Continue with --resume.", "the output keeps what earlier runs added"
+        return "the output keeps what earlier runs added", "Continue with --resume."
     if storage.list_files(config.output_location, config):
-        return "Rerun with --overwrite.", "nothing was marked finished (no _sparkyfruit.json)"
-    return "Run the same command again.", "nothing was written (the files of a run are committed when it ends)"
+        return "nothing was marked finished (no _sparkyfruit.json)", "Rerun with --overwrite."
+    return "nothing was written (the files of a run are committed when it ends)", "Run the same command again."
