@@ -38,6 +38,11 @@ class Location:
             return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
         return f"file://{self.path}"
 
+    @property
+    def shown(self) -> str:
+        """How the location is written back to the user: the plain path for a local one."""
+        return self.uri if self.is_s3 else self.path
+
     def spark_uri(self, s3_scheme: str = "s3a") -> str:
         """The URI Spark/Hadoop reads and writes. S3 goes through the S3A connector (`s3a`), or on EMR
         through EMRFS (`s3`)."""

@@ -18,7 +18,7 @@ from importlib import metadata
 from typing import Any
 
 from sparkyfruit import locations, storage
-from sparkyfruit.errors import NotAnOutputError, StorageError
+from sparkyfruit.errors import ConfigError, NotAnOutputError, StorageError
 from sparkyfruit.s3_settings import S3Settings
 
 MANIFEST_NAME = "_sparkyfruit.json"
@@ -46,35 +46,28 @@ def foreign_files(names: list[str]) -> list[str]:
     return [name for name in names if not is_own_file(name)]
 
 
-def shown(location: locations.Location) -> str:
-    """How a location is written back to the user: the plain path for a local one."""
-    return location.uri if location.is_s3 else location.path
-
-
 def check_writable(
     location: locations.Location, s3: S3Settings, *, overwrite: bool, resume: bool = False, flag: str = "--output"
 ) -> None:
     """Before any work: a command may write to `location` only if it is empty, or holds only what
     sparkyfruit wrote and `overwrite` (replace) or `resume` (add) is given. Raises ConfigError otherwise."""
-    from sparkyfruit.errors import ConfigError
-
     if not location.is_s3 and storage.is_local_file(location):
         raise ConfigError(
-            f"{flag} {shown(location)} is a file, not a folder; nothing was touched.",
+            f"{flag} {location.shown} is a file, not a folder; nothing was touched.",
             f"Give {flag} a folder (new or empty) for the output.",
         )
     names = storage.list_files(location, s3)
     foreign = foreign_files(names)
     if foreign:
         raise ConfigError(
-            f"{flag} {shown(location)} holds files that sparkyfruit did not write ({_first(foreign)}); "
+            f"{flag} {location.shown} holds files that sparkyfruit did not write ({_first(foreign)}); "
             "nothing was touched.",
             f"Choose another {flag}: sparkyfruit only writes into an empty folder or replaces (--overwrite) its "
             "own output.",
         )
     if names and not (overwrite or resume):
         raise ConfigError(
-            f"{flag} {shown(location)} already holds a sparkyfruit output; nothing was touched.",
+            f"{flag} {location.shown} already holds a sparkyfruit output; nothing was touched.",
             "Pass --overwrite to replace it"
             + (", --resume to add new images to it," if flag == "--output" else "")
             + f" or choose another {flag}.",
@@ -212,7 +205,7 @@ def finished_manifest(location: locations.Location, s3: S3Settings) -> dict:
 def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputError:
     """What a location without a manifest is (a file, a folder of images, an unfinished run, something
     else), with advice that fits it."""
-    where = shown(location)
+    where = location.shown
     if not location.is_s3 and storage.is_local_file(location):
         return NotAnOutputError(
             f"{where} is a file, not an output folder.", "Give the --output folder of a `sparkyfruit encode` run."
