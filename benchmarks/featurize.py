@@ -308,7 +308,7 @@ def row(name, size, n, small, t_small, t_n, raw, baseline_e2e_ips):
 
 
 def machine() -> dict:
-    from sparkyfruit.sink import library_version
+    from sparkyfruit.output_format import library_version
 
     return {
         "cpus": os.cpu_count(),
