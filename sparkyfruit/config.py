@@ -46,6 +46,10 @@ class RunConfig(S3Settings):
     """Spark master URL: local[*], local[N], spark://host:port, yarn."""
     batch_size: int = 64
     """Images per model call (and per Arrow batch)."""
+    images_per_task: int = 1024
+    """Images per Spark task, at most. The progress bar moves as tasks finish, and small tasks keep every
+    core busy to the end; each task also has a fixed cost (scheduling, a Python worker's hand-off), which
+    larger tasks spread thinner."""
     limit: int | None = None
     """Encode only the first N images in path order."""
     pattern: str | None = None
@@ -127,10 +131,14 @@ class RunConfig(S3Settings):
             raise ConfigError(f"Unknown --model {value!r}.", f"Choose one of: {', '.join(models.MODELS)}.")
         return value
 
-    @field_validator("image_size", "batch_size")
+    @field_validator("image_size", "batch_size", "images_per_task")
     @classmethod
     def _in_range(cls, value: int, info) -> int:
-        low, high, unit = {"image_size": (32, 2048, " pixels"), "batch_size": (1, 4096, "")}[info.field_name]
+        low, high, unit = {
+            "image_size": (32, 2048, " pixels"),
+            "batch_size": (1, 4096, ""),
+            "images_per_task": (1, 10_000_000, ""),
+        }[info.field_name]
         if not low <= value <= high:
             flag = "--" + info.field_name.replace("_", "-")
             raise ConfigError(
@@ -297,7 +305,7 @@ def settings_with_sources(config_file: str | Path | None = None) -> list[dict[st
 
 
 def reference_markdown() -> str:
-    """The README's configuration reference, generated from this model (tests/test_docs.py keeps them equal)."""
+    """The table of docs/configuration.md, generated from this model (tests/test_docs.py keeps them equal)."""
     lines = ["| setting | env | flag | default | meaning |", "| --- | --- | --- | --- | --- |"]
     for name, info in RunConfig.model_fields.items():
         default = "required" if info.is_required() else "unset" if info.default is None else f"`{info.default}`"
@@ -315,4 +323,5 @@ NO_FLAG = {
     "s3_read_timeout",
     "fetch_concurrency",
     "jvm_class_cache",
+    "images_per_task",
 }

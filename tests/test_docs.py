@@ -25,6 +25,16 @@ def test_configuration_reference_is_the_settings_model():
         assert f"`SPARKYFRUIT_{name.upper()}`" in table
 
 
+def test_the_table_names_exactly_the_flags_that_encode_has():
+    import typer.main
+
+    from sparkyfruit.config import NO_FLAG
+
+    encode = typer.main.get_command(app).commands["encode"]
+    flags = {param.name for param in encode.params} - {"config"}
+    assert flags == set(RunConfig.model_fields) - NO_FLAG
+
+
 @pytest.mark.parametrize("command", [[], ["encode"], ["inspect"], ["reduce"], ["evaluate"], ["config", "show"]])
 def test_every_help_is_complete_and_shows_an_example(command):
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})

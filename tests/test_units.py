@@ -78,9 +78,10 @@ def test_featurize_batch_gives_vectors_to_good_rows_and_an_error_to_each_bad_one
     assert values[0] == pytest.approx(list(result["vectors"][0])) and len(values[4]) == 3
 
 
-def test_tasks_hold_at_most_1024_images_and_every_core_gets_two():
-    assert task_count(192, 2) == 4 and task_count(3, 2) == 3 and task_count(1, 8) == 1
-    assert task_count(100_000, 2) == 98 and task_count(10_240, 16) == 32
+def test_tasks_hold_at_most_images_per_task_and_every_core_gets_two():
+    assert task_count(192, 2, 1024) == 4 and task_count(3, 2, 1024) == 3 and task_count(1, 8, 1024) == 1
+    assert task_count(100_000, 2, 1024) == 98 and task_count(10_240, 16, 1024) == 32
+    assert task_count(100_000, 2, 100_000) == 4
 
 
 def test_spark_options_of_a_local_run_and_of_a_tool(tmp_path):

@@ -11,15 +11,11 @@ from dataclasses import dataclass
 
 from sparkyfruit.errors import StorageError
 
-# Images per Spark task, at most. The progress bar moves as tasks finish, and a small last task keeps
-# both cores busy to the end; each task also has a fixed cost (scheduling, a Python worker's hand-off),
-# so tasks stay large enough for that to be small beside the network's work.
-IMAGES_PER_TASK = 1024
 
-
-def task_count(images: int, parallelism: int) -> int:
-    """How many tasks a run of `images` gets: every core at least two, none above IMAGES_PER_TASK."""
-    return max(1, min(images, max(2 * parallelism, -(-images // IMAGES_PER_TASK))))
+def task_count(images: int, parallelism: int, images_per_task: int) -> int:
+    """How many Spark tasks a run of `images` gets: every core at least two, none above `images_per_task`
+    (the images_per_task setting says why)."""
+    return max(1, min(images, max(2 * parallelism, -(-images // images_per_task))))
 
 
 @dataclass

@@ -21,7 +21,7 @@ def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Sour
         .option("pathGlobFilter", config.file_pattern)
     )
     if only is not None:
-        return _source(reader.load([_escape_glob(_spark_path(uri, config)) for uri in only]), only)
+        return _source(reader.load([_escape_glob(_spark_path(uri, config)) for uri in only]), only, config)
     try:
         frame = reader.load(location.spark_uri(config.spark_s3_scheme))
         # the listing Spark already made (no job, no bytes read), as URIs: "Apple%20Braeburn"
@@ -41,24 +41,23 @@ def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Sour
     if config.limit is not None and config.limit < len(files):
         files = sorted(files, key=lambda f: f.encode("utf-8"))[: config.limit]
         frame = reader.load([_escape_glob(f) for f in files])
-    return _source(frame, [locations.canonical_image_uri(uri) for uri in files])
+    return _source(frame, [locations.canonical_image_uri(uri) for uri in files], config)
 
 
 def _spark_path(uri: str, config: RunConfig) -> str:
     return locations.parse_location(uri).spark_uri(config.spark_s3_scheme)
 
 
-def _source(frame, listed: list[str]) -> Source:
+def _source(frame, listed: list[str], config: RunConfig) -> Source:
     """Spark's (path, content) rows as the shared (path, label, content, error), paths canonical."""
     from pyspark.sql import functions as F
 
     # Spark splits the files into tasks of about totalBytes / minPartitionNum (each file charged at least
-    # openCostInBytes): with as many partitions as task_count wants, a task holds about IMAGES_PER_TASK
-    # images whatever their size. Read when the job is planned, so it applies to this job.
+    # openCostInBytes): with as many partitions as task_count wants, a task holds about images_per_task
+    # images (fewer when they are large). Read when the job is planned, so it applies to this job.
     spark = frame.sparkSession
-    spark.conf.set(
-        "spark.sql.files.minPartitionNum", str(task_count(len(listed), spark.sparkContext.defaultParallelism))
-    )
+    tasks = task_count(len(listed), spark.sparkContext.defaultParallelism, config.images_per_task)
+    spark.conf.set("spark.sql.files.minPartitionNum", str(tasks))
     path = F.col("path")
     canonical = (
         F.when(path.startswith("s3a://"), F.concat(F.lit("s3://"), path.substr(7, 1 << 30)))

@@ -23,7 +23,7 @@ def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
 
 
 def read_images(spark, config: RunConfig, images: list[tuple[str, int | None, str | None]]) -> Source:
-    slices = task_count(len(images), spark.sparkContext.defaultParallelism)
+    slices = task_count(len(images), spark.sparkContext.defaultParallelism, config.images_per_task)
     rows = spark.sparkContext.parallelize(
         [(uri, locations.label_of(uri), size, etag) for uri, size, etag in images], slices
     )
