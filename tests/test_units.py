@@ -94,3 +94,25 @@ def test_spark_options_of_a_local_run_and_of_a_tool(tmp_path):
     tool = tool_options(S3Settings(s3_endpoint="http://127.0.0.1:9"), "sparkyfruit-reduce", uses_s3=True)
     assert tool["spark.master"] == "local[*]" and "hadoop-aws" in tool["spark.jars.packages"]
     assert tool["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9"
+
+
+def test_progress_counts_images_never_past_the_total_and_shows_a_rate():
+    from types import SimpleNamespace
+
+    from sparkyfruit.spark.progress import SparkProgress, images_column
+
+    class Context:
+        def accumulator(self, value):
+            return SimpleNamespace(value=value)
+
+        def setJobGroup(self, group, description):
+            self.group = group
+
+    progress = SparkProgress(Context(), "encoding", total=200, enabled=False)
+    progress.counter.value = 150
+    assert progress.done == 150
+    progress.counter.value = 250  # a retried task added its rows twice
+    assert progress.done == 200
+    column = images_column()
+    assert column.render(SimpleNamespace(speed=None, completed=150, elapsed=3.0)).plain == "50/s"
+    assert column.render(SimpleNamespace(speed=None, completed=0, elapsed=1.0)).plain == "-/s"
