@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "images"  # byte-for-byte copy of ../shared/data/fruits-360-sample (192 images)
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 MASTER = "local[2]"
+SCRIPT = str(Path(sys.executable).with_name("sparkyfruit"))  # the installed console script
+REAL_MODEL = ["--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS)]
+
+
+def encode_args(images, out, *extra: str) -> list[str]:
+    """`encode --input IMAGES --output OUT` with the real-weights model (MobileNet v1 0.25), then `extra`."""
+    return ["encode", "--input", str(images), "--output", str(out), *REAL_MODEL, *extra]
 
 
 def run_config(**overrides):

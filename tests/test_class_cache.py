@@ -12,7 +12,7 @@ import pytest
 
 from sparkyfruit.spark import class_cache
 from sparkyfruit.spark.jars import spark_home
-from tests.helpers import SAMPLE, WEIGHTS, spark_environment_while_running
+from tests.helpers import SAMPLE, SCRIPT, encode_args, spark_environment_while_running
 
 
 def fake_jdk(root: Path, base_archive: bool) -> Path:
@@ -92,22 +92,12 @@ def test_recordings_of_dead_processes_are_removed(tmp_path, monkeypatch):
 
 
 def encode(tmp_path: Path, output: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    script = SCRIPT
     env = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(tmp_path / "cache"), **(extra_env or {})}
     return subprocess.run(
         [
             script,
-            "encode",
-            "--input",
-            str(SAMPLE),
-            "--output",
-            str(tmp_path / output),
-            "--model",
-            "mobilenet",
-            "--alpha",
-            "0.25",
-            "--weights",
-            str(WEIGHTS),
+            *encode_args(str(SAMPLE), str(tmp_path / output)),
             "--limit",
             "8",
             "--master",
@@ -187,23 +177,13 @@ def test_later_local_runs_put_the_resolved_s3a_jars_on_the_driver_class_path(s3,
     from devtools import local_s3
 
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
-    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    script = SCRIPT
     env = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
     def command(output: str) -> list[str]:
         return [
             script,
-            "encode",
-            "--input",
-            "s3://fruit/Training",
-            "--output",
-            str(tmp_path / output),
-            "--model",
-            "mobilenet",
-            "--alpha",
-            "0.25",
-            "--weights",
-            str(WEIGHTS),
+            *encode_args("s3://fruit/Training", str(tmp_path / output)),
             "--limit",
             "4",
             "--master",

@@ -6,14 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sparkyfruit
 from devtools import standalone
-from tests.helpers import WEIGHTS, read_output, run_config
+from tests.helpers import SCRIPT, encode_args, read_output, run_config
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
@@ -35,20 +34,8 @@ def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tm
     )
     out = tmp_path / "cluster"
     command = [
-        str(Path(sys.executable).with_name("sparkyfruit")),
-        "encode",
-        "--mode",
-        mode,
-        "--input",
-        fruit_bucket,
-        "--output",
-        str(out),
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--weights",
-        str(WEIGHTS),
+        SCRIPT,
+        *encode_args(fruit_bucket, str(out), "--mode", mode),
         "--s3-endpoint",
         s3.endpoint,
         "--master",
@@ -78,20 +65,8 @@ def test_ship_env_runs_the_executors_from_the_packed_environment(cluster, fruit_
     not from this machine's venv (which the workers here could otherwise reach)."""
     cluster, folder = cluster
     command = [
-        str(Path(sys.executable).with_name("sparkyfruit")),
-        "encode",
-        "--mode",
-        "keys",
-        "--input",
-        fruit_bucket,
-        "--output",
-        str(tmp_path / "out"),
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--weights",
-        str(WEIGHTS),
+        SCRIPT,
+        *encode_args(fruit_bucket, str(tmp_path / "out"), "--mode", "keys"),
         "--s3-endpoint",
         s3.endpoint,
         "--master",
@@ -127,19 +102,7 @@ def test_spark_submit_runs_the_same_command_in_client_mode(cluster, fruit_bucket
     entry = subprocess.run([sys.executable, "-m", "sparkyfruit.submit"], capture_output=True, text=True, check=True)
     submit = [str(spark_home() / "bin" / "spark-submit"), "--master", cluster.master_url]
     encode = [
-        "encode",
-        "--mode",
-        "df",
-        "--input",
-        fruit_bucket,
-        "--output",
-        str(tmp_path / "out"),
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--weights",
-        str(WEIGHTS),
+        *encode_args(fruit_bucket, str(tmp_path / "out"), "--mode", "df"),
         "--s3-endpoint",
         s3.endpoint,
         "--limit",

@@ -8,15 +8,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import sparkyfruit
 from devtools import local_s3
 from devtools.maven import s3_committer_here
-from tests.helpers import SAMPLE, WEIGHTS, run_config
+from tests.helpers import SAMPLE, SCRIPT, encode_args, run_config
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 CLASSES = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[:2]
@@ -69,20 +67,10 @@ def test_a_committer_module_maven_cannot_serve_stops_with_the_way_out(s3, tmp_pa
     local_s3.client(s3.endpoint).create_bucket(Bucket="features")
     env = {**os.environ, "COLUMNS": "300", "SPARKYFRUIT_MASTER": "local[2]", "TMPDIR": str(tmp_path)}
     env.pop("SPARKYFRUIT_S3_COMMITTER", None)
-    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    script = SCRIPT
     encode = [
         script,
-        "encode",
-        "--input",
-        str(SAMPLE),
-        "--output",
-        "s3://features/run",
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--weights",
-        str(WEIGHTS),
+        *encode_args(str(SAMPLE), "s3://features/run"),
         "--s3-endpoint",
         s3.endpoint,
         "--limit",

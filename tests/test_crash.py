@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
 
-from tests.helpers import SAMPLE, WEIGHTS, read_output
+from tests.helpers import SAMPLE, SCRIPT, encode_args, read_output
 
 
 @pytest.mark.spark
@@ -19,24 +18,12 @@ def test_a_worker_killed_mid_task_is_retried_without_duplicates_or_gaps(tmp_path
     """A Python worker dies after handing Spark part of a task's output; Spark reruns the task (local[2,3]:
     up to 3 attempts) and drops the dead attempt's rows: exactly one row per image."""
     marker = tmp_path / "crashed"
-    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    script = SCRIPT
     env = {**os.environ, "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE": str(marker), "COLUMNS": "200"}
     result = subprocess.run(
         [
             script,
-            "encode",
-            "--mode",
-            "keys",
-            "--input",
-            str(SAMPLE),
-            "--output",
-            str(tmp_path / "o"),
-            "--model",
-            "mobilenet",
-            "--alpha",
-            "0.25",
-            "--weights",
-            str(WEIGHTS),
+            *encode_args(str(SAMPLE), str(tmp_path / "o"), "--mode", "keys"),
             "--batch-size",
             "16",
             "--master",

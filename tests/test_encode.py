@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import sparkyfruit
 from sparkyfruit.cli import app
-from tests.helpers import SAMPLE, WEIGHTS, read_output, run_config
+from tests.helpers import SAMPLE, SCRIPT, WEIGHTS, encode_args, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -229,25 +229,13 @@ def test_undecodable_files_become_error_rows(spark, tmp_path, mode):
 
 def test_installed_console_script_encodes_a_local_folder(tmp_path):
     """The real entry point, in its own process: local folder in, local folder out, then inspect."""
-    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    script = SCRIPT
     out = tmp_path / "out"
     env = {**os.environ, "COLUMNS": "200", "SPARKYFRUIT_MASTER": "local[2]"}
     encode = subprocess.run(
         [
             script,
-            "encode",
-            "--mode",
-            "keys",
-            "--input",
-            str(SAMPLE),
-            "--output",
-            str(out),
-            "--model",
-            "mobilenet",
-            "--alpha",
-            "0.25",
-            "--weights",
-            str(WEIGHTS),
+            *encode_args(str(SAMPLE), str(out), "--mode", "keys"),
             "--limit",
             "24",
         ],

@@ -14,10 +14,9 @@ from devtools import local_s3
 from sparkyfruit import locations, output_format, storage
 from sparkyfruit.cli import app
 from sparkyfruit.config import S3Settings
-from tests.helpers import SAMPLE, WEIGHTS
+from tests.helpers import REAL_MODEL, SAMPLE
 
 runner = CliRunner()
-REAL_MODEL = ["--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS)]
 
 
 def invoke(*args: str, env: dict | None = None) -> tuple[int, str]:

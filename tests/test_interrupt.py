@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAMPLE, WEIGHTS
+from tests.helpers import SAMPLE, SCRIPT, encode_args
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 COPIES = 10  # 1,920 images at 448 px: a run of tens of seconds, so the interrupt lands while the job runs
@@ -44,20 +43,8 @@ def test_sigint_to_the_process_group_exits_130_with_one_line(tmp_path, mode):
     total = sum(1 for _ in images.rglob("*.jpg"))
     out = tmp_path / "out"
     command = [
-        str(Path(sys.executable).with_name("sparkyfruit")),
-        "encode",
-        "--mode",
-        mode,
-        "--input",
-        str(images),
-        "--output",
-        str(out),
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--weights",
-        str(WEIGHTS),
+        SCRIPT,
+        *encode_args(str(images), str(out), "--mode", mode),
         "--image-size",
         "448",
         "--batch-size",

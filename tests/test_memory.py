@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.helpers import SAMPLE, WEIGHTS
+from tests.helpers import SAMPLE, SCRIPT, encode_args
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -55,20 +54,8 @@ def python_workers_rss_bytes(pid: int) -> int:
 
 def peak_rss_of_encode(images: Path, out: Path, mode: str) -> int:
     command = [
-        str(Path(sys.executable).with_name("sparkyfruit")),
-        "encode",
-        "--mode",
-        mode,
-        "--input",
-        str(images),
-        "--output",
-        str(out),
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--weights",
-        str(WEIGHTS),
+        SCRIPT,
+        *encode_args(str(images), str(out), "--mode", mode),
         "--master",
         "local[1]",
         "--quiet",

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from devtools import local_s3
-from tests.helpers import SAMPLE, WEIGHTS, spark_environment_while_running
+from tests.helpers import SAMPLE, SCRIPT, encode_args, spark_environment_while_running
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
@@ -41,23 +39,11 @@ def test_the_secret_key_appears_nowhere(s3, tmp_path, mode, how):
         env.update({"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(tmp_path / "config")})
         extra = ["--profile", "fruit"]
     out = tmp_path / "out"
-    script = str(Path(sys.executable).with_name("sparkyfruit"))
+    script = SCRIPT
     process = subprocess.Popen(
         [
             script,
-            "encode",
-            "--mode",
-            mode,
-            "--input",
-            "s3://fruit/Training",
-            "--output",
-            str(out),
-            "--model",
-            "mobilenet",
-            "--alpha",
-            "0.25",
-            "--weights",
-            str(WEIGHTS),
+            *encode_args("s3://fruit/Training", str(out), "--mode", mode),
             "--s3-endpoint",
             s3.endpoint,
             *extra,
