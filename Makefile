@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: install demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
-	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.5 GB) into $(VENV), once..."
+	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.7 GB) into $(VENV), once..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(PYSPARK_PIN) -e ".[test]"

@@ -115,30 +115,6 @@ def test_installed_console_script_reports_bad_usage_without_traceback(tmp_path):
 
 
 @pytest.mark.s3
-def test_keys_mode_reports_a_missing_bucket_before_starting_spark(s3, tmp_path, monkeypatch):
-    import sparkyfruit.spark.session
-
-    def no_spark(*args, **kwargs):
-        raise AssertionError("Spark was started before the listing failed")
-
-    monkeypatch.setattr(sparkyfruit.spark.session, "start_session", no_spark)
-    code, output = invoke(
-        "encode",
-        "--mode",
-        "keys",
-        "--input",
-        "s3://no-such-bucket/Training",
-        "--output",
-        str(tmp_path / "o"),
-        "--s3-endpoint",
-        s3.endpoint,
-    )
-    assert code == 1
-    assert "no-such-bucket" in output and s3.endpoint in output and "NoSuchBucket" in output
-    assert "Traceback" not in output
-
-
-@pytest.mark.s3
 def test_keys_mode_reports_an_empty_prefix(s3, tmp_path):
     from devtools import local_s3
 

@@ -51,7 +51,9 @@ def test_a_closed_port(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_bucket_that_does_not_exist(s3, tmp_path, mode):
+def test_a_bucket_that_does_not_exist(s3, tmp_path, mode, monkeypatch):
+    """Found by the listing before Spark starts, in both modes."""
+    monkeypatch.setattr("sparkyfruit.spark.session.start_session", lambda *a, **k: pytest.fail("Spark was started"))
     code, output, seconds = encode_cli(
         "--mode",
         mode,
