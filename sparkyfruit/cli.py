@@ -133,8 +133,8 @@ def encode(
     resume: Optional[bool] = typer.Option(
         None,
         "--resume/--no-resume",
-        help="Add only images not yet in a finished --output (same model), as "
-        "new files; run again as the input grows. [default: off]",
+        help="Continue an --output whose run stopped (only uncommitted shards are redone), or add "
+        "the images a finished one lacks (same model). [default: off]",
     ),
     quiet: Optional[bool] = typer.Option(None, "--quiet/--no-quiet", "-q", help="Errors only."),
     s3_endpoint: Optional[str] = typer.Option(

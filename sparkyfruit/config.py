@@ -50,6 +50,10 @@ class RunConfig(S3Settings):
     """Images per Spark task, at most. The progress bar moves as tasks finish, and small tasks keep every
     core busy to the end; each task also has a fixed cost (scheduling, a Python worker's hand-off), which
     larger tasks spread thinner."""
+    shard_size: int | None = None
+    """Images per shard: each shard is one Spark job whose files commit on their own and are recorded in the
+    output, so a run that crashes loses at most the shard under way (`encode --resume` continues it). Unset:
+    10,000 images, or two full tasks (images_per_task) per core where the cluster has more cores."""
     limit: int | None = None
     """Encode only the first N images in path order."""
     pattern: str | None = None
@@ -58,8 +62,8 @@ class RunConfig(S3Settings):
     """Replace an output that sparkyfruit wrote (default: refuse and touch nothing). A folder or prefix that
     holds any other file is refused either way, and nothing of it is deleted."""
     resume: bool = False
-    """Add only the images not yet in a finished --output (same model, size and weights) as new Parquet
-    files, then update its manifest. Run it again as the input grows."""
+    """Continue an --output whose run did not finish (a crash, Ctrl-C: only the shards not yet committed are
+    encoded), or add to a finished one the images not yet in it. Same model, size and weights as the output."""
     s3_committer: Literal["magic", "file"] = "magic"
     """How Spark commits Parquet files to an S3 output through S3A: 'magic' (the S3A magic committer: files
     appear only when the job commits, no copy-and-delete renames; pulls Spark's spark-hadoop-cloud module at
@@ -129,6 +133,15 @@ class RunConfig(S3Settings):
     def _model(cls, value: str) -> str:
         if value not in models.MODELS:
             raise ConfigError(f"Unknown --model {value!r}.", f"Choose one of: {', '.join(models.MODELS)}.")
+        return value
+
+    @field_validator("shard_size")
+    @classmethod
+    def _shard_size(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ConfigError(
+                f"shard_size must be a positive number of images; got {value}.", "Leave it unset for the default."
+            )
         return value
 
     @field_validator("image_size", "batch_size", "images_per_task")
@@ -324,4 +337,5 @@ NO_FLAG = {
     "fetch_concurrency",
     "jvm_class_cache",
     "images_per_task",
+    "shard_size",
 }

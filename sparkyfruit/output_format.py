@@ -22,19 +22,27 @@ from sparkyfruit.errors import ConfigError, NotAnOutputError, StorageError
 from sparkyfruit.s3_settings import S3Settings
 
 MANIFEST_NAME = "_sparkyfruit.json"
-# while --resume adds files, the finished manifest is moved here: the output reads as unfinished, and a
-# resume that was killed can itself be resumed
-RESUMING_NAME = "_sparkyfruit.resuming.json"
+# written before a run's first shard and removed when its manifest is written: while it is there the output
+# is unfinished, and it holds what `--resume` checks and continues (a finished manifest being added to moves
+# into it)
+RUN_NAME = "_sparkyfruit.run.json"
+# one record per committed shard: the Parquet files its Spark job committed
+SHARDS_FOLDER = "_shards"
 ENCODE_FORMAT = "sparkyfruit-output/1"
 REDUCE_FORMAT = "sparkyfruit-reduce/1"
+RUN_FORMAT = "sparkyfruit-run/1"
 
 OWN_FILES = re.compile(
-    r"_sparkyfruit(\.resuming)?\.json(\.tmp)?"  # the manifests, and the temporary file of an atomic write
+    r"_sparkyfruit(\.resuming|\.run)?\.json(\.tmp)?"  # the manifests, and the temporary file of an atomic write
+    r"|_shards/\d+\.json(\.tmp)?"  # the shard records
     r"|\.?_SUCCESS(\.crc)?"  # the committers' success marker (and the local file system's checksum of it)
     r"|\.?part-[^/]+\.parquet(\.crc)?"  # Spark's data files and their checksums
     r"|(_temporary|__magic[^/]*|_pca_model)/.+"  # committers' work folders; the PCA model of `reduce`
 )
 SHOWN_FOREIGN = 3
+DATA_FILE = re.compile(r"part-[^/]+\.parquet")
+# what a Spark job that did not commit leaves: its committer's work folders
+WORK_FILES = re.compile(r"(_temporary|__magic[^/]*)/.+")
 
 
 def is_own_file(name: str) -> bool:
@@ -110,6 +118,42 @@ class Manifest:
 
 
 @dataclass
+class ShardRecord:
+    """`_shards/NNNNNN.json`: one shard whose Spark job committed, and the Parquet files it wrote."""
+
+    number: int
+    images: int
+    rows: int
+    failed: int
+    files: list[str]
+
+
+@dataclass
+class RunRecord:
+    """`_sparkyfruit.run.json`: a run under way, or one that stopped before its manifest was written."""
+
+    started_at: str
+    mode: str
+    input: str
+    model: str
+    alpha: float
+    image_size: int
+    weights: str
+    weights_sha256: str | None
+    shard_size: int
+    images: int  # the images the output holds once this run has finished
+    shards: int  # the shards it holds then
+    previous: Manifest | None = None  # the finished output this run adds to (--resume)
+    continued: int = 0  # how many times --resume has continued this run
+    format: str = RUN_FORMAT
+
+    def progress(self, shards: list[ShardRecord]) -> str:
+        """How far it got: '3 of 8 shards, 30,000 of 80,000 images'."""
+        done = sum(shard.images for shard in shards)
+        return f"{len(shards)} of {self.shards} shards, {done:,} of {self.images:,} images"
+
+
+@dataclass
 class ReduceManifest:
     """`_sparkyfruit.json` of a `reduce` output: the PCA, and the manifest of the output it was fitted on."""
 
@@ -133,6 +177,11 @@ def _from_dict(kind: type, data: dict[str, Any]):
     """A manifest dataclass from its JSON, ignoring keys this version does not know."""
     names = {f.name for f in dataclasses.fields(kind)}
     values = {name: value for name, value in data.items() if name in names}
+    if kind is RunRecord:
+        values["previous"] = _from_dict(Manifest, values["previous"]) if values.get("previous") else None
+        return kind(**values)
+    if kind is ShardRecord:
+        return kind(**values)
     values["counts"] = Counts(**values["counts"])
     if kind is ReduceManifest:
         values["source_manifest"] = _from_dict(Manifest, values["source_manifest"])
@@ -194,6 +243,47 @@ def write_manifest(
     storage.write_text(location.child(name), json.dumps(dataclasses.asdict(manifest), indent=2), s3)
 
 
+def read_run_record(location: locations.Location, s3: S3Settings) -> RunRecord | None:
+    text = storage.read_text(location.child(RUN_NAME), s3)
+    if text is None:
+        return None
+    try:
+        return _from_dict(RunRecord, json.loads(text))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NotAnOutputError(
+            f"{location.child(RUN_NAME).uri} cannot be read as a sparkyfruit run record ({type(exc).__name__}).",
+            "It was changed by hand; rerun encode with --overwrite.",
+        ) from None
+
+
+def write_run_record(location: locations.Location, record: RunRecord, s3: S3Settings) -> None:
+    storage.write_text(location.child(RUN_NAME), json.dumps(dataclasses.asdict(record), indent=2), s3)
+
+
+def shard_record_name(number: int) -> str:
+    return f"{SHARDS_FOLDER}/{number:06d}.json"
+
+
+def write_shard_record(location: locations.Location, record: ShardRecord, s3: S3Settings) -> None:
+    storage.write_text(location.child(shard_record_name(record.number)), json.dumps(dataclasses.asdict(record)), s3)
+
+
+def shard_records(location: locations.Location, s3: S3Settings, names: list[str] | None = None) -> list[ShardRecord]:
+    """The output's shard records in shard order (`names`: its file listing, when already made)."""
+    names = storage.list_files(location, s3) if names is None else names
+    records = []
+    for name in names:
+        if re.fullmatch(SHARDS_FOLDER + r"/\d+\.json", name):
+            try:
+                records.append(_from_dict(ShardRecord, json.loads(storage.read_text(location.child(name), s3))))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise NotAnOutputError(
+                    f"{location.child(name).uri} cannot be read as a shard record ({type(exc).__name__}).",
+                    "It was changed by hand; rerun encode with --overwrite.",
+                ) from None
+    return sorted(records, key=lambda record: record.number)
+
+
 def finished_manifest(location: locations.Location, s3: S3Settings) -> dict:
     """The manifest of a finished output; for anything else, a NotAnOutputError that says what it is."""
     manifest = read_manifest(location, s3)
@@ -216,9 +306,10 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
             f"{where} does not exist or is empty.", "Give the --output folder of a `sparkyfruit encode` run."
         )
     foreign = foreign_files(names)
-    if not foreign and RESUMING_NAME in names:
+    if not foreign and RUN_NAME in names:
+        record = read_run_record(location, s3)
         return NotAnOutputError(
-            f"{where} is an output whose last encode --resume did not finish.",
+            f"{where} is unfinished: {record.progress(shard_records(location, s3, names))}.",
             "Continue it: rerun that encode with --resume.",
         )
     if not foreign:
@@ -261,22 +352,27 @@ def vector_column(manifest: Manifest | ReduceManifest) -> str:
     return "pca_features" if isinstance(manifest, ReduceManifest) else "features"
 
 
-def open_dataset(location: locations.Location, s3: S3Settings):
-    """The Parquet files of an output as a pyarrow dataset (files starting with '_' or '.' are skipped)."""
+def open_dataset(location: locations.Location, s3: S3Settings, files: list[str] | None = None):
+    """The Parquet files of an output as a pyarrow dataset (files starting with '_' or '.' are skipped), or
+    only `files` (names relative to the output)."""
     import pyarrow.dataset as ds
 
     filesystem, path = storage.pyarrow_filesystem(location, s3)
+    source = path if files is None else [f"{path}/{name}" for name in files]
     try:
-        return ds.dataset(path, filesystem=filesystem, format="parquet")
+        return ds.dataset(source, filesystem=filesystem, format="parquet")
     except (OSError, ValueError) as exc:
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
 
 
-def count_rows(location: locations.Location, s3: S3Settings, column: str = "features") -> dict[str, int | None]:
-    """rows, ok, failed and dim of what an output holds, from Parquet metadata and two small columns."""
+def count_rows(
+    location: locations.Location, s3: S3Settings, column: str = "features", files: list[str] | None = None
+) -> RowCounts:
+    """rows, ok, failed and dim of what an output holds (or its `files`), from Parquet metadata and two
+    small columns."""
     import pyarrow.compute as pc
 
-    dataset = open_dataset(location, s3)
+    dataset = open_dataset(location, s3, files)
     try:
         rows = dataset.count_rows()
         failed = dataset.count_rows(filter=pc.field("error").is_valid())

@@ -1,16 +1,28 @@
-"""One run: config -> session -> source -> featurize -> sink -> manifest, with progress watching."""
+"""One run: config -> session -> listing -> shards, each source -> featurize -> sink and recorded ->
+manifest, with progress watching across the shards."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
-from sparkyfruit import models, sink, storage, weights
+from sparkyfruit import models, shards, sink, storage, weights
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
-from sparkyfruit.output_format import Manifest
+from sparkyfruit.output_format import Manifest, RunRecord, ShardRecord, now
 from sparkyfruit.spark import ship_env
 from sparkyfruit.spark.interrupt import SigintGuard
+
+
+@dataclass
+class RunTimings:
+    """Where a run's time went, in seconds (the scale benchmark reports them)."""
+
+    listing: float = 0.0  # listing the input (the driver's, or Spark's in df mode)
+    session: float = 0.0  # starting (or joining) Spark
+    shards: list[float] = field(default_factory=list)  # each shard's Spark job, its commit and its record
+    finish: float = 0.0  # counting the rows and writing the manifest
 
 
 @dataclass
@@ -25,13 +37,14 @@ class RunResult:
     ui_url: str | None
     manifest: Manifest = field(repr=False)
     added: int | None = None  # --resume: rows this run added (rows/ok/failed count the whole output)
+    timings: RunTimings = field(default_factory=RunTimings)
 
     @property
     def images_per_second(self) -> float:
         return self.rows / self.duration_seconds if self.duration_seconds > 0 else 0.0
 
     @classmethod
-    def of(cls, manifest: Manifest, duration_seconds: float, ui_url: str | None, added: int | None) -> RunResult:
+    def of(cls, manifest: Manifest, duration_seconds: float, ui_url: str | None, added: int | None, timings=None):
         """The result of a run that left `manifest` (rows, ok and failed count the whole output)."""
         counts = manifest.counts
         return cls(
@@ -45,11 +58,12 @@ class RunResult:
             ui_url,
             manifest,
             added,
+            timings or RunTimings(),
         )
 
 
 def encode(config: RunConfig, spark=None, console=None) -> RunResult:
-    """Encode every image under config.input into config.output.
+    """Encode every image under config.input into config.output, one shard (one Spark job) at a time.
 
     Parameters
     ----------
@@ -62,6 +76,10 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     Returns
     -------
     RunResult; raises SparkyfruitError subclasses (InterruptedRun on Ctrl-C).
+
+    Example
+    -------
+    >>> encode(RunConfig(input="s3://fruit/Training", output="s3://fruit/vectors", mode="keys"))
     """
     from sparkyfruit.featurize import OUTPUT_SCHEMA, SPARK_FILES_PREFIX, featurize_partition
     from sparkyfruit.sources import df as df_source
@@ -71,21 +89,29 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     from sparkyfruit.spark.session import start_session
 
     started = time.monotonic()
+    timings = RunTimings()
     show = console is not None and not config.quiet
     announce = console.print if show else None
     sink.check_output_free(config)
-    previous, done = sink.prepare_resume(config) if config.resume else (None, set())
+    state = sink.prepare(config)
     # a wrong endpoint, bucket, credentials, no matching image or unreachable weights fail here, before the
     # JVM starts
     if (config.input_location.is_s3 or config.mode == "df") and not storage.has_image(
         config.input_location, config.file_pattern, config
     ):
         raise no_images_error(config)
-    keys = keys_source.list_keys(config) if config.mode == "keys" or previous else None
-    if previous is not None:
-        keys = [image for image in keys if image[0] not in done]
-        if not keys:  # nothing new: no Spark at all
-            return RunResult.of(previous, time.monotonic() - started, ui_url=None, added=0)
+    resuming = state.previous is not None or state.unfinished is not None
+    images = keys_source.list_keys(config) if config.mode == "keys" or resuming else None
+    timings.listing = time.monotonic() - started
+    if resuming and all(uri in state.done for uri, _, _ in images):  # nothing new: no Spark at all
+        if state.unfinished is None:
+            return RunResult.of(state.previous, time.monotonic() - started, ui_url=None, added=0)
+        # every shard committed, but the run stopped before its manifest
+        sink.begin(config, state, state.unfinished, [])
+        manifest = sink.finish(
+            config, state, state.unfinished, spark_version=None, duration_seconds=time.monotonic() - started
+        )
+        return RunResult.of(manifest, time.monotonic() - started, None, added=0, timings=timings)
     staged = weights.stage(config, announce)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
@@ -96,7 +122,9 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                 + (f", packed in {shipped.built_seconds:.0f} s)" if shipped.built_seconds else ", cached)")
             )
     with SigintGuard() as sigint:
+        session_started = time.monotonic()
         handle = start_session(config, spark, shipped)
+        timings.session = time.monotonic() - session_started
         try:
             sigint.watch(handle.spark.sparkContext)
             if show and handle.ui_url:
@@ -111,38 +139,53 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             spec = models.ModelSpec(config.model, config.alpha, config.image_size, worker_weights, config.batch_size)
 
             if config.mode == "df":
-                source = df_source.read_images(handle.spark, config, [image[0] for image in keys] if keys else None)
+                listed_at = time.monotonic()
+                listing = df_source.list_images(handle.spark, config)
+                timings.listing += time.monotonic() - listed_at
             else:
-                source = keys_source.read_images(handle.spark, config, keys)
-            description = f"encoding ({config.mode}, {config.model})"
-            if previous is not None:
-                sink.begin_resume(config, previous)
-            progress = SparkProgress(context, description, source.count, console=console, enabled=show)
-            features = source.frame.mapInArrow(featurize_partition(spec, source.fetch, progress.counter), OUTPUT_SCHEMA)
-            with progress:
-                counts = _run_job(
-                    lambda: sink.write(features, config, source.listed, rows_before=len(done)),
-                    config,
-                    handle,
-                    sigint,
-                    progress,
+                listing = keys_source.Listing(handle.spark, images, config)
+            # a stopped run continues with its own shard size, unless one is given now
+            setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
+            size = shards.shard_size(setting, context.defaultParallelism, config.images_per_task)
+            plan = shards.plan(listing.uris, state.done, size, state.next_shard)
+            to_do = sum(shard.size for shard in plan)
+            record = _run_record(config, state, staged.sha256, size)
+            known = sink.begin(config, state, record, plan)
+            rows_before = sum(shard.rows for shard in state.shards)
+            if show:
+                console.print(
+                    f"{to_do:,} images in {len(plan)} shard{'s' if len(plan) != 1 else ''} of up to {size:,}"
+                    + (f"; {rows_before:,} already in the output" if rows_before else "")
                 )
+            description = f"encoding ({config.mode}, {config.model})"
+            progress = SparkProgress(context, description, to_do, console=console, enabled=show)
+            kept = _Kept(config, rows_before, len(state.shards))
+            with progress:
+                for shard in plan:
+                    if sigint.received:  # between two shards: the next job would only be cancelled
+                        raise _interrupted(progress, kept)
+                    source = listing.source(shard)
+                    features = source.frame.mapInArrow(
+                        featurize_partition(spec, source.fetch, progress.counter), OUTPUT_SCHEMA
+                    )
+                    shard_started = time.monotonic()
+                    committed = _run_job(
+                        functools.partial(sink.write_shard, features, config, shard.number, source.listed, known),
+                        handle,
+                        sigint,
+                        progress,
+                        kept,
+                    )
+                    timings.shards.append(time.monotonic() - shard_started)
+                    kept.add(committed)
 
-            duration = time.monotonic() - started
-            added = counts.rows - len(done) if previous is not None else None
-            manifest = sink.build_manifest(
-                config,
-                counts,
-                spark_version=handle.spark.version,
-                weights_sha256=staged.sha256,
-                duration_seconds=duration,
+            finish_started = time.monotonic()
+            manifest = sink.finish(
+                config, state, record, spark_version=handle.spark.version, duration_seconds=time.monotonic() - started
             )
-            if previous is not None:
-                manifest.created_at = previous.created_at
-                manifest.resumes = previous.resumes + 1
-                manifest.added_by_last_resume = added
-            sink.write_manifest(config, manifest)
-            return RunResult.of(manifest, duration, handle.ui_url, added)
+            timings.finish = time.monotonic() - finish_started
+            added = manifest.counts.rows - rows_before if resuming else None
+            return RunResult.of(manifest, time.monotonic() - started, handle.ui_url, added, timings)
         finally:
             if show and handle.class_archive is not None and handle.class_archive.recording is not None:
                 console.print(
@@ -152,29 +195,64 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             handle.stop()
 
 
-def _run_job(action, config: RunConfig, handle, sigint: SigintGuard, progress):
-    """Run a Spark action. A cancelled job (Ctrl-C) becomes InterruptedRun, a failed one a RunFailedError:
-    one line with the cause, the driver log's path, and what to do with the output as it is now."""
+def _run_record(config: RunConfig, state: sink.OutputState, weights_sha256: str | None, size: int) -> RunRecord:
+    """The run record of this run: a new one, or the stopped run's, continued."""
+    unfinished = state.unfinished
+    return RunRecord(
+        started_at=unfinished.started_at if unfinished else now(),
+        mode=config.mode,
+        input=config.input_location.uri,
+        model=config.model,
+        alpha=config.alpha,
+        image_size=config.image_size,
+        weights=weights.label(config.weights),
+        weights_sha256=weights_sha256,
+        shard_size=size,
+        images=0,  # sink.begin counts them
+        shards=0,
+        previous=state.previous,
+        continued=unfinished.continued + 1 if unfinished else 0,
+    )
+
+
+@dataclass
+class _Kept:
+    """What the output keeps of this run so far, for the message of a run that stops."""
+
+    config: RunConfig
+    rows: int
+    shards: int
+
+    def add(self, shard: ShardRecord) -> None:
+        self.rows += shard.rows
+        self.shards += 1
+
+    def describe(self) -> tuple[str, str]:
+        """(what the output keeps, what to do next)."""
+        where = self.config.output_location.shown
+        if not self.shards:
+            return f"no shard was committed yet; {where} is marked unfinished", "Continue with --resume."
+        plural = "s" if self.shards != 1 else ""
+        return f"{where} keeps {self.shards} committed shard{plural} ({self.rows:,} images)", "Continue with --resume."
+
+
+def _interrupted(progress, kept: _Kept) -> InterruptedRun:
+    what, next_step = kept.describe()
+    return InterruptedRun(f"interrupted: {progress.done:,} of {progress.total:,} images encoded; {what}.", next_step)
+
+
+def _run_job(action, handle, sigint: SigintGuard, progress, kept: _Kept):
+    """Run a shard's Spark action. A cancelled job (Ctrl-C) becomes InterruptedRun, a failed one a
+    RunFailedError: one line with the cause, the driver log's path, and what the output keeps."""
     try:
         return action()
     except SparkyfruitError:
         raise
     except Exception as exc:
-        kept, next_step = _what_is_left(config)
         if sigint.received:
-            raise InterruptedRun(
-                f"interrupted: {progress.done:,} of {progress.total:,} images encoded; {kept}", next_step
-            ) from None
+            raise _interrupted(progress, kept) from None
+        what, next_step = kept.describe()
         log = f" The driver log: {handle.log_path}." if handle.log_path else ""
         raise RunFailedError(
-            f"The Spark job failed: {failure_summary(exc)[:500]}", f"{kept.capitalize()}.{log} {next_step}"
+            f"The Spark job failed: {failure_summary(exc)[:500]}", f"{what[0].upper() + what[1:]}.{log} {next_step}"
         ) from exc
-
-
-def _what_is_left(config: RunConfig) -> tuple[str, str]:
-    """(what the output keeps, what to do next) after a run that did not finish, from what it holds now."""
-    if config.resume:
-        return "the output keeps what earlier runs added", "Continue with --resume."
-    if storage.list_files(config.output_location, config):
-        return "nothing was marked finished (no _sparkyfruit.json)", "Rerun with --overwrite."
-    return "nothing was written (the files of a run are committed when it ends)", "Run the same command again."

@@ -1,10 +1,14 @@
-"""Writes the Parquet output, then `_sparkyfruit.json` last: no manifest means no finished run."""
+"""Writes the Parquet output shard by shard, each recorded once committed, then `_sparkyfruit.json` last:
+no manifest means no finished run. Owns the resume and overwrite policy."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from sparkyfruit import locations, output_format, storage, weights
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
+from sparkyfruit.shards import Shard
 
 
 def check_output_free(config: RunConfig) -> None:
@@ -26,19 +30,38 @@ def _inside(inner: locations.Location, outer: locations.Location) -> bool:
     return (inner_path.rstrip("/") + "/").startswith(outer_path.rstrip("/") + "/")
 
 
-def prepare_resume(config: RunConfig) -> tuple[output_format.Manifest | None, set[str]]:
-    """For --resume: the output's manifest and the image paths it already holds. An empty output is a
-    plain first run (None, empty set)."""
+@dataclass
+class OutputState:
+    """What an output holds when a run starts.
+
+    previous: the manifest of a finished output that --resume adds to.
+    unfinished: the record of a run that stopped before its manifest (--resume continues it).
+    shards: the committed shards' records; done: the image paths they hold (all rows of a finished output).
+    """
+
+    previous: output_format.Manifest | None = None
+    unfinished: output_format.RunRecord | None = None
+    shards: list[output_format.ShardRecord] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def next_shard(self) -> int:
+        return max((shard.number for shard in self.shards), default=0) + 1
+
+
+def prepare(config: RunConfig) -> OutputState:
+    """For --resume: what the output already holds, after checking it was made with the same network. An
+    empty output is a plain first run."""
     location = config.output_location
-    if not storage.has_content(location, config):
-        return None, set()
-    manifest = output_format.read_manifest(location, config) or output_format.read_manifest(
-        location, config, output_format.RESUMING_NAME
-    )
-    if manifest is None:
+    if not config.resume or not storage.has_content(location, config):
+        return OutputState()
+    manifest = output_format.read_manifest(location, config)
+    unfinished = None if manifest is not None else output_format.read_run_record(location, config)
+    made_by = manifest or unfinished
+    if made_by is None:
         raise ConfigError(
-            f"--resume needs a finished output, and {location.uri} has no {output_format.MANIFEST_NAME} (a run "
-            "that was stopped?).",
+            f"--resume needs an output of sparkyfruit, and {location.uri} has neither {output_format.MANIFEST_NAME} "
+            f"nor {output_format.RUN_NAME} (a run of an older version that was stopped?).",
             "Run again with --overwrite instead of --resume, or choose another --output.",
         )
     wanted = {
@@ -48,90 +71,153 @@ def prepare_resume(config: RunConfig) -> tuple[output_format.Manifest | None, se
         "weights": weights.label(config.weights),
     }
     differ = [
-        f"{name} {getattr(manifest, name)!r} there, {value!r} now"
+        f"{name} {getattr(made_by, name)!r} there, {value!r} now"
         for name, value in wanted.items()
-        if getattr(manifest, name) != value
+        if getattr(made_by, name) != value
     ]
     if differ:
         raise ConfigError(
             f"--resume would mix vectors of different networks in {location.uri}: {'; '.join(differ)}.",
             "Use the output's settings, or write to another --output.",
         )
-    paths = output_format.open_dataset(location, config).to_table(columns=["path"]).column("path").to_pylist()
-    return manifest, set(paths)
+    shards = output_format.shard_records(location, config)
+    # a finished output: every data file counts (also one of a version without shard records); an unfinished
+    # one: only what committed shards recorded
+    files = None if manifest is not None else [name for shard in shards for name in shard.files]
+    done = set()
+    if files is None or files:
+        table = output_format.open_dataset(location, config, files).to_table(columns=["path"])
+        done = set(table.column("path").to_pylist())
+    previous = manifest if manifest is not None else unfinished.previous
+    return OutputState(previous, unfinished, shards, done)
 
 
-def begin_resume(config: RunConfig, previous: output_format.Manifest) -> None:
-    """Mark the output unfinished while files are added (the manifest moves aside)."""
-    location = config.output_location
-    output_format.write_manifest(location, previous, config, output_format.RESUMING_NAME)
-    storage.delete(location.child(output_format.MANIFEST_NAME), config)
+def begin(config: RunConfig, state: OutputState, record: output_format.RunRecord, plan: list[Shard]) -> set[str]:
+    """Before the first shard: leave in the output only what counts, and mark it unfinished with `record`
+    (whose totals are counted here, with the `plan` of shards still to encode). Returns the data files that
+    count (the committed shards' files).
 
-
-def write(frame, config: RunConfig, listed: list[str] | None = None, rows_before: int = 0) -> output_format.RowCounts:
-    """Write rows as Parquet and return the counts, read back (with pyarrow) from what was committed.
-
-    `listed` (the image URIs the source listed) makes every one of them appear in the output: Spark's
-    file scan silently skips 0-byte files, so those get an error row of their own here. With --resume
-    the rows are added to the `rows_before` already there.
+    --overwrite removes all of the old output (check_output_free made sure it is all sparkyfruit's). On an
+    unfinished output, what a shard that never recorded its commit left (its data files, its committer's
+    work folders) is removed: that shard is encoded again. A finished output keeps every data file, and
+    those no shard record names (an older version's) are recorded as one shard here.
     """
     location = config.output_location
+    names = storage.list_files(location, config)
+    recorded = {name for shard in state.shards for name in shard.files}
     if config.overwrite:
-        storage.delete(
-            location.child(output_format.MANIFEST_NAME), config
-        )  # never leave an old manifest beside new data
+        stale = names
+    else:
+        stale = [name for name in names if output_format.WORK_FILES.fullmatch(name)]
+        data = [name for name in names if output_format.DATA_FILE.fullmatch(name)]
+        unrecorded = [name for name in data if name not in recorded]
+        if state.previous is not None and state.unfinished is None and unrecorded:
+            counts = output_format.count_rows(location, config, files=unrecorded)
+            adopted = output_format.ShardRecord(state.next_shard, counts.rows, counts.rows, counts.failed, unrecorded)
+            output_format.write_shard_record(location, adopted, config)
+            state.shards.append(adopted)
+            recorded.update(unrecorded)
+        else:
+            stale += unrecorded + [f".{name}.crc" for name in unrecorded if f".{name}.crc" in names]
+    storage.delete_files(location, stale, config)
+    record.shards = len(state.shards) + len(plan)
+    record.images = sum(shard.images for shard in state.shards) + sum(shard.size for shard in plan)
+    output_format.write_run_record(location, record, config)
+    if state.previous is not None and state.unfinished is None:
+        storage.delete(location.child(output_format.MANIFEST_NAME), config)  # the run record holds it now
+    return recorded
+
+
+def write_shard(frame, config: RunConfig, number: int, listed: list[str], known: set[str]) -> output_format.ShardRecord:
+    """Append one shard's rows as Parquet, then record the files its job committed (those not in `known`,
+    which is updated) with their counts, read back with pyarrow.
+
+    `listed` (the shard's image URIs) makes every one of them appear in the output: Spark's file scan skips
+    0-byte files and, in df mode, files it could not read; those get an error row of their own here.
+    """
+    location = config.output_location
     target = location.spark_uri(config.spark_s3_scheme)
-    frame.write.mode("append" if config.resume else "overwrite").parquet(target)
-    counts = output_format.count_rows(location, config)  # pyarrow, Parquet metadata: no second Spark job
-    if listed is not None and counts.rows < rows_before + len(listed):
-        written = set(
-            output_format.open_dataset(location, config).to_table(columns=["path"]).column("path").to_pylist()
-        )
+    frame.write.mode("append").parquet(target)
+    files = _new_data_files(location, config, known)
+    counts = output_format.count_rows(location, config, files=files) if files else output_format.RowCounts(0, 0, 0)
+    if counts.rows < len(listed):
+        written = set()
+        if files:
+            dataset = output_format.open_dataset(location, config, files)
+            written = set(dataset.to_table(columns=["path"]).column("path").to_pylist())
         missing = [
             (uri, locations.label_of(uri), None, _unread_error(uri, config)) for uri in listed if uri not in written
         ]
         frame.sparkSession.createDataFrame(
             missing, "path string, label string, features array<float>, error string"
         ).coalesce(1).write.mode("append").parquet(target)
-        counts = output_format.count_rows(location, config)
-    return counts
+        files += _new_data_files(location, config, known)
+        counts = output_format.count_rows(location, config, files=files)
+    record = output_format.ShardRecord(number, len(listed), counts.rows, counts.failed, sorted(files))
+    output_format.write_shard_record(location, record, config)
+    return record
+
+
+def _new_data_files(location: locations.Location, config: RunConfig, known: set[str]) -> list[str]:
+    new = [
+        name
+        for name in storage.list_files(location, config)
+        if output_format.DATA_FILE.fullmatch(name) and name not in known
+    ]
+    known.update(new)
+    return new
 
 
 def _unread_error(uri: str, config: RunConfig) -> str:
     """Why a listed image has no row from Spark's file scan: it is empty (the scan skips 0-byte files, and
-    keys mode reports the same text), or it went away after the listing."""
+    keys mode reports the same text), it went away after the listing, or reading it failed (df mode skips
+    what it cannot read, and says so in the driver log)."""
     from sparkyfruit.featurize import EMPTY_FILE_ERROR
 
-    size = storage.size_of(uri, config)
-    return EMPTY_FILE_ERROR if size == 0 else "cannot read image: the file was removed after it was listed"
+    try:
+        size = storage.size_of(uri, config)
+    except Exception as exc:  # the object answers with an error: say which
+        return f"cannot read image: {str(exc)[:300]}"
+    if size is None:
+        return "cannot read image: the file was removed after it was listed"
+    if size == 0:
+        return EMPTY_FILE_ERROR
+    return "cannot read image: Spark's file reader failed on it (the driver log has the reason)"
 
 
-def build_manifest(
+def finish(
     config: RunConfig,
-    counts: output_format.RowCounts,
+    state: OutputState,
+    record: output_format.RunRecord,
     *,
-    spark_version: str,
-    weights_sha256: str | None,
+    spark_version: str | None,
     duration_seconds: float,
 ) -> output_format.Manifest:
-    return output_format.Manifest(
+    """Write the manifest (the output is finished) and remove the run record."""
+    location = config.output_location
+    counts = output_format.count_rows(location, config)  # pyarrow, Parquet metadata: no Spark job
+    manifest = output_format.Manifest(
         created_at=output_format.now(),
         versions=output_format.library_versions(spark_version),
         mode=config.mode,
         input=config.input_location.uri,
-        output=config.output_location.uri,
+        output=location.uri,
         model=config.model,
         alpha=config.alpha,
         image_size=config.image_size,
         weights=weights.label(config.weights),
-        weights_sha256=weights_sha256,
+        weights_sha256=record.weights_sha256,
         dim=counts.dim if counts.dim else config.dim,
         counts=counts.as_counts(),
         duration_seconds=round(duration_seconds, 3),
         config=config.redacted(),
     )
-
-
-def write_manifest(config: RunConfig, manifest: output_format.Manifest) -> None:
-    output_format.write_manifest(config.output_location, manifest, config)
-    storage.delete(config.output_location.child(output_format.RESUMING_NAME), config)
+    if state.previous is not None:
+        manifest.created_at = state.previous.created_at
+        manifest.resumes = state.previous.resumes + 1
+        manifest.added_by_last_resume = counts.rows - state.previous.counts.rows
+    elif state.unfinished is not None:
+        manifest.created_at = state.unfinished.started_at
+    output_format.write_manifest(location, manifest, config)
+    storage.delete(location.child(output_format.RUN_NAME), config)
+    return manifest

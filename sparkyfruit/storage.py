@@ -309,3 +309,27 @@ def delete(location: Location, s3: S3Settings) -> None:
         s3_client(s3).delete_object(Bucket=location.bucket, Key=location.key)
     except Exception as exc:
         raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
+
+
+def delete_files(location: Location, names: list[str], s3: S3Settings) -> None:
+    """Remove files (names relative to `location`, as list_files gives them), and local folders that
+    they leave empty."""
+    if not names:
+        return
+    if not location.is_s3:
+        root = Path(location.path)
+        for name in names:
+            (root / name).unlink(missing_ok=True)
+        for folder in sorted({(root / name).parent for name in names}, key=lambda p: len(p.parts), reverse=True):
+            while folder != root and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+        return
+    prefix = f"{location.key}/" if location.key else ""
+    client = s3_client(s3)
+    try:
+        for start in range(0, len(names), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = [{"Key": prefix + name} for name in names[start : start + 1000]]
+            client.delete_objects(Bucket=location.bucket, Delete={"Objects": batch, "Quiet": True})
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc

@@ -197,9 +197,21 @@ def test_inspect_of_a_file_and_of_an_unfinished_output(tmp_path):
     assert_one_line(
         code, output, 1, "the encode run that wrote it did not finish", "Rerun that encode with --overwrite"
     )
-    (unfinished / output_format.RESUMING_NAME).write_text("{}")
+    # what a run stopped after its first of 8 shards leaves (tests/test_checkpoints.py makes one for real)
+    record = output_format.RunRecord(
+        output_format.now(), "keys", "file:///in", "mobilenet", 0.25, 224, "file", None, 24, 192, 8
+    )
+    output_format.write_run_record(locations.parse_location(str(unfinished)), record, S3Settings())
+    shard = output_format.ShardRecord(1, 24, 24, 0, [])
+    output_format.write_shard_record(locations.parse_location(str(unfinished)), shard, S3Settings())
     code, output = invoke("inspect", str(unfinished))
-    assert_one_line(code, output, 1, "last encode --resume did not finish", "rerun that encode with --resume")
+    assert_one_line(
+        code,
+        output,
+        1,
+        f"{unfinished} is unfinished: 1 of 8 shards, 24 of 192 images.",
+        "rerun that encode with --resume",
+    )
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.csv").write_text("1")

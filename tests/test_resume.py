@@ -1,5 +1,6 @@
-"""--resume over a growing input: the same rows as one fresh run, no duplicates; a killed resume can be
-resumed; a different network is refused; nothing new starts no Spark job."""
+"""--resume over a growing input: the same rows as one fresh run, no duplicates; a run stopped after a
+shard's commit but before its record is continued without duplicates; a different network is refused;
+nothing new starts no Spark job."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import sparkyfruit
+from sparkyfruit import output_format
 from sparkyfruit.errors import ConfigError
 from tests.helpers import SAMPLE, read_output, run_config
 
@@ -36,9 +38,7 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
         assert (result.added, result.rows, result.failed) == (24, 24 * count, 0)
     manifest = json.loads((out / "_sparkyfruit.json").read_text())
     assert (
-        manifest["counts"]["rows"] == 72
-        and manifest["resumes"] == 2
-        and not (out / "_sparkyfruit.resuming.json").exists()
+        manifest["counts"]["rows"] == 72 and manifest["resumes"] == 2 and not (out / "_sparkyfruit.run.json").exists()
     )
     assert sparkyfruit.inspect(str(out)).rows == 72
 
@@ -61,18 +61,41 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
     assert len(spark.sparkContext.statusTracker().getJobIdsForGroup(None)) == jobs_before
 
 
-def test_a_resume_that_was_stopped_can_be_resumed_and_reads_as_unfinished(spark, tmp_path):
+@pytest.mark.parametrize("mode", ["keys", "df"])
+def test_a_run_stopped_between_commit_and_record_is_continued_without_duplicates(spark, tmp_path, mode, monkeypatch):
+    """The worst moment to die: shard 2's files are committed but not yet recorded. The output reads as
+    unfinished; --resume removes shard 2's files and encodes it again, and keeps shard 1."""
     images, out = tmp_path / "images", tmp_path / "out"
-    grow(images, 1)
-    sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out)))
-    grow(images, 2)
-    # what a resume killed during its write leaves: the manifest moved aside
-    (out / "_sparkyfruit.json").rename(out / "_sparkyfruit.resuming.json")
-    with pytest.raises(sparkyfruit.errors.NotAnOutputError):
+    grow(images, 3)
+    recorded = []
+    real_record = output_format.write_shard_record
+
+    def record_then_die(location, record, s3):
+        if record.number == 2:
+            raise RuntimeError("the driver died")
+        recorded.append(record.number)
+        real_record(location, record, s3)
+
+    monkeypatch.setattr(output_format, "write_shard_record", record_then_die)
+    with pytest.raises(sparkyfruit.errors.RunFailedError, match="the driver died"):
+        sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), shard_size=30))
+    monkeypatch.undo()
+    assert recorded == [1]
+    assert not (out / "_sparkyfruit.json").exists() and (out / "_sparkyfruit.run.json").exists()
+    import pyarrow.dataset as ds
+
+    assert ds.dataset(str(out), format="parquet").count_rows() == 60  # shard 2's files are there, unrecorded
+    with pytest.raises(sparkyfruit.errors.NotAnOutputError, match="unfinished: 1 of 3 shards, 30 of 72 images"):
         sparkyfruit.inspect(str(out))
-    result = sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), resume=True))
-    assert (result.added, result.rows) == (24, 48)
-    assert sparkyfruit.inspect(str(out)).rows == 48
+    shard_1 = json.loads((out / "_shards" / "000001.json").read_text())["files"]
+
+    result = sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), resume=True))
+    assert (result.added, result.rows, result.failed) == (42, 72, 0)
+    assert all((out / name).exists() for name in shard_1)  # shard 1 was kept, not redone
+    paths = ds.dataset(str(out), format="parquet").to_table(columns=["path"]).column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == 72
+    assert sorted(p.name for p in (out / "_shards").iterdir()) == ["000001.json", "000002.json", "000003.json"]
+    assert not (out / "_sparkyfruit.run.json").exists() and sparkyfruit.inspect(str(out)).rows == 72
 
 
 def test_resume_refuses_a_different_network_or_an_unfinished_output(spark, tmp_path):
@@ -82,7 +105,7 @@ def test_resume_refuses_a_different_network_or_an_unfinished_output(spark, tmp_p
     with pytest.raises(ConfigError, match=r"would mix vectors of different networks.*image_size 224 there, 160 now"):
         sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), resume=True, image_size=160))
     (out / "_sparkyfruit.json").unlink()
-    with pytest.raises(ConfigError, match="--resume needs a finished output"):
+    with pytest.raises(ConfigError, match="--resume needs an output of sparkyfruit"):
         sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), resume=True))
     with pytest.raises(ConfigError, match="--resume adds to an output and --overwrite replaces it"):
         run_config(mode="keys", input=str(images), output=str(out), resume=True, overwrite=True)

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from sparkyfruit import shards
 from sparkyfruit.errors import failure_summary
 from sparkyfruit.evaluate import stratified_split
 from sparkyfruit.featurize import EMPTY_FILE_ERROR, _features_array, featurize_batch
@@ -116,3 +117,21 @@ def test_progress_counts_images_never_past_the_total_and_shows_a_rate():
     column = images_column()
     assert column.render(SimpleNamespace(speed=None, completed=150, elapsed=3.0)).plain == "50/s"
     assert column.render(SimpleNamespace(speed=None, completed=0, elapsed=1.0)).plain == "-/s"
+
+
+def test_shards_cover_what_is_not_done_once_each_and_skip_what_is_done():
+    listing = [f"file:///in/{index:03d}.jpg" for index in range(10)]
+    plan = shards.plan(listing, set(), 4)
+    assert [(s.number, s.start, s.stop, s.skip) for s in plan] == [(1, 0, 4, []), (2, 4, 8, []), (3, 8, 10, [])]
+    done = {listing[0], listing[2], listing[3], listing[9]}  # 2 and 3 lie inside the first shard's range
+    plan = shards.plan(listing, done, 3, first_number=5)
+    assert [(s.number, s.start, s.stop, s.skip, s.size) for s in plan] == [(5, 1, 6, [2, 3], 3), (6, 6, 9, [], 3)]
+    covered = [listing[p] for shard in plan for p in shard.positions()]
+    assert sorted(covered) == sorted(set(listing) - done) and len(covered) == len(set(covered))
+    assert shards.plan(listing, set(listing), 3) == []
+
+
+def test_the_default_shard_size_feeds_every_core_of_a_large_cluster():
+    assert shards.shard_size(None, 2, 1024) == shards.DEFAULT_SHARD_SIZE
+    assert shards.shard_size(None, 200, 1024) == 2 * 200 * 1024
+    assert shards.shard_size(96, 200, 1024) == 96  # a setting is taken as given

@@ -1,6 +1,7 @@
 """Sources turn an input location into rows of (path, label, content, error) for the featurize stage.
 
 keys mode lists first, on the driver and before Spark starts (keys.list_keys); df mode lets Spark list.
+Each mode's Listing hands out one Source per shard (sparkyfruit.shards).
 `error` is null unless the source itself could not read a file.
 """
 
@@ -25,14 +26,14 @@ class Source:
     frame: a DataFrame of (path, label, content, error) rows, or of (path, label) rows when `fetch` is set.
     fetch: turns Arrow batches of (path, label) into (path, label, content, error) inside the featurize
         worker, so image bytes go from storage straight to the model without a trip through the JVM.
-    listed: the image URIs listed, when the frame may drop some of them (Spark's file scan skips
-        0-byte files), so the sink can account for every image; None when the frame cannot.
+    listed: the image URIs of the shard, so the sink can account for every image when the frame drops
+        some (Spark's file scan skips 0-byte files and files it cannot read).
     count: the number of images.
     """
 
     frame: object
     fetch: Callable[[Iterator], Iterator] | None
-    listed: list[str] | None
+    listed: list[str]
     count: int
 
 

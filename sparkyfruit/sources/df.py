@@ -1,17 +1,47 @@
-"""Mode "df": Spark lists and reads the files itself with the `binaryFile` source (over S3A for S3)."""
+"""Mode "df": Spark lists and reads the files itself with the `binaryFile` source (over S3A for S3).
+
+Spark lists the input once. Each shard is that one listing narrowed to a range of file paths with a filter
+on the `_metadata.file_path` column, which Spark evaluates against its file index while planning: a
+shard's job reads only its own files, and no file is listed or checked again.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from sparkyfruit import locations
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import StorageError, failure_summary
+from sparkyfruit.shards import Shard
 from sparkyfruit.sources import Source, no_images_error, task_count
 
+FILE_PATH = "_metadata.file_path"
 
-def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Source:
-    """`only`: canonical URIs to read (--resume's new images) instead of everything under --input."""
+
+@dataclass
+class Listing:
+    """The input as Spark listed it. `uris` (canonical) and `spark_paths` (as `_metadata.file_path` holds
+    them) are in the same order, sorted as Spark compares strings (by UTF-8 bytes)."""
+
+    frame: object
+    uris: list[str]
+    spark_paths: list[str]
+    config: RunConfig
+
+    def source(self, shard: Shard) -> Source:
+        from pyspark.sql import functions as F
+
+        positions = shard.positions()
+        path = F.col(FILE_PATH)
+        wanted = (path >= self.spark_paths[shard.start]) & (path <= self.spark_paths[shard.stop - 1])
+        if shard.skip:  # images inside the range that the output already holds
+            wanted = wanted & ~path.isin([self.spark_paths[position] for position in shard.skip])
+        return _source(self.frame.where(wanted), [self.uris[position] for position in positions], self.config)
+
+
+def list_images(spark, config: RunConfig) -> Listing:
+    """Spark's listing of --input (no job, no bytes read); --limit keeps the first images in path order."""
     from pyspark.errors import AnalysisException
 
     location = config.input_location
@@ -19,13 +49,15 @@ def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Sour
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .option("pathGlobFilter", config.file_pattern)
+        # a file that cannot be read (an object that keeps failing, one deleted after the listing) is
+        # skipped instead of failing the job; the sink then gives it an error row, as keys mode does
+        .option("ignoreCorruptFiles", "true")
+        .option("ignoreMissingFiles", "true")
     )
-    if only is not None:
-        return _source(reader.load([_escape_glob(_spark_path(uri, config)) for uri in only]), only, config)
     try:
         frame = reader.load(location.spark_uri(config.spark_s3_scheme))
-        # the listing Spark already made (no job, no bytes read), as URIs: "Apple%20Braeburn"
-        files = [unquote(uri) for uri in frame.inputFiles()]
+        # URIs ("file:///a/Apple%20Braeburn/1.jpg"); _metadata.file_path has the same text with "file:/"
+        files = sorted((_as_file_path(uri) for uri in frame.inputFiles()), key=lambda f: f.encode("utf-8"))
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
             raise no_images_error(config) from None
@@ -38,14 +70,13 @@ def read_images(spark, config: RunConfig, only: list[str] | None = None) -> Sour
         ) from None
     if not files:
         raise no_images_error(config)
-    if config.limit is not None and config.limit < len(files):
-        files = sorted(files, key=lambda f: f.encode("utf-8"))[: config.limit]
-        frame = reader.load([_escape_glob(f) for f in files])
-    return _source(frame, [locations.canonical_image_uri(uri) for uri in files], config)
+    if config.limit is not None:
+        files = files[: config.limit]
+    return Listing(frame, [locations.canonical_image_uri(unquote(path)) for path in files], files, config)
 
 
-def _spark_path(uri: str, config: RunConfig) -> str:
-    return locations.parse_location(uri).spark_uri(config.spark_s3_scheme)
+def _as_file_path(uri: str) -> str:
+    return "file:/" + uri[len("file:///") :] if uri.startswith("file:///") else uri
 
 
 def _source(frame, listed: list[str], config: RunConfig) -> Source:
@@ -54,7 +85,7 @@ def _source(frame, listed: list[str], config: RunConfig) -> Source:
 
     # Spark splits the files into tasks of about totalBytes / minPartitionNum (each file charged at least
     # openCostInBytes): with as many partitions as task_count wants, a task holds about images_per_task
-    # images (fewer when they are large). Read when the job is planned, so it applies to this job.
+    # images (fewer when they are large). Read when the job is planned, so it applies to this shard's job.
     spark = frame.sparkSession
     tasks = task_count(len(listed), spark.sparkContext.defaultParallelism, config.images_per_task)
     spark.conf.set("spark.sql.files.minPartitionNum", str(tasks))
@@ -74,10 +105,3 @@ def _source(frame, listed: list[str], config: RunConfig) -> Source:
         F.lit(None).cast("string").alias("error"),
     )
     return Source(images, fetch=None, listed=listed, count=len(listed))
-
-
-def _escape_glob(path: str) -> str:
-    """Spark treats load() paths as Hadoop globs; a file name may contain glob characters."""
-    for char in "\\[]{}*?":
-        path = path.replace(char, "\\" + char)
-    return path

@@ -5,31 +5,46 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from s3transfer.subscribers import BaseSubscriber
 
 from sparkyfruit import locations, storage
 from sparkyfruit.config import RunConfig, S3Settings
+from sparkyfruit.shards import Shard
 from sparkyfruit.sources import Source, no_images_error, task_count
 
 
 def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
-    """(URI, size, ETag) of the images to encode, listed on the driver (no Spark needed)."""
+    """(URI, size, ETag) of the images to encode, sorted by URI, listed on the driver (no Spark needed)."""
     images = storage.list_image_objects(config.input_location, config.file_pattern, config, config.limit)
     if not images:
         raise no_images_error(config)
     return images
 
 
-def read_images(spark, config: RunConfig, images: list[tuple[str, int | None, str | None]]) -> Source:
-    slices = task_count(len(images), spark.sparkContext.defaultParallelism, config.images_per_task)
-    rows = spark.sparkContext.parallelize(
-        [(uri, locations.label_of(uri), size, etag) for uri, size, etag in images], slices
-    )
-    keys = spark.createDataFrame(rows, "path string, label string, size long, etag string")
-    # one output row per listed key by construction: nothing for the sink to reconcile
-    return Source(keys, fetch=fetch_batches(config.s3_only()), listed=None, count=len(images))
+@dataclass
+class Listing:
+    """The driver's listing; `uris` in the listing's (sorted) order."""
+
+    spark: object
+    images: list[tuple[str, int | None, str | None]]
+    config: RunConfig
+
+    @property
+    def uris(self) -> list[str]:
+        return [uri for uri, _, _ in self.images]
+
+    def source(self, shard: Shard) -> Source:
+        images = [self.images[position] for position in shard.positions()]
+        context = self.spark.sparkContext
+        slices = task_count(len(images), context.defaultParallelism, self.config.images_per_task)
+        rows = context.parallelize([(uri, locations.label_of(uri), size, etag) for uri, size, etag in images], slices)
+        keys = self.spark.createDataFrame(rows, "path string, label string, size long, etag string")
+        # one output row per listed key by construction: the sink finds nothing to reconcile
+        listed = [uri for uri, _, _ in images]
+        return Source(keys, fetch=fetch_batches(self.config.s3_only()), listed=listed, count=len(images))
 
 
 def fetch_batches(s3: S3Settings):
