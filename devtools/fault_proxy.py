@@ -1,7 +1,8 @@
 """An HTTP proxy on 127.0.0.1 in front of the S3 server that breaks a chosen fraction of requests, the way a
 flaky network or a throttling S3 does: a 503 SlowDown answer, a connection reset, or a response body cut
 short after its headers promised more. Objects whose key contains one of `always_fail` get a 500 on every
-request. Used by the reliability tests; runs in daemon threads. `counts` says what was injected.
+request; those with one of `always_truncate` get every GET body cut short. Used by the reliability tests;
+runs in daemon threads. `counts` says what was injected.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ class FaultProxy:
         kinds: tuple[str, ...] = KINDS,
         seed: int = 0,
         always_fail: tuple[str, ...] = (),
+        always_truncate: tuple[str, ...] = (),
     ):
         self.target_port = target_port
         self.fraction = fraction
         self.kinds = kinds
         self.always_fail = always_fail
+        self.always_truncate = always_truncate
         self.counts: Counter = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -77,6 +80,9 @@ class FaultProxy:
             if any(marker in path for marker in self.always_fail):
                 self.counts["always_fail"] += 1
                 return "always_fail"
+            if method == "GET" and any(marker in path for marker in self.always_truncate):
+                self.counts["always_truncate"] += 1
+                return "truncate"
             if self._random.random() >= self.fraction:
                 return None
             kinds = [k for k in self.kinds if k != "truncate" or method == "GET"] or ["slowdown"]

@@ -311,7 +311,8 @@ def evaluate(
         return
     out.print(
         f"[bold]{escape(report.output)}[/] ({report.column}, {report.method}): accuracy "
-        f"[bold]{report.accuracy:.3f}[/] on {report.test} held-out images ({report.train} to train)",
+        f"[bold]{report.accuracy:.3f}[/] on {report.test} held-out images ({report.train} to train)"
+        + (f"; a sample of the output's {report.sampled_from:,} vectors" if report.sampled_from else ""),
         soft_wrap=True,
     )
     table = Table()

@@ -18,6 +18,9 @@ from sparkyfruit.errors import ConfigError
 from sparkyfruit.s3_settings import S3Settings
 
 METHODS = ("centroid", "logistic")
+# beyond this many rows with vectors, the probe runs on a sample of about this many (and says so): the
+# accuracy of a linear probe is settled long before, and memory stays bounded
+AT_MOST = 200_000
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Evaluation:
     accuracy: float
     per_class: dict[str, dict[str, float]]  # label -> precision, recall, support
     confusions: list[dict] = field(default_factory=list)  # {"label", "predicted", "count"}, most frequent first
+    sampled_from: int | None = None  # the rows with vectors in the output, when the probe used a sample
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -41,8 +45,11 @@ def stratified_split(labels: list[str], test_fraction: float, seed: int) -> tupl
         raise ConfigError(f"--test-fraction must be between 0 and 1; got {test_fraction}.", "E.g. 0.5 or 0.2.")
     generator = random.Random(seed)
     train, test = [], []
-    for label in sorted(set(labels)):
-        members = [i for i, value in enumerate(labels) if value == label]
+    by_label: dict[str, list[int]] = {}
+    for index, value in enumerate(labels):
+        by_label.setdefault(value, []).append(index)
+    for label in sorted(by_label):
+        members = by_label[label]
         generator.shuffle(members)
         if len(members) < 2:
             train += members  # a class with one image cannot be tested
@@ -89,7 +96,8 @@ def evaluate(
 ) -> Evaluation:
     if method not in METHODS:
         raise ConfigError(f"Unknown --method {method!r}.", f"Choose one of: {', '.join(METHODS)}.")
-    paths, labels, vectors, column = output_format.load_vectors(output, s3)
+    loaded = output_format.load_vectors(output, s3, at_most=AT_MOST, seed=seed)
+    labels, vectors, column = loaded.labels, loaded.vectors, loaded.column
     if len(set(labels)) < 2:
         raise ConfigError(
             f"{output} has {len(set(labels))} label(s); a probe needs at least 2.",
@@ -107,12 +115,15 @@ def evaluate(
             predicted = logistic_regression(vectors[train], train_y, vectors[test], session)
     accuracy = sum(p == t for p, t in zip(predicted, test_y)) / len(test_y)
     per_class = {}
+    hits, predicted_as, supports = (
+        Counter(t for p, t in zip(predicted, test_y) if p == t),
+        Counter(predicted),
+        Counter(test_y),
+    )
     for label in sorted(set(labels)):
-        true_positive = sum(p == t == label for p, t in zip(predicted, test_y))
-        predicted_as = sum(p == label for p in predicted)
-        support = sum(t == label for t in test_y)
+        true_positive, support = hits[label], supports[label]
         per_class[label] = {
-            "precision": true_positive / predicted_as if predicted_as else 0.0,
+            "precision": true_positive / predicted_as[label] if predicted_as[label] else 0.0,
             "recall": true_positive / support if support else 0.0,
             "support": support,
         }
@@ -121,5 +132,13 @@ def evaluate(
         for (t, p), n in Counter((t, p) for t, p in zip(test_y, predicted) if t != p).most_common()
     ]
     return Evaluation(
-        locations.parse_location(output).uri, column, method, len(train), len(test), accuracy, per_class, confusions
+        locations.parse_location(output).uri,
+        column,
+        method,
+        len(train),
+        len(test),
+        accuracy,
+        per_class,
+        confusions,
+        loaded.rows if loaded.sampled else None,
     )

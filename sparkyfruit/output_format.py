@@ -328,23 +328,63 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
     )
 
 
-def load_vectors(output: str, s3: S3Settings):
-    """(paths, labels, vectors, column) of the rows of a finished output that have a vector, sorted by
-    path: `vectors` is a float64 numpy matrix, `column` the column they came from."""
+@dataclass
+class Vectors:
+    """The rows of an output that have a vector, sorted by path; `vectors` is a float32 matrix. `rows` is
+    how many such rows the output holds: more than len(paths) when a sample was taken."""
+
+    paths: list[str]
+    labels: list[str]
+    vectors: Any
+    column: str
+    rows: int
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.paths) < self.rows
+
+
+def load_vectors(output: str, s3: S3Settings, at_most: int | None = None, seed: int = 0) -> Vectors:
+    """The rows of a finished output that have a vector and a label, read batch by batch. Beyond `at_most`
+    rows, a sample of about that many: a row is kept by a seeded hash of its path, so the same output
+    gives the same sample, and memory stays bounded by the sample, not the output."""
+    import zlib
+
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     location = locations.parse_location(output, "OUTPUT")
     column = vector_column(finished_manifest(location, s3))
-    table = open_dataset(location, s3).to_table(columns=["path", "label", column])
-    rows = sorted(
-        (path, label, vector)
-        for path, label, vector in zip(*(table.column(c).to_pylist() for c in ["path", "label", column]))
-        if vector is not None and label is not None
-    )
-    if not rows:
+    dataset = open_dataset(location, s3)
+    total = dataset.count_rows()  # Parquet metadata
+    share = 1.0 if at_most is None or total <= at_most else at_most / total
+    threshold, salt = int(share * 2**32), str(seed).encode()
+    paths, labels, blocks, rows = [], [], [], 0
+    try:
+        batches = dataset.to_batches(
+            columns=["path", "label", column], filter=pc.field(column).is_valid() & pc.field("label").is_valid()
+        )
+        for batch in batches:
+            rows += batch.num_rows
+            batch_paths = batch.column("path").to_pylist()
+            if share < 1.0:
+                keep = [zlib.crc32(path.encode(), zlib.crc32(salt)) < threshold for path in batch_paths]
+                batch = batch.filter(pa.array(keep, pa.bool_()))
+                batch_paths = [path for path, kept in zip(batch_paths, keep) if kept]
+            if not batch.num_rows:
+                continue
+            paths += batch_paths
+            labels += batch.column("label").to_pylist()
+            values = batch.column(column).flatten().to_numpy(zero_copy_only=False)
+            blocks.append(values.astype(np.float32, copy=False).reshape(batch.num_rows, -1))
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
+    if not paths:
         raise NotAnOutputError(f"{location.uri} holds no rows with vectors.", "Check the encode run's failures.")
-    paths, labels, vectors = zip(*rows)
-    return list(paths), list(labels), np.asarray(vectors, dtype=np.float64), column
+    order = np.argsort(np.asarray(paths, dtype=object), kind="stable")
+    vectors = np.concatenate(blocks)[order]
+    return Vectors([paths[i] for i in order], [labels[i] for i in order], vectors, column, rows)
 
 
 def vector_column(manifest: Manifest | ReduceManifest) -> str:

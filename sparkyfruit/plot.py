@@ -16,6 +16,7 @@ from sparkyfruit.errors import ConfigError
 from sparkyfruit.s3_settings import S3Settings
 
 WIDTH_PX, HEIGHT_PX, DPI = 1600, 700, 100
+POINTS = 50_000  # beyond this many vectors, the figure shows a sample of about this many
 
 
 def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +49,9 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
         raise ConfigError(f"--plot writes a PNG; got {str(target)!r}.", "Give a file name ending in .png.")
     if not target.parent.is_dir():
         raise ConfigError(f"--plot folder does not exist: {str(target.parent)!r}.", "Create it, or pick another path.")
-    _, labels, vectors, column = load_vectors(output, s3)
+    loaded = load_vectors(output, s3, at_most=POINTS)  # a scatter shows no more
+    labels, vectors, column = loaded.labels, loaded.vectors, loaded.column
+    shown = f"a sample of {len(vectors):,} of {loaded.rows:,}" if loaded.sampled else f"{len(vectors):,}"
     points, share = project_2d(vectors)
     names = sorted(set(labels))
     colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
@@ -62,7 +65,7 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
         scatter.scatter(mine[:, 0], mine[:, 1], s=18, alpha=0.8, color=colours(index % colours.N), label=name)
     scatter.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
     scatter.set_ylabel(f"PC 2 ({share[1]:.0%} of variance)")
-    scatter.set_title(f"{len(vectors)} vectors ({column}), first two principal components")
+    scatter.set_title(f"{shown} vectors ({column}), first two principal components")
     scatter.grid(alpha=0.3)
     scatter.legend(loc="best", fontsize=8, markerscale=1.2, ncol=2 if len(names) > 8 else 1)
 
@@ -75,7 +78,8 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
     for position, (_, count) in zip(positions, rows):
         bars.text(count, position, f" {count}", va="center", fontsize=9)
     bars.set_xlabel("images")
-    bars.set_title(f"encoded images per label ({summary.rows} rows, {summary.failed} failed)")
+    per_label = "in the sample" if loaded.sampled else "per label"
+    bars.set_title(f"encoded images {per_label} ({summary.rows:,} rows, {summary.failed:,} failed)")
     bars.margins(x=0.15)
 
     figure.suptitle(f"{summary.output}: {summary.model}, {summary.image_size} px, {summary.dim}-d", fontsize=13)

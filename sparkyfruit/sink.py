@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sparkyfruit import locations, output_format, storage, weights
 from sparkyfruit.config import RunConfig
-from sparkyfruit.errors import ConfigError
+from sparkyfruit.errors import ConfigError, failure_summary
 from sparkyfruit.shards import Shard
 
 
@@ -169,20 +169,20 @@ def _new_data_files(location: locations.Location, config: RunConfig, known: set[
 
 
 def _unread_error(uri: str, config: RunConfig) -> str:
-    """Why a listed image has no row from Spark's file scan: it is empty (the scan skips 0-byte files, and
-    keys mode reports the same text), it went away after the listing, or reading it failed (df mode skips
-    what it cannot read, and says so in the driver log)."""
+    """Why a listed image has no row from Spark's file scan, found by reading it once more: it is empty (the
+    scan skips 0-byte files, and keys mode reports the same text), it went away after the listing, or
+    reading it fails (df mode skips what it cannot read, after S3A's retries)."""
     from sparkyfruit.featurize import EMPTY_FILE_ERROR
 
     try:
-        size = storage.size_of(uri, config)
-    except Exception as exc:  # the object answers with an error: say which
-        return f"cannot read image: {str(exc)[:300]}"
-    if size is None:
+        content = storage.read_bytes(locations.parse_location(uri), config)
+    except Exception as exc:  # the object still answers with an error: say which
+        return f"cannot read image: {failure_summary(exc)[:300]}"
+    if content is None:
         return "cannot read image: the file was removed after it was listed"
-    if size == 0:
+    if not content:
         return EMPTY_FILE_ERROR
-    return "cannot read image: Spark's file reader failed on it (the driver log has the reason)"
+    return "cannot read image: Spark's file reader failed on it, and it reads now (the driver log has the reason)"
 
 
 def finish(

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sparkyfruit.errors import ConfigError, StorageError
-from sparkyfruit.locations import Location, compile_pattern, parse_location
+from sparkyfruit.locations import Location, compile_pattern
 from sparkyfruit.s3_settings import S3Settings
 
 # ---------------------------------------------------------------- S3 client
@@ -230,28 +230,20 @@ def list_files(location: Location, s3: S3Settings) -> list[str]:
         raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
 
 
-def size_of(uri: str, s3: S3Settings) -> int | None:
-    """The size in bytes of one file or object given by its canonical URI, or None if it is not there."""
-    location = parse_location(uri)
-    if not location.is_s3:
-        return os.path.getsize(location.path) if os.path.isfile(location.path) else None
-    client = s3_client(s3)
-    try:
-        return client.head_object(Bucket=location.bucket, Key=location.key)["ContentLength"]
-    except client.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise describe_s3_failure(exc, s3, location.bucket, "read from") from exc
-
-
 def read_text(location: Location, s3: S3Settings) -> str | None:
     """A small text object, or None when it does not exist."""
+    data = read_bytes(location, s3)
+    return None if data is None else data.decode("utf-8")
+
+
+def read_bytes(location: Location, s3: S3Settings) -> bytes | None:
+    """A small file or object, or None when it does not exist."""
     if not location.is_s3:
         path = Path(location.path)
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        return path.read_bytes() if path.is_file() else None
     client = s3_client(s3)
     try:
-        return client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read().decode("utf-8")
+        return client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
     except client.exceptions.NoSuchKey:
         return None
     except Exception as exc:

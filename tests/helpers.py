@@ -4,6 +4,7 @@ model, and reading an output back."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,3 +68,33 @@ def spark_environment_while_running(process: subprocess.Popen, stderr_lines: lis
         except (OSError, IndexError, KeyError):
             time.sleep(0.2)
     raise AssertionError("the Spark UI did not answer while the run was going")
+
+
+def copies_of_sample(folder: Path, copies: int) -> Path:
+    """`copies` × the 192 sample images under `folder`, in the sample's class folders."""
+    for copy in range(copies):
+        for image in SAMPLE.rglob("*.jpg"):
+            target = folder / image.parent.name / f"{copy}_{image.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(image.read_bytes())
+    return folder
+
+
+def start_in_own_group(command: list[str]) -> subprocess.Popen:
+    """A CLI run in a process group of its own (as a terminal starts it), so a signal reaches all of it:
+    the driver, the JVM and the Python workers."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
+    )
+
+
+def group_is_gone(pgid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False

@@ -10,7 +10,6 @@ import pytest
 import sparkyfruit
 from devtools import local_s3
 from devtools.fault_proxy import KINDS, FaultProxy
-from sparkyfruit.errors import RunFailedError
 from tests.helpers import SAMPLE, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
@@ -82,28 +81,46 @@ def test_keys_mode_gives_an_object_that_always_fails_an_error_row(spark, s3, tmp
     assert all(row[2] is None for path, row in rows.items() if "/Kiwi/" not in path)
 
 
-def test_df_mode_stops_with_a_clear_error_when_an_object_always_fails(spark, s3, tmp_path):
-    """Spark's binaryFile reader has no per-row error: after S3A's and Spark's retries the job fails, names
-    the object, and leaves no manifest (documented: use keys mode for buckets with unreadable objects)."""
-    bucket = "always-fail-df"
+def test_df_mode_gives_objects_it_cannot_read_error_rows_and_completes(spark, s3, tmp_path, monkeypatch):
+    """Spark's binaryFile reader skips a file it cannot read (ignoreCorruptFiles, ignoreMissingFiles) and the
+    sink gives every listed image it did not get an error row that says why: an object that always answers
+    500, one whose every GET breaks off mid-body, and one deleted between the listing and the read."""
+    from sparkyfruit.sources import df as df_source
+
+    bucket = "unreadable-df"
     local_s3.seed(s3.endpoint, bucket, "Training", SAMPLE)
-    broken = FaultProxy(int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, always_fail=("Kiwi/1",)).start()
+    deleted = "Training/Pineapple/" + sorted(p.name for p in (SAMPLE / "Pineapple").iterdir())[0]
+    real_listing = df_source.list_images
+
+    def list_then_delete(spark_session, config):
+        listing = real_listing(spark_session, config)
+        local_s3.client(s3.endpoint).delete_object(Bucket=bucket, Key=deleted)
+        return listing
+
+    monkeypatch.setattr(df_source, "list_images", list_then_delete)
+    broken = FaultProxy(
+        int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, always_fail=("Kiwi/1",), always_truncate=("Banana/2",)
+    ).start()
     try:
-        with pytest.raises(RunFailedError) as failure:
-            sparkyfruit.encode(
-                run_config(
-                    mode="df",
-                    input=f"s3://{bucket}/Training",
-                    output=str(tmp_path / "o"),
-                    s3_endpoint=broken.endpoint,
-                    s3_max_attempts=2,
-                )
+        result = sparkyfruit.encode(
+            run_config(
+                mode="df",
+                input=f"s3://{bucket}/Training",
+                output=str(tmp_path / "o"),
+                s3_endpoint=broken.endpoint,
+                s3_max_attempts=2,
             )
+        )
     finally:
         broken.stop()
-    assert "The Spark job failed" in failure.value.message and "Kiwi/1" in failure.value.message
-    assert not (tmp_path / "o" / "_sparkyfruit.json").exists()
-    # advice that fits: no Spark UI to see once the process has ended, no log "above", the folder is empty
-    advice = str(failure.value)
-    assert advice.endswith("Run the same command again.")
-    assert "Spark UI" not in advice and "above" not in advice and "--overwrite" not in advice
+    failing, cut, gone = 6, 5, 1  # Kiwi/1*, Banana/2* in the sample; one Pineapple
+    assert (result.rows, result.failed) == (192, failing + cut + gone)
+    assert broken.counts["always_fail"] > 0 and broken.counts["always_truncate"] > 0, broken.counts
+    errors = {path.split("/", 3)[3]: row[2] for path, row in read_output(tmp_path / "o").items() if row[2]}
+    assert errors[deleted] == "cannot read image: the file was removed after it was listed"
+    for key, error in errors.items():
+        assert error.startswith("cannot read image: "), error
+        if "/Kiwi/1" in key:
+            assert "InternalError" in error or "500" in error, error
+    assert sum("/Banana/2" in key for key in errors) == cut
+    assert sparkyfruit.inspect(str(tmp_path / "o")).failed == failing + cut + gone

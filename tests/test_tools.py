@@ -118,9 +118,23 @@ def test_the_plot_counts_a_failed_image_once(encoded):
     from sparkyfruit.output_format import load_vectors
     from sparkyfruit.plot import bar_rows
 
-    _, labels, _, _ = load_vectors(str(encoded), S3Settings())
-    rows = dict(bar_rows(labels, sparkyfruit.inspect(str(encoded)).failed))
+    loaded = load_vectors(str(encoded), S3Settings())
+    rows = dict(bar_rows(loaded.labels, sparkyfruit.inspect(str(encoded)).failed))
     assert rows["Kiwi"] == 24 and rows["failed"] == 1 and sum(rows.values()) == 193  # broken.jpg is a Kiwi
+
+
+def test_a_sample_of_the_vectors_is_the_same_each_time_and_says_it_is_one(encoded):
+    from sparkyfruit.config import S3Settings
+    from sparkyfruit.output_format import load_vectors
+
+    whole = load_vectors(str(encoded), S3Settings())
+    sample = load_vectors(str(encoded), S3Settings(), at_most=60)
+    assert (whole.rows, len(whole.paths), whole.sampled) == (192, 192, False)
+    assert sample.rows == 192 and sample.sampled and 30 < len(sample.paths) < 100
+    assert load_vectors(str(encoded), S3Settings(), at_most=60).paths == sample.paths  # the same sample
+    assert sample.paths == sorted(sample.paths) and set(sample.paths) <= set(whole.paths)
+    row = whole.paths.index(sample.paths[0])
+    assert (sample.vectors[0] == whole.vectors[row]).all() and sample.labels[0] == whole.labels[row]
 
 
 def test_inspect_plot_writes_a_readable_png(encoded, tmp_path):
