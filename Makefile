@@ -12,7 +12,7 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo lint test test-fast bench clean
+.PHONY: install demo lint test test-fast bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.7 GB) into $(VENV), once..."
@@ -42,6 +42,12 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.featurize $(BENCH_ARGS)
+
+# N = 10,000 and 100,000 at 100 px from a folder and the local S3 server, the cost of a shard, listing a
+# million files, inspect/evaluate on a million rows (about an hour here)
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .venv-pyspark* demo-out .pytest_cache build *.egg-info

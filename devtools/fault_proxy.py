@@ -1,8 +1,9 @@
 """An HTTP proxy on 127.0.0.1 in front of the S3 server that breaks a chosen fraction of requests, the way a
 flaky network or a throttling S3 does: a 503 SlowDown answer, a connection reset, or a response body cut
 short after its headers promised more. Objects whose key contains one of `always_fail` get a 500 on every
-request; those with one of `always_truncate` get every GET body cut short. Used by the reliability tests;
-runs in daemon threads. `counts` says what was injected.
+request; those with one of `always_deny` a 403 AccessDenied on every GET (a HEAD still answers, as for an
+object under a KMS key the reader may not use). Used by the reliability tests; runs in daemon threads.
+`counts` says what was injected.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ INTERNAL = (
     b"<Message>We encountered an internal error. Please try again.</Message></Error>"
 )
 
+DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'
+)
+
 
 class FaultProxy:
     def __init__(
@@ -34,13 +39,13 @@ class FaultProxy:
         kinds: tuple[str, ...] = KINDS,
         seed: int = 0,
         always_fail: tuple[str, ...] = (),
-        always_truncate: tuple[str, ...] = (),
+        always_deny: tuple[str, ...] = (),
     ):
         self.target_port = target_port
         self.fraction = fraction
         self.kinds = kinds
         self.always_fail = always_fail
-        self.always_truncate = always_truncate
+        self.always_deny = always_deny
         self.counts: Counter = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -80,9 +85,9 @@ class FaultProxy:
             if any(marker in path for marker in self.always_fail):
                 self.counts["always_fail"] += 1
                 return "always_fail"
-            if method == "GET" and any(marker in path for marker in self.always_truncate):
-                self.counts["always_truncate"] += 1
-                return "truncate"
+            if method == "GET" and any(marker in path for marker in self.always_deny):
+                self.counts["always_deny"] += 1
+                return "always_deny"
             if self._random.random() >= self.fraction:
                 return None
             kinds = [k for k in self.kinds if k != "truncate" or method == "GET"] or ["slowdown"]
@@ -104,12 +109,12 @@ class FaultProxy:
                 if fault == "reset":
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
-                if fault in ("slowdown", "always_fail"):
-                    status, reason, payload = (
-                        (503, "Slow Down", SLOWDOWN)
-                        if fault == "slowdown"
-                        else (500, "Internal Server Error", INTERNAL)
-                    )
+                if fault in ("slowdown", "always_fail", "always_deny"):
+                    status, reason, payload = {
+                        "slowdown": (503, "Slow Down", SLOWDOWN),
+                        "always_fail": (500, "Internal Server Error", INTERNAL),
+                        "always_deny": (403, "Forbidden", DENIED),
+                    }[fault]
                     head = _response_head(status, reason, [("Content-Type", "application/xml")], len(payload))
                     client.sendall(head if method == "HEAD" else head + payload)  # a HEAD answer has no body
                     continue

@@ -7,6 +7,7 @@ Everything that can be checked before Spark starts is checked here, and fails wi
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,10 @@ class RunConfig(S3Settings):
     """'imagenet' (Keras download), a local .h5/.keras file, an s3:// object, or 'none' (random; tests only)."""
     master: str = "local[*]"
     """Spark master URL: local[*], local[N], spark://host:port, yarn."""
+    driver_memory: str = "2g"
+    """Heap of the driver JVM that sparkyfruit starts (spark.driver.memory; on a local master it is also
+    the executor). df mode's listing lives there: Spark keeps a file status per image, and a million
+    images need more than Spark's default 1g."""
     batch_size: int = 64
     """Images per model call (and per Arrow batch)."""
     images_per_task: int = 1024
@@ -134,6 +139,13 @@ class RunConfig(S3Settings):
         if value not in models.MODELS:
             raise ConfigError(f"Unknown --model {value!r}.", f"Choose one of: {', '.join(models.MODELS)}.")
         return value
+
+    @field_validator("driver_memory")
+    @classmethod
+    def _driver_memory(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmgt]", value.strip().lower()):
+            raise ConfigError(f"driver_memory must be a size such as 2g or 4096m; got {value!r}.", "The default is 2g.")
+        return value.strip().lower()
 
     @field_validator("shard_size")
     @classmethod
@@ -338,4 +350,5 @@ NO_FLAG = {
     "jvm_class_cache",
     "images_per_task",
     "shard_size",
+    "driver_memory",
 }

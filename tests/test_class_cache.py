@@ -155,17 +155,18 @@ def test_resolved_jars_are_remembered_whole_and_forgotten_when_one_is_gone(tmp_p
 
 
 def test_the_jar_list_comes_from_spark_jars_and_spark_defaults_keep_their_class_path(tmp_path, monkeypatch):
-    from sparkyfruit.spark.jars import defaults_set_driver_class_path, local_jars
+    from sparkyfruit.spark.jars import local_jars, spark_defaults_set
 
     assert local_jars(
         "file:///root/.ivy2.5.2/jars/a%20b.jar,/opt/x.jar,spark://host:1/jars/c.jar,,hdfs://nn/d.jar"
     ) == ["/root/.ivy2.5.2/jars/a b.jar", "/opt/x.jar"]
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
-    assert not defaults_set_driver_class_path()
+    assert not spark_defaults_set("spark.driver.extraClassPath")
     (tmp_path / "spark-defaults.conf").write_text("spark.driver.memory 4g\n# spark.driver.extraClassPath /x\n")
-    assert not defaults_set_driver_class_path()
+    assert spark_defaults_set("spark.driver.memory")
+    assert not spark_defaults_set("spark.driver.extraClassPath")
     (tmp_path / "spark-defaults.conf").write_text("spark.driver.extraClassPath   /opt/jdbc.jar\n")
-    assert defaults_set_driver_class_path()
+    assert spark_defaults_set("spark.driver.extraClassPath") and not spark_defaults_set("spark.driver.memory")
 
 
 @pytest.mark.s3

@@ -99,7 +99,7 @@ def test_df_mode_gives_objects_it_cannot_read_error_rows_and_completes(spark, s3
 
     monkeypatch.setattr(df_source, "list_images", list_then_delete)
     broken = FaultProxy(
-        int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, always_fail=("Kiwi/1",), always_truncate=("Banana/2",)
+        int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, always_fail=("Kiwi/1",), always_deny=("Banana/2",)
     ).start()
     try:
         result = sparkyfruit.encode(
@@ -113,14 +113,16 @@ def test_df_mode_gives_objects_it_cannot_read_error_rows_and_completes(spark, s3
         )
     finally:
         broken.stop()
-    failing, cut, gone = 6, 5, 1  # Kiwi/1*, Banana/2* in the sample; one Pineapple
-    assert (result.rows, result.failed) == (192, failing + cut + gone)
-    assert broken.counts["always_fail"] > 0 and broken.counts["always_truncate"] > 0, broken.counts
+    failing, denied, gone = 6, 5, 1  # Kiwi/1*, Banana/2* in the sample; one Pineapple
+    assert (result.rows, result.failed) == (192, failing + denied + gone)
+    assert broken.counts["always_fail"] > 0 and broken.counts["always_deny"] > 0, broken.counts
     errors = {path.split("/", 3)[3]: row[2] for path, row in read_output(tmp_path / "o").items() if row[2]}
     assert errors[deleted] == "cannot read image: the file was removed after it was listed"
     for key, error in errors.items():
         assert error.startswith("cannot read image: "), error
         if "/Kiwi/1" in key:
             assert "InternalError" in error or "500" in error, error
-    assert sum("/Banana/2" in key for key in errors) == cut
-    assert sparkyfruit.inspect(str(tmp_path / "o")).failed == failing + cut + gone
+        if "/Banana/2" in key:
+            assert "AccessDenied" in error or "403" in error, error
+    assert sum("/Banana/2" in key for key in errors) == denied
+    assert sparkyfruit.inspect(str(tmp_path / "o")).failed == failing + denied + gone

@@ -63,6 +63,14 @@ def list_images(spark, config: RunConfig) -> Listing:
             raise no_images_error(config) from None
         raise StorageError(f"Spark could not list {location.uri}: {failure_summary(exc)}") from None
     except Exception as exc:  # Py4JJavaError from S3A: credentials, endpoint, bucket
+        if "OutOfMemoryError" in str(exc):
+            raise StorageError(
+                f"The Spark driver ran out of memory listing {location.uri} (driver_memory {config.driver_memory}).",
+                "Give it more (env SPARKYFRUIT_DRIVER_MEMORY=4g, or driver_memory in the --config file), or use "
+                "--mode keys, whose listing needs no JVM.",
+            ) from None
+        if not location.is_s3:
+            raise StorageError(f"Spark could not list {location.uri}: {failure_summary(exc)[:400]}") from None
         endpoint = config.endpoint_for_display or "AWS S3"
         raise StorageError(
             f"Spark could not list {location.uri} at {endpoint}: {failure_summary(exc)[:400]}",

@@ -113,14 +113,14 @@ def local_jars(spark_jars: str) -> list[str]:
     return paths
 
 
-def defaults_set_driver_class_path() -> bool:
-    """Whether spark-defaults.conf sets the driver's class path: ours would replace it, so keep packages."""
+def spark_defaults_set(key: str) -> bool:
+    """Whether spark-defaults.conf sets `key` (what it sets wins over sparkyfruit's own choice)."""
     folder = Path(os.environ["SPARK_CONF_DIR"]) if os.environ.get("SPARK_CONF_DIR") else spark_home() / "conf"
     try:
         text = (folder / "spark-defaults.conf").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return any(line.split(None, 1)[0:1] == ["spark.driver.extraClassPath"] for line in text.splitlines())
+    return any(line.split(None, 1)[0:1] == [key] for line in text.splitlines())
 
 
 def keep_jars_off_python_path(context) -> None:
@@ -133,4 +133,9 @@ def keep_jars_off_python_path(context) -> None:
 
 def may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
     """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
-    return "spark.jars.packages" in options and config.master_is_local and not defaults_set_driver_class_path()
+    # spark-defaults.conf's driver class path would be replaced by ours: keep packages then
+    return (
+        "spark.jars.packages" in options
+        and config.master_is_local
+        and not spark_defaults_set("spark.driver.extraClassPath")
+    )

@@ -87,6 +87,7 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",  # our own progress bar replaces it
         "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
         "spark.driver.extraJavaOptions": " ".join(java_options),
+        "spark.driver.memory": config.driver_memory,  # read only when this process starts the JVM
         # Spark charges every file 4 MB when it packs files into tasks, which for small images means few
         # images per file split and per-task costs that dominate: charge about one small image.
         "spark.sql.files.openCostInBytes": str(16 * 1024),

@@ -25,6 +25,7 @@ from sparkyfruit.spark.jars import (
     local_jars,
     may_put_packages_on_class_path,
     required_packages,
+    spark_defaults_set,
     spark_home,
     spark_submit_flags,
 )
@@ -65,6 +66,8 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         # spark-submit already started the JVM with its own --master, --packages and JVM options: those win
         for key in ("spark.master", "spark.jars.packages", "spark.jars.excludes", "spark.driver.extraJavaOptions"):
             options.pop(key, None)
+    if submitted or spark_defaults_set("spark.driver.memory"):
+        options.pop("spark.driver.memory", None)  # the heap the user gave Spark wins
     if (active is not None or submitted) and shipped is not None:
         raise ConfigError(
             "--ship-env needs to start Spark itself, and a Spark session is already running here "
