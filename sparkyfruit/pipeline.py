@@ -140,7 +140,15 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
 
             if config.mode == "df":
                 listed_at = time.monotonic()
-                listing = df_source.list_images(handle.spark, config)
+                try:
+                    listing = df_source.list_images(handle.spark, config)
+                except SparkyfruitError:
+                    if sigint.received:  # the listing's own Spark job was cancelled
+                        raise InterruptedRun(
+                            "interrupted while Spark listed the input; nothing was written.",
+                            "Run the same command again.",
+                        ) from None
+                    raise
                 timings.listing += time.monotonic() - listed_at
             else:
                 listing = keys_source.Listing(handle.spark, images, config)
