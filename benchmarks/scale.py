@@ -3,11 +3,12 @@ from a folder and from the local S3 server in both modes; what a shard costs; li
 both modes; `inspect --json` and `evaluate` on a 1,000,000-row output.
 
     python -m benchmarks.scale [--sizes 10000 100000] [--sources folder s3] [--listing 1000000]
-                               [--rows 1000000] [--shard-size 2500]
+                               [--rows 1000000] [--shards 10] [--modes keys df] [--skip encode shard_cost]
 
 Each encode is a fresh process (`python -m benchmarks.scale encode-child ...`) whose Spark UI is read after
 the run for the jobs' times; the parent samples the peak RSS of the driver's Python, the JVM and the Python
-workers. Steady images/s counts the shards after the first (the first builds the model). Prints a table and
+workers. Each encode row runs in --shards shards; steady images/s counts the shards after the first (the
+first builds the model). Prints a table and
 writes benchmarks/results/scale.json.
 """
 
@@ -290,6 +291,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--sources", nargs="+", default=["folder", "s3"], choices=["folder", "s3"])
     parser.add_argument("--modes", nargs="+", default=["keys", "df"], choices=["keys", "df"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["encode", "shard_cost"], help="sections to leave out")
     parser.add_argument(
         "--shard-size", type=int, default=2500, help="shards of the encode rows (steady = after the first)"
     )
@@ -333,11 +335,13 @@ def main() -> None:
         )
         run_child(["encode-child", json.dumps(warm)], env)
 
-        for source in args.sources:
+        for source in args.sources if "encode" not in args.skip else []:
             for n in sorted(args.sizes):
                 for mode in args.modes:
                     out = work / f"out-{source}-{mode}-{n}"
-                    settings = dict(MODEL, mode=mode, output=str(out), shard_size=args.shard_size)
+                    settings = dict(
+                        MODEL, mode=mode, output=str(out), shard_size=args.shard_size or -(-n // args.shards)
+                    )
                     if source == "s3":
                         settings.update(input=f"s3://scale-{n}/Training", s3_endpoint=server.endpoint)
                     else:
@@ -349,7 +353,7 @@ def main() -> None:
 
         # what a shard costs: the same 10,000 images in 1 shard and in 10, one run each, side by side
         n = min(sets, key=lambda k: abs(k - 10_000))
-        for mode in args.modes:
+        for mode in args.modes if "shard_cost" not in args.skip else []:
             walls = {}
             for size in (n, n // 10):
                 out = work / f"shard-cost-{mode}-{size}"

@@ -58,7 +58,8 @@ class RunConfig(S3Settings):
     shard_size: int | None = None
     """Images per shard: each shard is one Spark job whose files commit on their own and are recorded in the
     output, so a run that crashes loses at most the shard under way (`encode --resume` continues it). Unset:
-    10,000 images, or two full tasks (images_per_task) per core where the cluster has more cores."""
+    10,000 images, or two full tasks (images_per_task) per core where the cluster has more cores; in df mode
+    also at most 10 shards (Spark plans each against the whole listing)."""
     limit: int | None = None
     """Encode only the first N images in path order."""
     pattern: str | None = None

@@ -154,7 +154,8 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                 listing = keys_source.Listing(handle.spark, images, config)
             # a stopped run continues with its own shard size, unless one is given now
             setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
-            size = shards.shard_size(setting, context.defaultParallelism, config.images_per_task)
+            indexed = len(listing.uris) if config.mode == "df" else 0
+            size = shards.shard_size(setting, context.defaultParallelism, config.images_per_task, indexed)
             plan = shards.plan(listing.uris, state.done, size, state.next_shard)
             to_do = sum(shard.size for shard in plan)
             record = _run_record(config, state, staged.sha256, size)

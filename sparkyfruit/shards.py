@@ -10,6 +10,9 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_SHARD_SIZE = 10_000
+# df mode plans each shard's job against Spark's index of every listed file (a filter on the file path),
+# a cost that grows with the listing: by default a large df input is cut into at most this many shards
+MOST_SHARDS_OF_A_LISTING = 10
 
 
 @dataclass
@@ -30,12 +33,13 @@ class Shard:
         return [position for position in range(self.start, self.stop) if position not in skipped]
 
 
-def shard_size(setting: int | None, parallelism: int, images_per_task: int) -> int:
+def shard_size(setting: int | None, parallelism: int, images_per_task: int, indexed: int = 0) -> int:
     """The shard size of a run: the setting, or by default DEFAULT_SHARD_SIZE images, raised to two full
-    tasks per core on a cluster that has more cores than that feeds."""
+    tasks per core on a cluster that has more cores than that feeds, and, when every shard is planned
+    against an index of `indexed` files (df mode), to at most MOST_SHARDS_OF_A_LISTING shards."""
     if setting is not None:
         return setting
-    return max(DEFAULT_SHARD_SIZE, 2 * parallelism * images_per_task)
+    return max(DEFAULT_SHARD_SIZE, 2 * parallelism * images_per_task, -(-indexed // MOST_SHARDS_OF_A_LISTING))
 
 
 def plan(listing: Sequence[str], done: Container[str], size: int, first_number: int = 1) -> list[Shard]:

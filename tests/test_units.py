@@ -131,7 +131,11 @@ def test_shards_cover_what_is_not_done_once_each_and_skip_what_is_done():
     assert shards.plan(listing, set(listing), 3) == []
 
 
-def test_the_default_shard_size_feeds_every_core_of_a_large_cluster():
+def test_the_default_shard_size_feeds_every_core_and_bounds_df_planning():
     assert shards.shard_size(None, 2, 1024) == shards.DEFAULT_SHARD_SIZE
     assert shards.shard_size(None, 200, 1024) == 2 * 200 * 1024
     assert shards.shard_size(96, 200, 1024) == 96  # a setting is taken as given
+    # df mode: a shard's job is planned against the whole listing, so a large one gets at most 10 shards
+    assert shards.shard_size(None, 2, 1024, indexed=50_000) == shards.DEFAULT_SHARD_SIZE
+    assert shards.shard_size(None, 2, 1024, indexed=1_000_000) == 100_000
+    assert shards.shard_size(500, 2, 1024, indexed=1_000_000) == 500
