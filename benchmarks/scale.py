@@ -292,9 +292,8 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+", default=["folder", "s3"], choices=["folder", "s3"])
     parser.add_argument("--modes", nargs="+", default=["keys", "df"], choices=["keys", "df"])
     parser.add_argument("--skip", nargs="*", default=[], choices=["encode", "shard_cost"], help="sections to leave out")
-    parser.add_argument(
-        "--shard-size", type=int, default=2500, help="shards of the encode rows (steady = after the first)"
-    )
+    parser.add_argument("--shards", type=int, default=10, help="each encode row in this many shards")
+    parser.add_argument("--shard-size", type=int, default=None, help="a fixed shard size instead of --shards")
     parser.add_argument("--listing", type=int, default=1_000_000, help="files for the listing rows (0: skip)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the inspect/evaluate output (0: skip)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
@@ -304,6 +303,7 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_CACHE_HOME": str(work / "cache")}
     report = {
         "machine": machine(),
+        "shards": args.shards,
         "shard_size": args.shard_size,
         "encode": [],
         "shard_cost": [],
@@ -330,9 +330,7 @@ def main() -> None:
                 local_s3.client(server.endpoint).create_bucket(Bucket=f"scale-{n}")
                 upload(server.endpoint, f"scale-{n}", "Training", folder)
         # the first run records the JVM class archive: not part of any row
-        warm = dict(
-            MODEL, input=str(sets[min(sets)]), output=str(work / "warm"), mode="keys", shard_size=args.shard_size
-        )
+        warm = dict(MODEL, input=str(sets[min(sets)]), output=str(work / "warm"), mode="keys")
         run_child(["encode-child", json.dumps(warm)], env)
 
         for source in args.sources if "encode" not in args.skip else []:
