@@ -363,7 +363,12 @@ def load_vectors(output: str, s3: S3Settings, at_most: int | None = None, seed: 
     paths, labels, blocks, rows = [], [], [], 0
     try:
         batches = dataset.to_batches(
-            columns=["path", "label", column], filter=pc.field(column).is_valid() & pc.field("label").is_valid()
+            columns=["path", "label", column],
+            filter=pc.field(column).is_valid() & pc.field("label").is_valid(),
+            # memory follows the sample, not pyarrow's read-ahead (16 batches of 131,072 vectors by default)
+            batch_size=16_384,
+            batch_readahead=1,
+            fragment_readahead=1,
         )
         for batch in batches:
             rows += batch.num_rows
@@ -416,10 +421,15 @@ def count_rows(
     try:
         rows = dataset.count_rows()
         failed = dataset.count_rows(filter=pc.field("error").is_valid())
-        first = dataset.head(1, columns=[column], filter=pc.field(column).is_valid())
+        # the first vector, one small batch at a time and nothing read ahead (head() reads ahead whole
+        # files of vectors, gigabytes on a large output)
+        scanner = dataset.scanner(
+            columns=[column], filter=pc.field(column).is_valid(), batch_size=64, batch_readahead=0, fragment_readahead=0
+        )
+        first = next((batch for batch in scanner.to_batches() if batch.num_rows), None)
     except (OSError, ValueError) as exc:
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
-    dim = len(first.column(column)[0].as_py()) if first.num_rows else None
+    dim = len(first.column(0)[0].as_py()) if first is not None else None
     return RowCounts(rows, rows - failed, failed, dim)
 
 
