@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 COPIES = 2  # 384 images at 448 px in 12 shards: the interrupt lands with most of the run to go
 
 
-@pytest.mark.parametrize("mode", ["keys", "df"])
+@pytest.mark.parametrize("mode", [pytest.param("keys", marks=pytest.mark.repeat), "df"])
 def test_sigint_to_the_process_group_exits_130_with_one_line(tmp_path, monkeypatch, mode):
     images = copies_of_sample(tmp_path / "images", COPIES)
     out = tmp_path / "out"
