@@ -120,22 +120,17 @@ def listing_child(mode: str, folder: str) -> dict:
 # ---------------------------------------------------------------- the parent
 
 
-def run_child(arguments: list[str], env: dict) -> dict:
-    """Run a child; its result, wall time and peak RSS of the driver's Python, the JVM and the workers."""
+def measured_run(command: list[str], env: dict) -> tuple[str, float, dict]:
+    """Run a command; (stdout, wall seconds, peak RSS in MB of its own Python, the JVM and the Python
+    workers under it)."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.scale", *arguments],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks = {"driver_python_mb": 0.0, "jvm_mb": 0.0, "workers_mb": 0.0}
     done = threading.Event()
 
     def sample():
         root = psutil.Process(process.pid)
-        while not done.wait(0.2):
+        while not done.wait(0.1):
             sizes = {"driver_python_mb": 0.0, "jvm_mb": 0.0, "workers_mb": 0.0}
             try:
                 sizes["driver_python_mb"] = root.memory_info().rss / 2**20
@@ -158,8 +153,14 @@ def run_child(arguments: list[str], env: dict) -> dict:
     done.set()
     sampler.join()
     if process.returncode != 0:
-        raise RuntimeError(f"{arguments[0]} failed ({process.returncode}):\n{stderr[-3000:]}")
-    return {**json.loads(stdout.strip().splitlines()[-1]), "wall_s": time.monotonic() - started, **peaks}
+        raise RuntimeError(f"{' '.join(command[:4])} failed ({process.returncode}):\n{stderr[-3000:]}")
+    return stdout, time.monotonic() - started, peaks
+
+
+def run_child(arguments: list[str], env: dict) -> dict:
+    """A child of this module; its JSON result, wall time and peak RSS by part."""
+    stdout, wall, peaks = measured_run([sys.executable, "-m", "benchmarks.scale", *arguments], env)
+    return {**json.loads(stdout.strip().splitlines()[-1]), "wall_s": wall, **peaks}
 
 
 def is_worker(process: psutil.Process) -> bool:
@@ -257,33 +258,8 @@ def synthetic_output(folder: Path, rows: int, dim: int = 256, classes: int = 131
 
 
 def timed_cli(arguments: list[str], env: dict) -> dict:
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("sparkyfruit")), *arguments],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    peak, done = 0, threading.Event()
-
-    def sample():
-        nonlocal peak
-        root = psutil.Process(process.pid)
-        while not done.wait(0.1):
-            try:
-                peak = max(peak, root.memory_info().rss)
-            except psutil.Error:
-                pass
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    done.set()
-    sampler.join()
-    if process.returncode != 0:
-        raise RuntimeError(f"{arguments} failed:\n{stderr[-2000:]}")
-    return {"wall_s": round(time.monotonic() - started, 2), "peak_rss_mb": round(peak / 2**20), "stdout": stdout}
+    stdout, wall, peaks = measured_run([str(Path(sys.executable).with_name("sparkyfruit")), *arguments], env)
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peaks["driver_python_mb"]), "stdout": stdout}
 
 
 def main() -> None:
