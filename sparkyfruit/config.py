@@ -148,15 +148,6 @@ class RunConfig(S3Settings):
             raise ConfigError(f"driver_memory must be a size such as 2g or 4096m; got {value!r}.", "The default is 2g.")
         return value.strip().lower()
 
-    @field_validator("shard_size")
-    @classmethod
-    def _shard_size(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ConfigError(
-                f"shard_size must be a positive number of images; got {value}.", "Leave it unset for the default."
-            )
-        return value
-
     @field_validator("image_size", "batch_size", "images_per_task")
     @classmethod
     def _in_range(cls, value: int, info) -> int:
@@ -173,13 +164,15 @@ class RunConfig(S3Settings):
             )
         return value
 
-    @field_validator("limit")
+    @field_validator("limit", "shard_size")
     @classmethod
-    def _limit(cls, value: int | None) -> int | None:
+    def _positive_count(cls, value: int | None, info) -> int | None:
         if value is not None and value < 1:
-            raise ConfigError(
-                f"--limit must be a positive number of images; got {value}.", "Leave it out to encode all."
-            )
+            name, hint = {
+                "limit": ("--limit", "Leave it out to encode all."),
+                "shard_size": ("shard_size", "Leave it unset for the default."),
+            }[info.field_name]
+            raise ConfigError(f"{name} must be a positive number of images; got {value}.", hint)
         return value
 
     @field_validator("pattern")

@@ -2,6 +2,7 @@ import pytest
 
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
+from tests.helpers import SAMPLE
 
 
 def test_precedence_flag_over_env_over_file_over_default(images, tmp_path, monkeypatch):
@@ -69,3 +70,12 @@ def test_redacted_dump_drops_endpoint_userinfo(images, tmp_path):
     dump = config.redacted()
     assert dump["s3_endpoint"] == "http://minio:9000"
     assert "pa55word" not in str(dump)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("limit", "--limit must be a positive number of images; got 0."), ("shard_size", "shard_size must be a positive")],
+)
+def test_a_count_of_images_below_one_is_refused_with_its_name(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.load(input=str(SAMPLE), output="/tmp/unused-out", **{setting: 0})
