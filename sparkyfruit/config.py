@@ -32,9 +32,9 @@ class RunConfig(S3Settings):
     mode: str = "df"
     """How images are read: 'df' (Spark binaryFile over S3A) or 'keys' (driver lists, executors GET)."""
     input: str
-    """Images: s3://bucket/prefix, s3a://bucket/prefix, or a local folder. Label = parent folder name."""
+    """Images: s3://bucket/prefix, hdfs://namenode:port/path (df mode) or a local folder. Label = parent folder name."""
     output: str
-    """Where the Parquet files and _sparkyfruit.json go: a local folder or s3://bucket/prefix."""
+    """Where the Parquet files and _sparkyfruit.json go: a local folder, s3://bucket/prefix or hdfs://namenode:port/path."""
     model: str = "mobilenet_v2"
     """Network: mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 (2048-d)."""
     alpha: float | None = None
@@ -122,7 +122,7 @@ class RunConfig(S3Settings):
     @classmethod
     def _input(cls, value: str) -> str:
         location = locations.parse_location(value, "--input")
-        if not location.is_s3 and not os.path.isdir(location.path):
+        if location.is_local and not os.path.isdir(location.path):
             raise ConfigError(
                 f"--input folder does not exist: {value!r}.", "Check the path, or use s3://bucket/prefix."
             )
@@ -214,6 +214,15 @@ class RunConfig(S3Settings):
         return self
 
     @model_validator(mode="after")
+    def _keys_mode_reads_s3_or_files(self) -> RunConfig:
+        if self.mode == "keys" and self.input_location.is_hdfs:
+            raise ConfigError(
+                f"--mode keys reads S3 objects or local files, and --input is on HDFS: {self.input!r}.",
+                "Use --mode df: Spark reads HDFS itself.",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _model_fits_weights(self) -> RunConfig:
         info = models.MODELS[self.model]
         if self.alpha is None:
@@ -243,6 +252,11 @@ class RunConfig(S3Settings):
     def master_is_local(self) -> bool:
         """A local master: the driver JVM is also the executor, and workers run this very Python."""
         return self.master.startswith("local")
+
+    @property
+    def master_is_yarn(self) -> bool:
+        """YARN (EMR's resource manager): the cluster is found through HADOOP_CONF_DIR."""
+        return self.master == "yarn"
 
     @property
     def file_pattern(self) -> str:

@@ -157,19 +157,39 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
 
 
 CRASH_HOOK = "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE"
+CRASH_EXECUTOR_HOOK = "SPARKYFRUIT_TEST_CRASH_EXECUTOR_ONCE"
 
 
 def _crash_once_if_asked() -> None:
-    """Fault hook for the tests: with SPARKYFRUIT_TEST_CRASH_WORKER_ONCE=<file>, the first worker to get here
-    creates the file and kills its own process, half-way through a task's output (as the OOM killer would)."""
-    marker = os.environ.get(CRASH_HOOK)
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    os.kill(os.getpid(), 9)
+    """Fault hooks for the tests, half-way through a task's output. With SPARKYFRUIT_TEST_CRASH_WORKER_ONCE=<file>
+    the first worker to get here creates the file and kills its own process (as the OOM killer would); with
+    SPARKYFRUIT_TEST_CRASH_EXECUTOR_ONCE=<file> it kills its executor's JVM first (a lost node or container)."""
+    for hook in (CRASH_HOOK, CRASH_EXECUTOR_HOOK):
+        marker = os.environ.get(hook)
+        if not marker:
+            continue
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        if hook == CRASH_EXECUTOR_HOOK and (executor := _executor_jvm()) is not None:
+            os.kill(executor, 9)
+        os.kill(os.getpid(), 9)
+
+
+def _executor_jvm() -> int | None:
+    """The executor JVM above this worker (worker <- pyspark's daemon <- JVM), read from /proc."""
+    pid = os.getpid()
+    for _ in range(3):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])  # the parent's pid
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() == "java":
+                    return pid
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
 
 
 def _features_array(rows: int, result: dict):

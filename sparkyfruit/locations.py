@@ -1,9 +1,9 @@
 """Where data lives, as values: Location (S3 or a local path), URI parsing, labels and file-name globs.
 
-Pure: no I/O and no boto3. Two kinds of location exist: S3 (`s3://` or `s3a://`) and the local file system
-(a plain path or `file://`). Image paths in outputs are canonical URIs, `s3://bucket/key` or
-`file:///abs/path`, whatever scheme the user typed, so the two source modes produce identical `path`
-columns.
+Pure: no I/O and no boto3. Three kinds of location exist: S3 (`s3://` or `s3a://`), HDFS (`hdfs://namenode:port/path`,
+or `hdfs:///path` on the default file system that HADOOP_CONF_DIR names) and the local file system (a plain path
+or `file://`). Image paths in outputs are canonical URIs, `s3://bucket/key`, `hdfs://namenode:port/path` or
+`file:///abs/path`, whatever scheme the user typed, so the two source modes produce identical `path` columns.
 """
 
 from __future__ import annotations
@@ -22,38 +22,55 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 class Location:
     """A parsed input or output location."""
 
-    scheme: str  # "s3" or "file"
-    bucket: str = ""
+    scheme: str  # "s3", "hdfs" or "file"
+    bucket: str = ""  # S3 bucket; for HDFS the name node (host:port or a nameservice), "" for the default one
     key: str = ""  # S3 prefix without leading slash; "" for the bucket root
-    path: str = ""  # absolute local path
+    path: str = ""  # absolute path (local, or inside HDFS)
 
     @property
     def is_s3(self) -> bool:
         return self.scheme == "s3"
 
     @property
+    def is_hdfs(self) -> bool:
+        return self.scheme == "hdfs"
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == "file"
+
+    @property
     def uri(self) -> str:
         """Canonical URI, as written into outputs."""
         if self.is_s3:
             return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
+        if self.is_hdfs:
+            return f"hdfs://{self.bucket}{self.path}"
         return f"file://{self.path}"
 
     @property
     def shown(self) -> str:
         """How the location is written back to the user: the plain path for a local one."""
-        return self.uri if self.is_s3 else self.path
+        return self.path if self.is_local else self.uri
 
     def spark_uri(self, s3_scheme: str = "s3a") -> str:
         """The URI Spark/Hadoop reads and writes. S3 goes through the S3A connector (`s3a`), or on EMR
         through EMRFS (`s3`)."""
         if self.is_s3:
             return f"{s3_scheme}://{self.bucket}/{self.key}" if self.key else f"{s3_scheme}://{self.bucket}/"
-        return f"file://{self.path}"
+        return self.uri
 
     def child(self, name: str) -> Location:
         if self.is_s3:
             return Location("s3", self.bucket, f"{self.key.rstrip('/')}/{name}".lstrip("/"))
-        return Location("file", path=os.path.join(self.path, name))
+        return Location(self.scheme, self.bucket, path=os.path.join(self.path, name))
+
+    def contains(self, other: Location) -> bool:
+        """Whether `other` is this location or lies under it (same store)."""
+        if (self.scheme, self.bucket) != (other.scheme, other.bucket):
+            return False
+        inner, outer = (other.key, self.key) if self.is_s3 else (other.path.strip("/"), self.path.strip("/"))
+        return not outer or inner == outer or inner.startswith(outer + "/")
 
 
 def is_s3_uri(text: str) -> bool:
@@ -81,13 +98,17 @@ def parse_location(text: str, what: str = "path") -> Location:
                 "Write it as s3://bucket/prefix (bucket names are 3-63 lowercase letters, digits, '.', '-').",
             )
         return Location("s3", bucket=bucket, key=tail.strip("/"))
+    if scheme == "hdfs":
+        if "//" in tail or "/../" in f"/{tail}/" or "/./" in f"/{tail}/":
+            raise ConfigError(f"{what} is not a plain HDFS path: {raw!r}.", "Write it as hdfs://namenode:8020/path.")
+        return Location("hdfs", bucket=host, path="/" + tail.strip("/"))
     if scheme == "file":
         if host not in ("", "localhost"):
             raise ConfigError(f"{what} names a remote host in a file URI: {raw!r}.", "Use file:///absolute/path.")
         return Location("file", path=os.path.abspath("/" + tail))
     raise ConfigError(
         f"{what} has an unsupported scheme {written_scheme!r}: {raw!r}.",
-        "Use s3://bucket/prefix, s3a://bucket/prefix, file:///path or a plain local path.",
+        "Use s3://bucket/prefix, s3a://bucket/prefix, hdfs://namenode:port/path, file:///path or a plain local path.",
     )
 
 

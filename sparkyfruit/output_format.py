@@ -59,7 +59,7 @@ def check_writable(
 ) -> None:
     """Before any work: a command may write to `location` only if it is empty, or holds only what
     sparkyfruit wrote and `overwrite` (replace) or `resume` (add) is given. Raises ConfigError otherwise."""
-    if not location.is_s3 and storage.is_local_file(location):
+    if storage.is_local_file(location):
         raise ConfigError(
             f"{flag} {location.shown} is a file, not a folder; nothing was touched.",
             f"Give {flag} a folder (new or empty) for the output.",
@@ -296,7 +296,7 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
     """What a location without a manifest is (a file, a folder of images, an unfinished run, something
     else), with advice that fits it."""
     where = location.shown
-    if not location.is_s3 and storage.is_local_file(location):
+    if storage.is_local_file(location):
         return NotAnOutputError(
             f"{where} is a file, not an output folder.", "Give the --output folder of a `sparkyfruit encode` run."
         )

@@ -115,11 +115,14 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     staged = weights.stage(config, announce)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
-        shipped = ship_env.ship(announce=announce)
+        shipped = ship_env.ship(announce=announce, yarn=config.master_is_yarn)
         if show:
+            done = [f"packed in {shipped.built_seconds:.0f} s"] if shipped.built_seconds else []
+            done += [f"copied in {shipped.uploaded_seconds:.0f} s"] if shipped.uploaded_seconds else []
             console.print(
-                f"Executors' Python: {shipped.archive} ({shipped.size_bytes / 2**20:.0f} MB"
-                + (f", packed in {shipped.built_seconds:.0f} s)" if shipped.built_seconds else ", cached)")
+                f"Executors' Python: {shipped.shipped_from} ({shipped.size_bytes / 2**20:.0f} MB, "
+                + (", ".join(done) or "cached")
+                + ")"
             )
     with SigintGuard() as sigint:
         session_started = time.monotonic()

@@ -15,19 +15,12 @@ def check_output_free(config: RunConfig) -> None:
     """Refuse, before any work, an output inside the input, or one that is not empty, unless it holds only
     sparkyfruit's files and --overwrite or --resume is given."""
     location = config.output_location
-    if config.input_location.is_s3 == location.is_s3 and _inside(location, config.input_location):
+    if config.input_location.contains(location):
         raise ConfigError(
             f"--output {location.uri} lies inside --input {config.input_location.uri}.",
             "Write the output somewhere else, or the next run would read it as input.",
         )
     output_format.check_writable(location, config, overwrite=config.overwrite, resume=config.resume)
-
-
-def _inside(inner: locations.Location, outer: locations.Location) -> bool:
-    inner_path, outer_path = (
-        (f"{inner.bucket}/{inner.key}", f"{outer.bucket}/{outer.key}") if inner.is_s3 else (inner.path, outer.path)
-    )
-    return (inner_path.rstrip("/") + "/").startswith(outer_path.rstrip("/") + "/")
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """I/O on locations: the boto3 client factory, listing, small-object read/write/delete, pyarrow's S3.
 
-What a location is (parsing, labels, globs) lives in locations.py; this module only talks to S3 and the
-local file system.
+What a location is (parsing, labels, globs) lives in locations.py; this module only talks to S3, HDFS
+(through hdfs-native, which speaks the name node's protocol: no JVM) and the local file system.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -58,7 +59,9 @@ def has_image(location: Location, pattern: str, s3: S3Settings) -> bool:
     credentials fail in seconds with a message that names them, instead of after a JVM start and every
     retry of the configured mode. The run itself keeps the configured retries."""
     regex = compile_pattern(pattern)
-    if not location.is_s3:
+    if location.is_hdfs:
+        return next(_iter_hdfs_files(location, regex), None) is not None
+    if location.is_local:
         return next(_iter_local_files(location, regex), None) is not None
     quick = s3.s3_only().model_copy(update={"s3_max_attempts": min(PREFLIGHT_ATTEMPTS, s3.s3_max_attempts)})
     return next(_iter_s3_keys(location, regex, quick), None) is not None
@@ -136,7 +139,10 @@ def list_image_objects(
     nothing uses them there, and a stat per file would cost on big folders): keys mode's GETs need no
     HEAD, and an object replaced after the listing is noticed (If-Match)."""
     regex = compile_pattern(pattern)
-    found = _iter_s3_keys(location, regex, s3) if location.is_s3 else _iter_local_files(location, regex)
+    if location.is_s3:
+        found = _iter_s3_keys(location, regex, s3)
+    else:
+        found = _iter_hdfs_files(location, regex) if location.is_hdfs else _iter_local_files(location, regex)
     images: list[tuple[str, int | None, str | None]] = []
     for image in found:
         images.append(image)
@@ -173,6 +179,68 @@ def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tu
                 yield "file://" + os.path.join(root, name), None, None
 
 
+def _iter_hdfs_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, None, None]]:
+    root = location.path.rstrip("/")
+    for status in _hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []:
+        relative = status.path[len(root) + 1 :]
+        if not status.isdir and not _hidden(relative) and regex.fullmatch(relative.rsplit("/", 1)[-1]):
+            yield location.child(relative).uri, None, None
+
+
+# ---------------------------------------------------------------- HDFS
+
+
+@functools.lru_cache(maxsize=8)
+def hdfs_client(name_node: str):
+    """An hdfs-native client for `hdfs://name_node` ("" for the default file system of HADOOP_CONF_DIR)."""
+    from hdfs_native import Client
+
+    return Client(f"hdfs://{name_node}" if name_node else None)
+
+
+def default_file_system() -> str | None:
+    """fs.defaultFS of HADOOP_CONF_DIR's core-site.xml (YARN_CONF_DIR as Spark's fallback), if set."""
+    import xml.etree.ElementTree as ElementTree
+
+    folder = os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")
+    if not folder:
+        return None
+    try:
+        root = ElementTree.parse(Path(folder) / "core-site.xml").getroot()
+    except (OSError, ElementTree.ParseError):
+        return None
+    for prop in root.iter("property"):
+        if (prop.findtext("name") or "").strip() == "fs.defaultFS":
+            return (prop.findtext("value") or "").strip() or None
+    return None
+
+
+def _hdfs_call(location: Location, action: str, call):
+    """`call(client)`, with a missing path as None and any other failure as one StorageError."""
+    name_node = location.bucket or urlsplit(default_file_system() or "").netloc
+    if location.bucket:
+        hint = f"Check that the name node {location.bucket} is up and reachable from here."
+    else:
+        hint = (
+            "hdfs:///path means the default file system of HADOOP_CONF_DIR's core-site.xml (fs.defaultFS): set "
+            "HADOOP_CONF_DIR to the cluster's configuration folder, or write hdfs://namenode:8020/path."
+        )
+    # hdfs-native retries a refused connection for minutes: a closed port is told at once
+    if ":" in name_node and not _name_node_listens(name_node):
+        raise StorageError(f"Could not {action} {location.uri}: nothing listens at {name_node}.", hint)
+    try:
+        return call(hdfs_client(location.bucket))
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # hdfs-native raises OSError, RuntimeError and others: one clear error
+        raise StorageError(f"Could not {action} {location.uri}: {exc}", hint) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _name_node_listens(host_and_port: str) -> bool:
+    return _reachable(f"hdfs://{host_and_port}")
+
+
 def s3_downloads(s3: S3Settings):
     """A transfer manager for many small GETs (keys mode, on executors). s3transfer also retries a body that
     breaks off mid-stream, which botocore's retry modes do not cover (they retry until the headers arrive)."""
@@ -191,7 +259,9 @@ def s3_downloads(s3: S3Settings):
 
 def has_content(location: Location, s3: S3Settings) -> bool:
     """Whether an output location already holds anything (a non-empty folder or any object under the prefix)."""
-    if not location.is_s3:
+    if location.is_hdfs:
+        return bool(_hdfs_call(location, "check", lambda client: next(iter(client.list_status(location.path)), None)))
+    if location.is_local:
         path = Path(location.path)
         if path.is_file():
             return True
@@ -206,13 +276,17 @@ def has_content(location: Location, s3: S3Settings) -> bool:
 
 
 def is_local_file(location: Location) -> bool:
-    return not location.is_s3 and os.path.isfile(location.path)
+    return location.is_local and os.path.isfile(location.path)
 
 
 def list_files(location: Location, s3: S3Settings) -> list[str]:
     """The names, relative to `location` and sorted, of every file (or S3 object) under it, hidden ones
     included. Folders themselves (and S3's zero-byte "folder/" markers) are not files."""
-    if not location.is_s3:
+    if location.is_hdfs:
+        root = location.path.rstrip("/")
+        found = _hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []
+        return sorted(status.path[len(root) + 1 :] for status in found if not status.isdir)
+    if location.is_local:
         names = []
         for root, _, files in os.walk(location.path):
             names += [os.path.relpath(os.path.join(root, name), location.path) for name in files]
@@ -238,7 +312,14 @@ def read_text(location: Location, s3: S3Settings) -> str | None:
 
 def read_bytes(location: Location, s3: S3Settings) -> bytes | None:
     """A small file or object, or None when it does not exist."""
-    if not location.is_s3:
+    if location.is_hdfs:
+
+        def read(client):
+            with client.read(location.path) as reader:
+                return reader.read()
+
+        return _hdfs_call(location, "read", read)
+    if location.is_local:
         path = Path(location.path)
         return path.read_bytes() if path.is_file() else None
     client = s3_client(s3)
@@ -251,7 +332,18 @@ def read_bytes(location: Location, s3: S3Settings) -> bytes | None:
 
 
 def write_text(location: Location, text: str, s3: S3Settings) -> None:
-    if not location.is_s3:
+    if location.is_hdfs:
+        from hdfs_native import WriteOptions
+
+        def write(client):
+            partial = location.path + ".tmp"
+            with client.create(partial, WriteOptions(overwrite=True, create_parent=True)) as writer:
+                writer.write(text.encode("utf-8"))
+            client.rename(partial, location.path, overwrite=True)  # atomic, as below
+
+        _hdfs_call(location, "write", write)
+        return
+    if location.is_local:
         Path(location.path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(location.path + ".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -278,8 +370,14 @@ def pyarrow_filesystem(location: Location, s3: S3Settings):
     """A pyarrow file system and the path inside it, for reading outputs without a JVM."""
     from pyarrow import fs
 
-    if not location.is_s3:
+    if location.is_local:
         return fs.LocalFileSystem(), location.path
+    if location.is_hdfs:
+        from hdfs_native.fsspec import HdfsFileSystem
+
+        host, _, port = location.bucket.partition(":")
+        filesystem = HdfsFileSystem(host or None, int(port) if port else None)
+        return fs.PyFileSystem(fs.FSSpecHandler(filesystem)), location.path
     credentials = aws_session(s3).get_credentials()
     kwargs = {}
     if credentials is not None:
@@ -294,7 +392,10 @@ def pyarrow_filesystem(location: Location, s3: S3Settings):
 
 def delete(location: Location, s3: S3Settings) -> None:
     """Remove one file or object if it exists."""
-    if not location.is_s3:
+    if location.is_hdfs:
+        _hdfs_call(location, "delete", lambda client: client.delete(location.path))
+        return
+    if location.is_local:
         Path(location.path).unlink(missing_ok=True)
         return
     try:
@@ -308,7 +409,15 @@ def delete_files(location: Location, names: list[str], s3: S3Settings) -> None:
     they leave empty."""
     if not names:
         return
-    if not location.is_s3:
+    if location.is_hdfs:
+
+        def remove(client):
+            for name in names:
+                client.delete(f"{location.path.rstrip('/')}/{name}")
+
+        _hdfs_call(location, "delete from", remove)
+        return
+    if location.is_local:
         root = Path(location.path)
         for name in names:
             (root / name).unlink(missing_ok=True)

@@ -29,6 +29,11 @@ def invoke(*args):
         (["--input", "ftp://host/images"], "--input has an unsupported scheme 'ftp'"),
         (["--output", "gs://bucket/out"], "--output has an unsupported scheme 'gs'"),
         (["--input", "/no/such/folder"], "--input folder does not exist: '/no/such/folder'."),
+        (
+            ["--input", "hdfs://namenode:8020/Training", "--mode", "keys"],
+            "--mode keys reads S3 objects or local files, and --input is on HDFS",
+        ),
+        (["--output", "hdfs://namenode:8020/a//b"], "--output is not a plain HDFS path"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(tmp_path, args, message):
@@ -40,6 +45,28 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, args, message):
     assert message in " ".join(output.split())
     assert "Traceback" not in output
     assert not (tmp_path / "out").exists()
+
+
+def test_hdfs_locations_parse_to_canonical_uris_and_nest():
+    from sparkyfruit.locations import parse_location
+
+    named, default = parse_location("hdfs://nn:8020/data/Training/"), parse_location("HDFS:///data")
+    assert (named.uri, named.spark_uri(), named.shown) == ("hdfs://nn:8020/data/Training",) * 3
+    assert default.uri == "hdfs:///data" and default.is_hdfs and not default.is_local and not default.is_s3
+    assert named.child("Kiwi/1.jpg").uri == "hdfs://nn:8020/data/Training/Kiwi/1.jpg"
+    assert parse_location("hdfs://nn:8020/data").contains(named)
+    assert not default.contains(named)  # another name node (or not the same one, as far as we can tell)
+    assert not parse_location("hdfs://nn:8020/dat").contains(named)
+
+
+def test_inspect_of_an_unreachable_hdfs_output_is_one_line_and_exit_1():
+    code, output = invoke("inspect", "hdfs://127.0.0.1:1/features")
+    assert code == 1, output
+    assert "Could not read hdfs://127.0.0.1:1/features/_sparkyfruit.json: nothing listens at 127.0.0.1:1." in " ".join(
+        output.split()
+    )
+    assert "Check that the name node 127.0.0.1:1 is up" in " ".join(output.split())
+    assert "Traceback" not in output
 
 
 def test_existing_output_is_refused_and_left_untouched(tmp_path):

@@ -79,6 +79,11 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         return _join(active, options, config)
 
     _prepare_environment(config, shipped, options)
+    if config.master_is_yarn and not submitted:
+        from sparkyfruit.spark.yarn import spark_jars_archive
+
+        if jars_on_hdfs := spark_jars_archive():
+            options["spark.yarn.archive"] = jars_on_hdfs
     use_caches = config.jvm_class_cache and not submitted
     packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
     identity, resolving = packages, False
@@ -106,7 +111,10 @@ def _prepare_environment(config: RunConfig, shipped: ShippedEnvironment | None, 
         os.environ["AWS_PROFILE"] = config.profile  # the driver JVM inherits it for S3A's profile provider
         os.environ.update(profile_files_env())
     if shipped is not None:
-        options["spark.archives"] = shipped.spark_archive
+        # On YARN, spark.archives is localized by YARN and then fetched and unpacked again by every executor
+        # for its first task; spark.yarn.dist.archives is YARN's localization alone, which a NodeManager keeps
+        # for later applications when the archive is public (yarn.py).
+        options["spark.yarn.dist.archives" if config.master_is_yarn else "spark.archives"] = shipped.spark_archive
         # pyspark reads the executors' Python from this variable when the context starts
         os.environ["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
     elif config.master_is_local:

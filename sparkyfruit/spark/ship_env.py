@@ -5,6 +5,8 @@ every executor unpacks it into its working directory and starts `./environment/b
 built once per environment content (the RECORD of every installed distribution, which lists each file's
 hash) and kept in ~/.cache/sparkyfruit/environments. sparkyfruit's own code travels beside it as a zip on
 the executors' Python path, so an editable install (`pip install -e .`) works on the cluster too.
+
+On YARN with HDFS as the default file system, the archive is kept on HDFS once per environment (yarn.py).
 """
 
 from __future__ import annotations
@@ -34,10 +36,16 @@ class ShippedEnvironment:
     code: Path  # sparkyfruit's package as a zip for the executors' Python path
     size_bytes: int
     built_seconds: float | None  # None when the cached archive was reused
+    on_cluster: str | None = None  # the archive's copy on the cluster's file system (YARN with HDFS)
+    uploaded_seconds: float | None = None  # None when that copy was there already
+
+    @property
+    def shipped_from(self) -> str:
+        return self.on_cluster or str(self.archive)
 
     @property
     def spark_archive(self) -> str:
-        return f"{self.archive}#{ALIAS}"
+        return f"{self.shipped_from}#{ALIAS}"
 
 
 def environment_key() -> str:
@@ -53,9 +61,9 @@ def environment_key() -> str:
     return digest.hexdigest()[:20]
 
 
-def ship(announce=None) -> ShippedEnvironment:
+def ship(announce=None, yarn: bool = False) -> ShippedEnvironment:
     """The packed environment (built now, or reused) and a fresh zip of sparkyfruit's code.
-    `announce(text)` is told before a slow build starts."""
+    `announce(text)` is told before a slow build starts. `yarn`: keep a copy on the cluster's HDFS."""
     if sys.prefix == sys.base_prefix:
         raise ConfigError(
             f"--ship-env packs a virtual environment, and this Python is not one ({sys.executable}).",
@@ -70,7 +78,13 @@ def ship(announce=None) -> ShippedEnvironment:
         if announce:
             announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
         built_seconds = _pack(archive)
-    return ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, built_seconds)
+    shipped = ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, built_seconds)
+    if yarn:
+        from sparkyfruit.spark import yarn as yarn_cache
+
+        what = "the executors' Python environment"
+        shipped.on_cluster, shipped.uploaded_seconds = yarn_cache.keep_on_hdfs(archive, "environments", what, announce)
+    return shipped
 
 
 def _pack(archive: Path) -> float:
