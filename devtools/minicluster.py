@@ -86,7 +86,7 @@ class MiniCluster:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # its shutdown hook stops YARN, then HDFS
             try:
-                self.process.wait(timeout=60)
+                self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
         try:

@@ -98,3 +98,20 @@ def group_is_gone(pgid: int, within: float) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def seed_hdfs(name_node_uri: str, folder: str, source: Path = SAMPLE) -> int:
+    """Copy the sample's class folders to `folder` on HDFS (through hdfs-native); returns the image count."""
+    from hdfs_native import Client, WriteOptions
+
+    client = Client(name_node_uri)
+    images = sorted(source.rglob("*.jpg"))
+    for image in images:
+        with client.create(f"{folder}/{image.parent.name}/{image.name}", WriteOptions(overwrite=True)) as writer:
+            writer.write(image.read_bytes())
+    return len(images)
+
+
+def by_label_and_name(output: dict[str, tuple]) -> dict[str, tuple]:
+    """read_output's rows keyed by "label/file name", to compare outputs of one sample held in two stores."""
+    return {"/".join(path.split("/")[-2:]): row for path, row in output.items()}

@@ -100,9 +100,10 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         options["spark.jars.excludes"] = ",".join(excludes)
     if config.needs_s3a:
         options.update({f"spark.hadoop.{key}": value for key, value in s3a_options(config).items()})
-        if config.profile:
-            options["spark.executorEnv.AWS_PROFILE"] = config.profile
-            options.update({f"spark.executorEnv.{name}": value for name, value in profile_files_env().items()})
+    if config.profile:
+        # the executors' boto3 (keys mode) and S3A read the same profile; on YARN they inherit no environment
+        options["spark.executorEnv.AWS_PROFILE"] = config.profile
+        options.update({f"spark.executorEnv.{name}": value for name, value in profile_files_env().items()})
     if config.uses_magic_committer:
         options.update(magic_committer_options())
     return options
