@@ -180,11 +180,16 @@ def _iter_local_files(location: Location, regex: re.Pattern[str]) -> Iterator[tu
 
 
 def _iter_hdfs_files(location: Location, regex: re.Pattern[str]) -> Iterator[tuple[str, None, None]]:
-    root = location.path.rstrip("/")
-    for status in _hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []:
-        relative = status.path[len(root) + 1 :]
-        if not status.isdir and not _hidden(relative) and regex.fullmatch(relative.rsplit("/", 1)[-1]):
+    for relative in _hdfs_files(location):
+        if not _hidden(relative) and regex.fullmatch(relative.rsplit("/", 1)[-1]):
             yield location.child(relative).uri, None, None
+
+
+def _hdfs_files(location: Location) -> list[str]:
+    """Every file under an HDFS location, relative to it (one recursive listing)."""
+    root = location.path.rstrip("/")
+    found = _hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []
+    return [status.path[len(root) + 1 :] for status in found if not status.isdir]
 
 
 # ---------------------------------------------------------------- HDFS
@@ -283,9 +288,7 @@ def list_files(location: Location, s3: S3Settings) -> list[str]:
     """The names, relative to `location` and sorted, of every file (or S3 object) under it, hidden ones
     included. Folders themselves (and S3's zero-byte "folder/" markers) are not files."""
     if location.is_hdfs:
-        root = location.path.rstrip("/")
-        found = _hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []
-        return sorted(status.path[len(root) + 1 :] for status in found if not status.isdir)
+        return sorted(_hdfs_files(location))
     if location.is_local:
         names = []
         for root, _, files in os.walk(location.path):
