@@ -188,7 +188,7 @@ def _iter_hdfs_files(location: Location, regex: re.Pattern[str]) -> Iterator[tup
 def _hdfs_files(location: Location) -> list[str]:
     """Every file under an HDFS location, relative to it (one recursive listing)."""
     root = location.path.rstrip("/")
-    found = _hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []
+    found = hdfs_call(location, "list", lambda client: list(client.list_status(location.path, True))) or []
     return [status.path[len(root) + 1 :] for status in found if not status.isdir]
 
 
@@ -220,8 +220,9 @@ def default_file_system() -> str | None:
     return None
 
 
-def _hdfs_call(location: Location, action: str, call):
-    """`call(client)`, with a missing path as None and any other failure as one StorageError."""
+def hdfs_call(location: Location, action: str, call):
+    """`call(client)` with the client for `location`'s name node: a missing path gives None, a closed port or
+    any other failure one StorageError."""
     name_node = location.bucket or urlsplit(default_file_system() or "").netloc
     if location.bucket:
         hint = f"Check that the name node {location.bucket} is up and reachable from here."
@@ -265,7 +266,7 @@ def s3_downloads(s3: S3Settings):
 def has_content(location: Location, s3: S3Settings) -> bool:
     """Whether an output location already holds anything (a non-empty folder or any object under the prefix)."""
     if location.is_hdfs:
-        return bool(_hdfs_call(location, "check", lambda client: next(iter(client.list_status(location.path)), None)))
+        return bool(hdfs_call(location, "check", lambda client: next(iter(client.list_status(location.path)), None)))
     if location.is_local:
         path = Path(location.path)
         if path.is_file():
@@ -321,7 +322,7 @@ def read_bytes(location: Location, s3: S3Settings) -> bytes | None:
             with client.read(location.path) as reader:
                 return reader.read()
 
-        return _hdfs_call(location, "read", read)
+        return hdfs_call(location, "read", read)
     if location.is_local:
         path = Path(location.path)
         return path.read_bytes() if path.is_file() else None
@@ -344,7 +345,7 @@ def write_text(location: Location, text: str, s3: S3Settings) -> None:
                 writer.write(text.encode("utf-8"))
             client.rename(partial, location.path, overwrite=True)  # atomic, as below
 
-        _hdfs_call(location, "write", write)
+        hdfs_call(location, "write", write)
         return
     if location.is_local:
         Path(location.path).parent.mkdir(parents=True, exist_ok=True)
@@ -396,7 +397,7 @@ def pyarrow_filesystem(location: Location, s3: S3Settings):
 def delete(location: Location, s3: S3Settings) -> None:
     """Remove one file or object if it exists."""
     if location.is_hdfs:
-        _hdfs_call(location, "delete", lambda client: client.delete(location.path))
+        hdfs_call(location, "delete", lambda client: client.delete(location.path))
         return
     if location.is_local:
         Path(location.path).unlink(missing_ok=True)
@@ -418,7 +419,7 @@ def delete_files(location: Location, names: list[str], s3: S3Settings) -> None:
             for name in names:
                 client.delete(f"{location.path.rstrip('/')}/{name}")
 
-        _hdfs_call(location, "delete from", remove)
+        hdfs_call(location, "delete from", remove)
         return
     if location.is_local:
         root = Path(location.path)

@@ -17,7 +17,6 @@ import time
 import zipfile
 from pathlib import Path
 
-from sparkyfruit.errors import StorageError
 from sparkyfruit.spark.class_cache import cache_dir
 from sparkyfruit.spark.jars import spark_build, spark_defaults_set, spark_home
 
@@ -33,22 +32,18 @@ def keep_on_hdfs(local: Path, folder: str, what: str, announce=None) -> tuple[st
     (None, None) when the default file system is not HDFS."""
     from hdfs_native import WriteOptions
 
-    from sparkyfruit.storage import hdfs_client
+    from sparkyfruit.locations import Location
+    from sparkyfruit.storage import hdfs_call
 
     if not default_fs_is_hdfs():
         return None, None
     home = f"/user/{os.environ.get('HADOOP_USER_NAME') or getpass.getuser()}"
     target = f"{home}/.sparkyfruit/{folder}/{local.name}"
-    try:
-        client = hdfs_client("")
-        try:
-            if client.get_file_info(target).length == local.stat().st_size:
-                return f"hdfs://{target}", None
-        except FileNotFoundError:
-            pass
-        if announce:
-            announce(f"Copying {what} to hdfs://{target}, once...")
-        started = time.monotonic()
+
+    def size_there(client) -> int:
+        return client.get_file_info(target).length
+
+    def copy(client) -> None:
         partial = f"{target}.{os.getpid()}.partial"
         with open(local, "rb") as source, client.create(partial, WriteOptions(overwrite=True, permission=0o644)) as out:
             while chunk := source.read(8 * 2**20):
@@ -57,11 +52,15 @@ def keep_on_hdfs(local: Path, folder: str, what: str, announce=None) -> tuple[st
         for path in (f"{home}/.sparkyfruit", f"{home}/.sparkyfruit/{folder}"):
             client.set_permission(path, 0o755)
         client.rename(partial, target, overwrite=True)
-    except Exception as exc:
-        raise StorageError(
-            f"Could not copy {what} to hdfs://{target}: {exc}",
-            "Check HADOOP_CONF_DIR and that this user may write its HDFS home folder.",
-        ) from None
+
+    # storage's one HDFS path: a name node that does not answer is told at once, not after minutes of retries
+    location = Location("hdfs", path=target)
+    if hdfs_call(location, f"check {what} in", size_there) == local.stat().st_size:
+        return f"hdfs://{target}", None
+    if announce:
+        announce(f"Copying {what} to hdfs://{target}, once...")
+    started = time.monotonic()
+    hdfs_call(location, f"copy {what} to", copy)
     return f"hdfs://{target}", time.monotonic() - started
 
 
