@@ -30,13 +30,14 @@ class S3Settings(BaseSettings):
     profile: str | None = None
     """AWS profile from ~/.aws; unset: the standard credential chain (env vars, files, instance role)."""
     s3_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
-    """botocore retry mode for every S3 call."""
+    """botocore retry mode for boto3's S3 calls (listing, manifests, weights); keys mode's GETs go through
+    obstore, whose one policy is exponential backoff with jitter."""
     s3_max_attempts: int = 10
-    """Attempts per S3 request (botocore and S3A), first try included."""
+    """Attempts per S3 request (botocore, obstore and S3A), first try included."""
     s3_connect_timeout: float = 10.0
     """Seconds to wait for a TCP connection to S3."""
     s3_read_timeout: float = 60.0
-    """Seconds to wait for S3 to answer a request."""
+    """Seconds to wait for S3 to answer a request (keys mode's GETs: for the whole GET)."""
     fetch_concurrency: int = 16
     """Concurrent GETs per Spark task in keys mode."""
     spark_s3_scheme: Literal["s3a", "s3"] = "s3a"

@@ -247,19 +247,6 @@ def _name_node_listens(host_and_port: str) -> bool:
     return _reachable(f"hdfs://{host_and_port}")
 
 
-def s3_downloads(s3: S3Settings):
-    """A transfer manager for many small GETs (keys mode, on executors). s3transfer also retries a body that
-    breaks off mid-stream, which botocore's retry modes do not cover (they retry until the headers arrive)."""
-    from s3transfer.manager import TransferConfig, TransferManager
-
-    config = TransferConfig(
-        max_request_concurrency=s3.fetch_concurrency,
-        num_download_attempts=s3.s3_max_attempts,
-        multipart_threshold=64 * 2**20,  # images: one GET each
-    )
-    return TransferManager(s3_client(s3), config)
-
-
 # ---------------------------------------------------------------- outputs and small objects
 
 

@@ -78,6 +78,7 @@ def test_keys_mode_gives_an_object_that_always_fails_an_error_row(spark, s3, tmp
     assert (result.rows, result.failed) == (192, 24) and len(kiwis) == 24
     for _, features, error in kiwis.values():
         assert features is None and "cannot read image" in error and "InternalError" in error
+        assert "\n" not in error and len(error) < 450, error  # one line, not obstore's debug dump
     assert all(row[2] is None for path, row in rows.items() if "/Kiwi/" not in path)
 
 

@@ -1,14 +1,11 @@
 """Mode "keys": the driver lists object keys (boto3 paginator, or a folder walk); executors GET the bytes
-through s3transfer, several requests in flight per task, retries by botocore's mode and s3transfer's."""
+through obstore (sparkyfruit/s3_reads.py), several requests in flight per task, retried by object_store."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from s3transfer.subscribers import BaseSubscriber
 
 from sparkyfruit import locations, storage
 from sparkyfruit.config import RunConfig, S3Settings
@@ -51,69 +48,53 @@ def fetch_batches(s3: S3Settings):
     """(path, label, size, etag) Arrow batches -> (path, label, content, error) batches, run inside the
     featurize worker.
 
-    One s3transfer manager per partition, `fetch_concurrency` GETs in flight. The GETs of the next batch
-    are in flight while the caller works on the current one: on S3 a small object costs tens of
-    milliseconds of latency, which then hides behind decode and inference. Size and ETag come from the
+    `fetch_concurrency` GETs in flight per task, through the worker's one reader. The GETs of the next
+    batch are in flight while the caller works on the current one: on S3 a small object costs tens of
+    milliseconds of latency, which then hides behind decode and inference. The ETag comes from the
     listing, so no HEAD precedes a GET, and an object replaced since the listing fails its If-Match.
     """
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
 
-        downloads = None
+        from sparkyfruit.s3_reads import object_reader
+
+        reader = None
         pending = None
         try:
             for batch in batches:
                 paths = batch.column("path").to_pylist()
-                if downloads is None and any(locations.is_s3_uri(p) for p in paths):
-                    downloads = storage.s3_downloads(s3)
-                started = [
-                    _start(uri, size, etag, downloads)
-                    for uri, size, etag in zip(
-                        paths, batch.column("size").to_pylist(), batch.column("etag").to_pylist()
-                    )
-                ]
+                if reader is None and any(locations.is_s3_uri(p) for p in paths):
+                    reader = object_reader(s3)
+                started = [_start(uri, etag, reader) for uri, etag in zip(paths, batch.column("etag").to_pylist())]
                 if pending is not None:
                     yield _assemble(pa, *pending)
                 pending = (batch, started)
             if pending is not None:
                 yield _assemble(pa, *pending)
+                pending = None
         finally:
-            if downloads is not None:
-                downloads.shutdown(cancel=True)
+            for future, _ in pending[1] if pending else ():  # the task ends early: stop its GETs
+                if future is not None:
+                    future.cancel()
 
     return run
 
 
-class _Listed(BaseSubscriber):
-    """Hands s3transfer the size and ETag from the listing (without both it sends a HEAD before each GET)."""
-
-    def __init__(self, size: int, etag: str):
-        self.size, self.etag = size, etag
-
-    def on_queued(self, future, **kwargs):
-        future.meta.provide_transfer_size(self.size)
-        future.meta.provide_object_etag(self.etag)
-
-
-def _start(uri: str, size: int, etag: str | None, downloads):
-    """A started read: an s3transfer future with its buffer, or a local path read when assembled."""
+def _start(uri: str, etag: str | None, reader):
+    """A started read: a future of the object's bytes, or a local path read when assembled."""
     location = locations.parse_location(uri)
     if location.is_s3:
-        buffer = io.BytesIO()
-        return downloads.download(location.bucket, location.key, buffer, subscribers=[_Listed(size, etag)]), buffer
+        return reader.get(location.bucket, location.key, etag), None
     return None, Path(location.path)
 
 
 def _result(started) -> tuple[bytes | None, str | None]:
-    future, target = started
+    future, path = started
     try:
-        if future is None:
-            return target.read_bytes(), None
-        future.result()
-        return target.getvalue(), None
-    except Exception as exc:  # after botocore's and s3transfer's retries: the row records why, the job goes on
-        return None, f"cannot read image: {type(exc).__name__}: {exc}"
+        return (path.read_bytes() if future is None else future.result()), None
+    except Exception as exc:  # after object_store's retries (s3_reads.ObjectReadError says why): the job goes on
+        return None, f"cannot read image: {exc if future is not None else f'{type(exc).__name__}: {exc}'}"
 
 
 def _assemble(pa, batch, started):
