@@ -1,13 +1,15 @@
-"""How close sparkyfruit runs to the CNN's own speed, side by side in ONE run on one machine.
+"""sparkyfruit against its peers (Ray Data, Daft) and the CNN's own speed, side by side in ONE run.
 
-Rows: the raw model limit (pre-decoded batches), sparkyfruit df and keys mode from a local S3 server
-(moto over HTTP), the notebook baseline (benchmarks/notebook_baseline.py), cold starts of 10-image runs,
-peak memory at two input sizes, and both modes through a proxy that adds S3-like latency per request.
-Every run is a fresh process, timed from launch to exit (end to end), and every measurement is the
-fastest of --repeats runs (2), the notebook's included; steady-state images/s comes from two input sizes,
-(N - N_small) / (T(N) - T(N_small)), which cancels the fixed start-up cost.
+Rows, at each image size and from a folder and from a local S3 server (moto over HTTP): the raw model
+limit (pre-decoded batches), sparkyfruit df and keys mode, and the peers as their users would write them
+(benchmarks/peers.py). Then both modes through a proxy that adds S3-like latency per request (with the
+requests each image cost), cold starts of 10-image runs, and peak memory at two input sizes. Every run is
+a fresh process, timed from launch to exit (end to end), and every measurement is the fastest of
+--repeats runs (2); steady-state images/s comes from two input sizes, (N - N/4) / (T(N) - T(N/4)), which
+cancels the fixed start-up cost. "× best peer" divides by the better of Ray Data and Daft in the same
+size and source.
 
-    python -m benchmarks.featurize [--n 4000] [--sizes 224,100] [--skip-notebook]   (make bench)
+    python -m benchmarks.featurize [--sizes 224:4000,100:8000] [--notebook]   (make bench)
 
 Prints a table and writes JSON to benchmarks/results/featurize.json.
 """
@@ -97,7 +99,14 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     def sparkyfruit(
-        self, mode: str, size: int, n: int, endpoint: str | None, label: str | None = None, repeats: int | None = None
+        self,
+        mode: str,
+        size: int,
+        n: int,
+        endpoint: str | None,
+        label: str | None = None,
+        repeats: int | None = None,
+        extra: tuple[str, ...] = (),
     ) -> dict:
         """Encode runs; endpoint None reads the local folder, else the S3 server (or proxy) at endpoint."""
         source = (
@@ -125,6 +134,7 @@ class Bench:
                 str(size),
                 "--quiet",
                 *self.args.extra,
+                *extra,
             ]
             server_cpu = self.server_cpu()
             result = measure(command, self.env)
@@ -141,6 +151,36 @@ class Bench:
     def server_cpu(self) -> float:
         times = psutil.Process(self.server.pid).cpu_times()
         return times.user + times.system
+
+    def peer(self, name: str, size: int, n: int, endpoint: str | None) -> dict:
+        """A peer's runs (benchmarks/peers.py), each a fresh process, with the settings --ray/--daft give."""
+        source = ["--s3-endpoint", endpoint] if endpoint else []
+        results = []
+        for _ in range(self.args.repeats):
+            self.runs += 1
+            out = self.work / "out" / f"{name}-{size}-{n}-{self.runs}"
+            command = [
+                PYTHON,
+                "-m",
+                "benchmarks.peers",
+                name,
+                str(self.work / f"set-{n}") if endpoint is None else f"s3://bench/set-{n}",
+                str(out),
+                "--size",
+                str(size),
+                "--model",
+                self.args.model,
+                *source,
+                *self.args.peer_settings[name].split(),
+            ]
+            server_cpu = self.server_cpu()
+            result = measure(command, {**self.env, "PYTHONPATH": str(ROOT)})
+            result["s3_server_cpu_s"] = self.server_cpu() - server_cpu
+            shutil.rmtree(out, ignore_errors=True)
+            where = "folder" if endpoint is None else "S3"
+            self.log(f"{name} ({where}) {size}px N={n}: {result['wall_s']:.1f} s, {result['peak_rss_mb']:.0f} MB")
+            results.append(result)
+        return best_of(results)
 
     def notebook(self, size: int, n: int) -> dict:
         """The baseline reads the local folder: no S3 server cost counted against it."""
@@ -159,22 +199,29 @@ class Bench:
             self.log(f"notebook {size}px N={n}: {results[-1]['wall_s']:.1f} s, {results[-1]['peak_rss_mb']:.0f} MB")
         return best_of(results)
 
-    def raw(self, size: int) -> float:
+    def raw(self, size: int) -> dict:
+        """The raw limit: the better of one process on every core and one single-thread process per core."""
+        one = self._raw_process(size, None)
+        per_core = self._raw_per_core(size)
+        best = max(one, per_core)
+        self.log(f"raw limit {size}px: one process {one:.1f}, one per core {per_core:.1f} images/s")
+        return {"images_per_second": best, "one_process": one, "one_per_core": per_core}
+
+    def _raw_process(self, size: int, threads: int | None) -> float:
+        command = [PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), self.args.model, str(size), "6"]
         result = subprocess.run(
-            [PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), self.args.model, str(size)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
+            command + ([str(threads)] if threads else []), env=self.env, capture_output=True, text=True, check=True
         )
-        data = json.loads(result.stdout.strip().splitlines()[-1])
-        self.log(f"raw limit {size}px: {data['images_per_second']:.1f} images/s (batch {data['best_batch']})")
-        return data["images_per_second"]
+        return json.loads(result.stdout.strip().splitlines()[-1])["images_per_second"]
+
+    def _raw_per_core(self, size: int) -> float:
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            return sum(pool.map(lambda _: self._raw_process(size, 1), range(os.cpu_count())))
 
     def run(self) -> dict:
         args = self.args
-        n, small = args.n, args.n // 4
-        sets = sorted({10, small, n, *(args.memory_sizes if not args.skip_memory else ())})
+        counts = {10, *(n for _, n in args.sizes), *(n // 4 for _, n in args.sizes)}
+        sets = sorted(counts | (set(args.memory_sizes) if not args.skip_memory else set()))
         self.log(f"making {sets} images in {self.work}")
         for count in sets:
             make_images(count, self.work / f"set-{count}")
@@ -185,99 +232,115 @@ class Bench:
             for count in sets:
                 upload(server.endpoint, "bench", f"set-{count}", self.work / f"set-{count}")
             proxy = LatencyProxy(int(server.endpoint.rsplit(":", 1)[1]), args.latency_ms / 1000).start()
-            return self._measure_all(server.endpoint, proxy, n, small)
+            return self._measure_all(server.endpoint, proxy)
         finally:
             if proxy:
                 proxy.stop()
             server.stop()
             shutil.rmtree(self.work, ignore_errors=True)
 
-    def _measure_all(self, endpoint: str, proxy: LatencyProxy, n: int, small: int) -> dict:
+    def _measure_all(self, endpoint: str, proxy: LatencyProxy) -> dict:
         args = self.args
         report = {
             "machine": machine(),
             "model": args.model,
-            "n": n,
-            "n_small": small,
+            "sizes": {size: n for size, n in args.sizes},
             "repeats": args.repeats,
+            "peer_settings": args.peer_settings,
             "rows": [],
         }
         # A machine's first run from a folder records the driver JVM's class archive as it exits; the first
         # run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next S3 run (a
         # measured one below, where the fastest of the repeats counts) records the archive with those jars.
+        first_size = args.sizes[0][0]
         report["first_run_10_images_s"] = {
-            f"df ({where})": self.sparkyfruit("df", args.sizes[0], 10, source, "first run", repeats=1)["wall_s"]
+            f"df ({where})": self.sparkyfruit("df", first_size, 10, source, "first run", repeats=1)["wall_s"]
             for where, source in (("folder", None), ("S3", endpoint))
         }
-        notebook_e2e = {}
-        for size in args.sizes:
+        for size, n in args.sizes:
+            small = n // 4
             raw = self.raw(size)
-            report["rows"].append({"name": "raw model limit", "size": size, "steady_ips": raw})
-            if not args.skip_notebook:
+            report["rows"].append(
+                {"name": "raw model limit", "size": size, "steady_ips": raw["images_per_second"], "raw": raw}
+            )
+            raw = raw["images_per_second"]
+            notebook_e2e = None
+            if args.notebook:
                 t_small, t_n = self.notebook(size, small), self.notebook(size, n)
-                notebook_e2e[size] = n / t_n["wall_s"]
+                notebook_e2e = n / t_n["wall_s"]
                 report["rows"].append(row("notebook baseline (folder)", size, n, small, t_small, t_n, raw, None))
             for where, source in (("folder", None), ("S3", endpoint)):
+                group = []
                 for mode in ("df", "keys"):
                     t_small = self.sparkyfruit(mode, size, small, source)
                     t_n = self.sparkyfruit(mode, size, n, source)
-                    report["rows"].append(
-                        row(f"sparkyfruit {mode} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e.get(size))
-                    )
-        size = args.sizes[0]
-        label = f"+{args.latency_ms} ms/request"
-        t_small = self.sparkyfruit("keys", size, small, proxy.endpoint, f"keys {label}")
-        t_n = self.sparkyfruit("keys", size, n, proxy.endpoint, f"keys {label}")
-        report["rows"].append(
-            row(f"sparkyfruit keys (S3 {label})", size, n, small, t_small, t_n, None, notebook_e2e.get(size))
-        )
-        # df mode pays 3 sequential requests per image (Spark's binaryFile: getFileStatus, open; S3A: HEAD,
-        # HEAD, GET): measured at the small size only, end to end.
-        t_small = self.sparkyfruit("df", size, small, proxy.endpoint, f"df {label}")
-        report["rows"].append(
-            {
-                "name": f"sparkyfruit df (S3 {label})",
-                "size": size,
-                "n": small,
-                "wall_s": t_small["wall_s"],
-                "e2e_ips": small / t_small["wall_s"],
-                "peak_rss_mb": t_small["peak_rss_mb"],
-                "s3_server_cpu_s": t_small["s3_server_cpu_s"],
-            }
-        )
+                    group.append(row(f"sparkyfruit {mode} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e))
+                for name in ("ray", "daft"):
+                    t_small, t_n = self.peer(name, size, small, source), self.peer(name, size, n, source)
+                    group.append(row(f"{PEER_NAMES[name]} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e))
+                against_best_peer(group)
+                report["rows"] += group
+        report["latency"] = self._latency(endpoint, proxy)
+        size = first_size
         cold = {
             f"{mode} ({where})": self.sparkyfruit(mode, size, 10, source, "cold start")["wall_s"]
             for where, source in (("folder", None), ("S3", endpoint))
             for mode in ("df", "keys")
         }
-        if not args.skip_notebook:
+        if args.notebook:
             cold["notebook (folder)"] = self.notebook(size, 10)["wall_s"]
         report["cold_start_10_images_s"] = cold
         if not args.skip_memory:
-            size = args.sizes[-1]
+            size = args.sizes[-1][0]
             report["peak_rss_mb_by_n"] = {}
-            raw = next(r["steady_ips"] for r in report["rows"] if r["name"] == "raw model limit" and r["size"] == size)
             for mode in ("df", "keys"):
                 runs = {count: self.sparkyfruit(mode, size, count, None, "memory") for count in args.memory_sizes}
                 report["peak_rss_mb_by_n"][f"{mode} (folder, {size} px)"] = {
                     count: result["peak_rss_mb"] for count, result in runs.items()
                 }
-                # At 100 px N = 4,000 runs only ~4 s longer than N = 1,000, close to the run-to-run noise of
-                # start-up; the memory runs' wider span (2,000 -> 8,000) gives a steadier figure for free.
-                (fewest, t_fewest), (most, t_most) = min(runs.items()), max(runs.items())
-                report["rows"].append(
-                    row(
-                        f"sparkyfruit {mode} (folder, N {fewest:,} -> {most:,})",
-                        size,
-                        most,
-                        fewest,
-                        t_fewest,
-                        t_most,
-                        raw,
-                        None,
-                    )
-                )
         return report
+
+    def _latency(self, endpoint: str, proxy: LatencyProxy) -> list[dict]:
+        """Both modes at the first size and its N/4, straight to the S3 server and through the proxy that
+        adds --latency-ms to every request; the proxy counts the requests each image cost."""
+        size, n = self.args.sizes[0]
+        small = n // 4
+        rows = []
+        # df mode reads one file at a time per task: the lever tried is more task slots than cores
+        slots = f"local[{2 * os.cpu_count()}]"
+        for mode, extra in (("df", ()), ("df", ("--master", slots)), ("keys", ())):
+            direct = self.sparkyfruit(mode, size, small, endpoint, f"{mode} direct {' '.join(extra)}", extra=extra)
+            before = proxy.requests
+            delayed = self.sparkyfruit(
+                mode, size, small, proxy.endpoint, f"{mode} +{self.args.latency_ms} ms {' '.join(extra)}", extra=extra
+            )
+            rows.append(
+                {
+                    "name": f"sparkyfruit {mode} (S3 +{self.args.latency_ms} ms/request"
+                    + (f", --master {slots})" if extra else ")"),
+                    "size": size,
+                    "n": small,
+                    "wall_s": delayed["wall_s"],
+                    "direct_wall_s": direct["wall_s"],
+                    "vs_direct": direct["wall_s"] / delayed["wall_s"],
+                    "requests_per_image": (proxy.requests - before) / (small * self.args.repeats),
+                }
+            )
+        return rows
+
+
+PEER_NAMES = {"ray": "Ray Data", "daft": "Daft"}
+# the best settings of those tried (python -m benchmarks.peers tune; docs/performance.md#peers)
+PEER_DEFAULTS = {"ray": "--actors 2 --actor-cpus 0.5 --threads 1", "daft": "--actors 1 --actor-cpus 1 --threads 2"}
+
+
+def against_best_peer(group: list[dict]) -> None:
+    """Each sparkyfruit row of one size and source divided by the better peer's, steady and end to end."""
+    peers = [r for r in group if not r["name"].startswith("sparkyfruit")]
+    for key in ("steady_ips", "e2e_ips"):
+        best = max((r[key] for r in peers if r[key]), default=None)
+        for r in group:
+            r[f"vs_best_peer_{key.split('_')[0]}"] = r[key] / best if best and r[key] else None
 
 
 def best_of(results: list[dict]) -> dict:
@@ -327,40 +390,43 @@ def print_table(report: dict) -> None:
     def fmt(value, spec=".1f"):
         return "-" if value is None else format(value, spec)
 
+    sizes = ", ".join(f"{size} px: N = {n // 4:,} and {n:,}" for size, n in report["sizes"].items())
     table = Table(
-        title=f"{report['model']}, N = {report['n']} (steady state from N = {report['n_small']} and "
-        f"{report['n']}; each time the fastest of {report['repeats']} runs)"
+        title=f"{report['model']} ({sizes}; steady state from the two; the fastest of {report['repeats']} runs)"
     )
-    for column in [
-        "run",
-        "px",
-        "N",
-        "end-to-end s",
-        "e2e img/s",
-        "steady img/s",
-        "start-up s",
-        "× raw",
-        "× notebook e2e",
-        "peak RSS MB",
-        "S3 server CPU s",
-    ]:
+    columns = {
+        "run": lambda r: r["name"],
+        "px": lambda r: str(r["size"]),
+        "N": lambda r: str(r.get("n", "-")),
+        "end-to-end s": lambda r: fmt(r.get("wall_s")),
+        "e2e img/s": lambda r: fmt(r.get("e2e_ips")),
+        "steady img/s": lambda r: fmt(r.get("steady_ips")),
+        "start-up s": lambda r: fmt(r.get("startup_s")),
+        "× raw": lambda r: fmt(r.get("vs_raw"), ".2f"),
+        "× best peer steady": lambda r: fmt(r.get("vs_best_peer_steady"), ".2f"),
+        "× best peer e2e": lambda r: fmt(r.get("vs_best_peer_e2e"), ".2f"),
+        "peak RSS MB": lambda r: fmt(r.get("peak_rss_mb"), ".0f"),
+        "S3 server CPU s": lambda r: fmt(r.get("s3_server_cpu_s")),
+    }
+    if any(r.get("vs_notebook_e2e") for r in report["rows"]):
+        columns["× notebook e2e"] = lambda r: fmt(r.get("vs_notebook_e2e"), ".2f")
+    for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
     for r in report["rows"]:
-        table.add_row(
-            r["name"],
-            str(r["size"]),
-            str(r.get("n", "-")),
-            fmt(r.get("wall_s")),
-            fmt(r.get("e2e_ips")),
-            fmt(r.get("steady_ips")),
-            fmt(r.get("startup_s")),
-            fmt(r.get("vs_raw"), ".2f"),
-            fmt(r.get("vs_notebook_e2e"), ".2f"),
-            fmt(r.get("peak_rss_mb"), ".0f"),
-            fmt(r.get("s3_server_cpu_s")),
-        )
-    console = Console(width=170)
+        table.add_row(*(cell(r) for cell in columns.values()))
+    console = Console(width=200)
     console.print(table)
+    for r in report["rows"]:
+        if "raw" in r:
+            console.print(
+                f"raw model limit {r['size']} px: one process on every core {r['raw']['one_process']:.0f} images/s, "
+                f"one single-thread process per core {r['raw']['one_per_core']:.0f} images/s"
+            )
+    for r in report["latency"]:
+        console.print(
+            f"{r['name']}, {r['size']} px, N = {r['n']:,}: {r['wall_s']:.1f} s against {r['direct_wall_s']:.1f} s "
+            f"without the proxy ({r['vs_direct']:.2f}× its speed), {r['requests_per_image']:.2f} requests per image"
+        )
     console.print(
         "cold start, 10 images, whole process: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in report["cold_start_10_images_s"].items())
@@ -373,21 +439,57 @@ def print_table(report: dict) -> None:
         console.print(f"peak RSS {mode}: " + ", ".join(f"N={k}: {v:.0f} MB" for k, v in by_n.items()))
 
 
+def markdown(report: dict) -> str:
+    """The main table as Markdown, for docs/performance.md."""
+
+    def fmt(value, spec=".1f"):
+        return "" if value is None else format(value, spec)
+
+    lines = [
+        "| run | px | N | end-to-end s | e2e img/s | steady img/s | start-up s | × raw | × best peer steady "
+        "| × best peer e2e | peak RSS MB | S3 server CPU s |",
+        "| --- " * 12 + "|",
+    ]
+    for r in report["rows"]:
+        cells = [
+            r["name"],
+            str(r["size"]),
+            str(r.get("n", "")),
+            fmt(r.get("wall_s")),
+            fmt(r.get("e2e_ips")),
+            fmt(r.get("steady_ips")),
+            fmt(r.get("startup_s")),
+            fmt(r.get("vs_raw"), ".2f"),
+            fmt(r.get("vs_best_peer_steady"), ".2f"),
+            fmt(r.get("vs_best_peer_e2e"), ".2f"),
+            fmt(r.get("peak_rss_mb"), ".0f"),
+            fmt(r.get("s3_server_cpu_s")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--markdown"]:  # python -m benchmarks.featurize --markdown [JSON]
+        path = sys.argv[2] if len(sys.argv) > 2 else ROOT / "benchmarks" / "results" / "featurize.json"
+        print(markdown(json.loads(Path(path).read_text())))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=4000)
-    parser.add_argument("--sizes", default="224,100")
+    parser.add_argument("--sizes", default="224:4000,100:8000", help="SIZE:N pairs; N/4 is the small run")
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--latency-ms", type=int, default=30)
     parser.add_argument("--memory-sizes", default="2000,8000")
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the fastest counts")
-    parser.add_argument("--skip-notebook", action="store_true")
+    parser.add_argument("--ray", default=PEER_DEFAULTS["ray"], help="benchmarks.peers settings for Ray Data")
+    parser.add_argument("--daft", default=PEER_DEFAULTS["daft"], help="benchmarks.peers settings for Daft")
+    parser.add_argument("--notebook", action="store_true", help="also the notebook baseline (issue 3's)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "featurize.json"))
     parser.add_argument("extra", nargs="*", help="extra arguments for every sparkyfruit encode (after --)")
     args = parser.parse_args()
-    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.sizes = [tuple(int(x) for x in pair.split(":")) for pair in args.sizes.split(",")]
     args.memory_sizes = [int(s) for s in args.memory_sizes.split(",")]
+    args.peer_settings = {"ray": args.ray, "daft": args.daft}
     started = time.perf_counter()
     report = Bench(args).run()
     report["benchmark_seconds"] = time.perf_counter() - started

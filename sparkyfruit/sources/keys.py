@@ -61,6 +61,7 @@ def fetch_batches(s3: S3Settings):
 
         reader = None
         pending = None
+        started = []
         try:
             for batch in batches:
                 paths = batch.column("path").to_pylist()
@@ -72,9 +73,8 @@ def fetch_batches(s3: S3Settings):
                 pending = (batch, started)
             if pending is not None:
                 yield _assemble(pa, *pending)
-                pending = None
-        finally:
-            for future, _ in pending[1] if pending else ():  # the task ends early: stop its GETs
+        finally:  # a task that ends early (its consumer closed this) stops the GETs it still has in flight
+            for future, _ in [*(pending[1] if pending else ()), *started]:
                 if future is not None:
                     future.cancel()
 
