@@ -11,6 +11,7 @@ chain (or `--profile`) through obstore's `Boto3CredentialProvider`, so they reso
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
 from concurrent.futures import Future
@@ -51,13 +52,29 @@ class ObjectReader:
         self._stores: dict[str, object] = {}
         self._loop = asyncio.new_event_loop()
         self._limit: asyncio.Semaphore | None = None
-        self._credentials = None
         threading.Thread(target=self._loop.run_forever, name="sparkyfruit-s3-reads", daemon=True).start()
 
     def get(self, bucket: str, key: str, etag: str | None = None) -> Future:
         """Start one GET; the future gives the object's bytes or raises ObjectReadError. With `etag`, an
         object replaced since it was listed fails (If-Match) instead of giving other bytes."""
-        return asyncio.run_coroutine_threadsafe(self._get(bucket, key, etag), self._loop)
+        return self.get_many([(bucket, key, etag)])[0]
+
+    def get_many(self, requests: list[tuple[str, str, str | None]]) -> list[Future]:
+        """Start the GETs of (bucket, key, etag) requests, one future each, in one hand-over to the loop
+        (a hand-over per GET wakes the loop's thread once per object). Cancelling a future stops its GET."""
+        futures = [Future() for _ in requests]
+        self._loop.call_soon_threadsafe(self._start_all, requests, futures)
+        return futures
+
+    def _start_all(self, requests, futures) -> None:
+        for (bucket, key, etag), future in zip(requests, futures):
+            if future.cancelled():
+                continue
+            task = self._loop.create_task(self._get(bucket, key, etag))
+            task.add_done_callback(functools.partial(_settle, future))
+            future.add_done_callback(
+                lambda done, task=task: done.cancelled() and self._loop.call_soon_threadsafe(task.cancel)
+            )
 
     async def _get(self, bucket: str, key: str, etag: str | None) -> bytes:
         import obstore
@@ -103,6 +120,18 @@ class ObjectReader:
             },
             retry_config={"max_retries": s3.s3_max_attempts - 1},
         )
+
+
+def _settle(future: Future, task: asyncio.Task) -> None:
+    """Hand a finished GET's outcome to the caller's future (unless the caller cancelled it)."""
+    if future.cancelled():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
 
 
 class ObjectReadError(Exception):

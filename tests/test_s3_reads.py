@@ -58,3 +58,35 @@ def test_each_failure_is_one_short_line_that_says_why(s3, bucket):
     assert "500" in reasons["k/2.jpg"] and "InternalError: We encountered an internal error" in reasons["k/2.jpg"]
     assert broken.counts["always_fail"] == 2  # s3_max_attempts attempts in all
     assert all("\n" not in reason and len(reason) < 450 for reason in reasons.values()), reasons
+
+
+def test_fetch_batches_gives_each_row_its_bytes_or_its_reason(s3, bucket, tmp_path):
+    import pyarrow as pa
+
+    from sparkyfruit.sources.keys import fetch_batches
+
+    _, bodies, etags = bucket
+    local = tmp_path / "local.jpg"
+    local.write_bytes(b"local bytes")
+    keys = sorted(bodies)[:5]
+    rows = [(f"s3://reads/{key}", etags[key]) for key in keys]
+    rows += [(str(local), None), ("s3://reads/k/missing.jpg", '"0"'), (str(tmp_path / "gone.jpg"), None)]
+    batches = [
+        pa.RecordBatch.from_pydict(
+            {
+                "path": [path for path, _ in part],
+                "label": ["k"] * len(part),
+                "size": [0] * len(part),
+                "etag": [etag for _, etag in part],
+            }
+        )
+        for part in (rows[:3], rows[3:])  # the second batch's GETs start before the first is handed on
+    ]
+    out = list(fetch_batches(S3Settings(s3_endpoint=s3.endpoint, s3_max_attempts=1))(iter(batches)))
+    assert [batch.num_rows for batch in out] == [3, 5]
+    table = pa.Table.from_batches(out).to_pydict()
+    assert table["path"] == [path for path, _ in rows]
+    assert table["content"][:5] == [bodies[key] for key in keys] and table["content"][5] == b"local bytes"
+    assert table["error"][:6] == [None] * 6 and table["content"][6:] == [None, None]
+    assert table["error"][6] == "cannot read image: the object was removed after it was listed"
+    assert table["error"][7].startswith("cannot read image: FileNotFoundError: ")

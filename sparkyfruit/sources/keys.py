@@ -67,7 +67,7 @@ def fetch_batches(s3: S3Settings):
                 paths = batch.column("path").to_pylist()
                 if reader is None and any(locations.is_s3_uri(p) for p in paths):
                     reader = object_reader(s3)
-                started = [_start(uri, etag, reader) for uri, etag in zip(paths, batch.column("etag").to_pylist())]
+                started = _start(paths, batch.column("etag").to_pylist(), reader)
                 if pending is not None:
                     yield _assemble(pa, *pending)
                 pending = (batch, started)
@@ -81,12 +81,13 @@ def fetch_batches(s3: S3Settings):
     return run
 
 
-def _start(uri: str, etag: str | None, reader):
-    """A started read: a future of the object's bytes, or a local path read when assembled."""
-    location = locations.parse_location(uri)
-    if location.is_s3:
-        return reader.get(location.bucket, location.key, etag), None
-    return None, Path(location.path)
+def _start(uris: list[str], etags: list[str | None], reader) -> list[tuple]:
+    """Started reads, one per URI: (future of the object's bytes, None) on S3, (None, path) for a local
+    file, read when the batch is assembled."""
+    parsed = [locations.parse_location(uri) for uri in uris]
+    on_s3 = [(location.bucket, location.key, etag) for location, etag in zip(parsed, etags) if location.is_s3]
+    futures = iter(reader.get_many(on_s3) if on_s3 else ())
+    return [(next(futures), None) if location.is_s3 else (None, Path(location.path)) for location in parsed]
 
 
 def _result(started) -> tuple[bytes | None, str | None]:
