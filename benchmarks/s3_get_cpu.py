@@ -151,7 +151,9 @@ def _client(name: str, settings, concurrency: int):
         reader = object_reader(settings)
 
         def get_all(items):
-            futures = [reader.get(BUCKET, key, etag) for key, _, etag in items]
+            futures = []
+            for start in range(0, len(items), 64):  # as keys mode: one hand-over per batch of 64
+                futures += reader.get_many([(BUCKET, key, etag) for key, _, etag in items[start : start + 64]])
             return [len(future.result()) for future in futures]
 
         return get_all
