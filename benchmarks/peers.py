@@ -127,7 +127,7 @@ TRIED = {
         "--actors 1 --actor-cpus 1 --threads 2",
     ],
 }
-STALL_SECONDS = 300
+STALL_SECONDS = 120
 
 
 def tune(n: int, size: int, model: str) -> None:
