@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sparkyfruit.models import ModelSpec, build_model
+from sparkyfruit.timeline import mark
 
 OUTPUT_SCHEMA = "path string, label string, features array<float>, error string"
 # the one text for a 0-byte image, whichever source found it
@@ -51,6 +52,7 @@ class Encoder:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with _native_stderr_silenced():
             import tensorflow as tf
+        mark("worker imported tensorflow")
 
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -58,13 +60,24 @@ class Encoder:
         except RuntimeError:
             pass  # TF already initialised in this process: its thread pools are fixed
         self.spec = spec
+        self.encoded_once = False  # for the start-up timeline: the first batch pays the network's trace
         self.model, self.preprocess = build_model(spec)
+        # One graph for every batch size: traced once, on the first batch. Keras's own predict_on_batch
+        # traces again for the first batch of another size (a task's last one), which costs as much as the
+        # first trace.
+        shape = (None, spec.image_size, spec.image_size, 3)
+        self._forward = tf.function(
+            lambda images: self.model(images, training=False),
+            input_signature=[tf.TensorSpec(shape, tf.float32)],
+            jit_compile=False,
+        )
+        mark("worker built the model")
         gc.freeze()  # the model's objects are long-lived: keep them out of every later gc pass
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(N, size, size, 3) float32 RGB 0..255 -> (N, dim) float32. Preprocesses `images` in place."""
         batch = self.preprocess(images)
-        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+        return np.asarray(self._forward(batch), dtype=np.float32)
 
 
 def encoder_for(spec: ModelSpec, threads: int = 1) -> Encoder:
@@ -86,15 +99,55 @@ def encoder_for(spec: ModelSpec, threads: int = 1) -> Encoder:
     return encoder
 
 
-def decode_image(content: bytes, size: int) -> np.ndarray:
-    """Bytes of a JPEG/PNG -> (size, size, 3) float32 RGB, bilinear resize (as keras.utils.load_img does)."""
+# JPEG colour spaces whose decode by libjpeg-turbo straight to RGB gives Pillow's pixels exactly; Pillow's own
+# conversion of the others (CMYK, YCCK) differs, so those go through Pillow
+_TURBO_COLOUR_SPACES = ("YCbCr", "Gray", "RGB")
+
+
+def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bytes of a JPEG/PNG -> (size, size, 3) uint8 RGB, bilinear resize (as keras.utils.load_img does).
+
+    A JPEG is decoded by simplejpeg (libjpeg-turbo, as in Pillow, with the same accurate DCT and fancy
+    upsampling, so the same pixels) without Pillow's per-image Python work, which for a 100 px image costs
+    more than the decode itself; into `out` when it is given and the image needs no resize. Anything
+    simplejpeg does not take (PNG, CMYK, a damaged file) goes through Pillow, which also words the error.
+    With `out`, the pixels are written there and `out` is returned.
+    """
+    rgb = _decode(content, size, out)
+    if out is None or rgb is out:
+        return rgb
+    out[...] = rgb
+    return out
+
+
+def _decode(content: bytes, size: int, out: np.ndarray | None) -> np.ndarray:
+    if content[:2] == b"\xff\xd8":
+        try:
+            import simplejpeg
+
+            height, width, colour_space, _ = simplejpeg.decode_jpeg_header(content)
+            if colour_space in _TURBO_COLOUR_SPACES:
+                if (height, width) != (size, size):
+                    return _resized(simplejpeg.decode_jpeg(content, colorspace="RGB"), size)
+                if out is None:
+                    return simplejpeg.decode_jpeg(content, colorspace="RGB")
+                simplejpeg.decode_jpeg(content, colorspace="RGB", buffer=out)
+                return out
+        except ValueError:
+            pass  # strict: any libjpeg warning (a truncated file) is an error; Pillow decides and words it
     from PIL import Image
 
     with Image.open(io.BytesIO(content)) as image:
-        rgb = image.convert("RGB")
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert would copy an RGB image
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.BILINEAR)
-        return np.asarray(rgb, dtype=np.float32)
+        return np.asarray(rgb)
+
+
+def _resized(rgb: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -109,7 +162,7 @@ def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
     """The contents and source errors of one batch -> the errors, which rows decoded, and their vectors."""
     size = encoder.spec.image_size
     errors = list(errors)
-    pixels = np.empty((len(contents), size, size, 3), dtype=np.float32)
+    pixels = np.empty((len(contents), size, size, 3), dtype=np.uint8)  # a quarter of float32's memory traffic
     decoded: list[int] = []
     for row, content in enumerate(contents):
         if errors[row] is not None:
@@ -118,12 +171,15 @@ def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
             errors[row] = EMPTY_FILE_ERROR
             continue
         try:
-            pixels[len(decoded)] = decode_image(content, size)
+            decode_image(content, size, out=pixels[len(decoded)])
             decoded.append(row)
         except Exception as exc:  # Pillow raises many types for bad files; each becomes a row error
             errors[row] = _error_text(exc)
     step = encoder.spec.batch_size
-    chunks = [encoder.encode(pixels[start : min(len(decoded), start + step)]) for start in range(0, len(decoded), step)]
+    chunks = [
+        encoder.encode(pixels[start : min(len(decoded), start + step)].astype(np.float32))
+        for start in range(0, len(decoded), step)
+    ]
     vectors = np.concatenate(chunks) if chunks else np.empty((0, encoder.spec.dim), dtype=np.float32)
     return {"errors": errors, "decoded_rows": decoded, "vectors": vectors}
 
@@ -139,6 +195,7 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
         from pyspark import TaskContext
 
         context = TaskContext.get()
+        mark("worker task started")
         encoder = encoder_for(spec, threads=max(1, int(context.cpus())) if context else 1)
         for batch in fetch(batches) if fetch else batches:
             if batch.num_rows == 0:
@@ -151,6 +208,9 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
             )
             if counter is not None:
                 counter.add(batch.num_rows)
+            if not encoder.encoded_once:
+                encoder.encoded_once = True
+                mark("worker encoded its first batch")
             _crash_once_if_asked()
 
     return run

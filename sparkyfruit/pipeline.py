@@ -13,6 +13,7 @@ from sparkyfruit.errors import InterruptedRun, RunFailedError, SparkyfruitError,
 from sparkyfruit.output_format import Manifest, RunRecord, ShardRecord, now
 from sparkyfruit.spark import ship_env
 from sparkyfruit.spark.interrupt import SigintGuard
+from sparkyfruit.timeline import mark
 
 
 @dataclass
@@ -89,6 +90,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     from sparkyfruit.spark.session import start_session
 
     started = time.monotonic()
+    mark("run started")
     timings = RunTimings()
     show = console is not None and not config.quiet
     announce = console.print if show else None
@@ -126,8 +128,10 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             )
     with SigintGuard() as sigint:
         session_started = time.monotonic()
+        mark("session starting")
         handle = start_session(config, spark, shipped)
         timings.session = time.monotonic() - session_started
+        mark("session started")
         try:
             sigint.watch(handle.spark.sparkContext)
             if show and handle.ui_url:
@@ -153,6 +157,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                         ) from None
                     raise
                 timings.listing += time.monotonic() - listed_at
+                mark("spark listed the input")
             else:
                 listing = keys_source.Listing(handle.spark, images, config)
             # a stopped run continues with its own shard size, unless one is given now
@@ -181,6 +186,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                         featurize_partition(spec, source.fetch, progress.counter), OUTPUT_SCHEMA
                     )
                     shard_started = time.monotonic()
+                    mark(f"shard {shard.number} job started")
                     committed = _run_job(
                         functools.partial(sink.write_shard, features, config, shard.number, source.listed, known),
                         handle,
@@ -189,6 +195,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                         kept,
                     )
                     timings.shards.append(time.monotonic() - shard_started)
+                    mark(f"shard {shard.number} committed")
                     kept.add(committed)
 
             finish_started = time.monotonic()
@@ -196,6 +203,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                 config, state, record, spark_version=handle.spark.version, duration_seconds=time.monotonic() - started
             )
             timings.finish = time.monotonic() - finish_started
+            mark("manifest written")
             added = manifest.counts.rows - rows_before if resuming else None
             return RunResult.of(manifest, time.monotonic() - started, handle.ui_url, added, timings)
         finally:
@@ -205,6 +213,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                     "and set of jars)..."
                 )
             handle.stop()
+            mark("session stopped")
 
 
 def _run_record(config: RunConfig, state: sink.OutputState, weights_sha256: str | None, size: int) -> RunRecord:

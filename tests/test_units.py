@@ -13,7 +13,7 @@ from PIL import Image
 from sparkyfruit import shards
 from sparkyfruit.errors import failure_summary
 from sparkyfruit.evaluate import stratified_split
-from sparkyfruit.featurize import EMPTY_FILE_ERROR, _features_array, featurize_batch
+from sparkyfruit.featurize import EMPTY_FILE_ERROR, _features_array, decode_image, featurize_batch
 from sparkyfruit.models import ModelSpec
 from sparkyfruit.s3_settings import S3Settings
 from sparkyfruit.sources import task_count
@@ -77,6 +77,62 @@ def test_featurize_batch_gives_vectors_to_good_rows_and_an_error_to_each_bad_one
     values = column.to_pylist()
     assert values[1] is None and values[2] is None and values[3] is None
     assert values[0] == pytest.approx(list(result["vectors"][0])) and len(values[4]) == 3
+
+
+def pillow_pixels(content: bytes, size: int) -> np.ndarray:
+    """What keras.utils.load_img(..., target_size=(size, size), interpolation="bilinear") gives, as uint8."""
+    with Image.open(io.BytesIO(content)) as image:
+        return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+def encoded(image: Image.Image, format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [100, 224, 64])
+def test_decode_gives_pillows_pixels_for_every_kind_of_image(size):
+    """The libjpeg-turbo path (simplejpeg) must not change a vector: the sample's JPEGs, at their own size (into
+    the batch's buffer) and resized, and the kinds it leaves to Pillow (CMYK JPEG, PNG), all equal Pillow's."""
+    rng = np.random.RandomState(0)
+    noise = Image.fromarray(rng.randint(0, 255, (70, 90, 3), np.uint8))
+    contents = [path.read_bytes() for path in sorted(SAMPLE.rglob("*.jpg"))[::6]]
+    contents += [
+        encoded(noise, "JPEG", quality=90),
+        encoded(noise.convert("L"), "JPEG"),
+        encoded(noise.convert("CMYK"), "JPEG"),
+        encoded(noise, "JPEG", progressive=True),
+        encoded(noise, "PNG"),
+        encoded(noise.convert("RGBA"), "PNG"),
+    ]
+    buffer = np.zeros((len(contents), size, size, 3), np.uint8)
+    for index, content in enumerate(contents):
+        expected = pillow_pixels(content, size)
+        assert np.array_equal(decode_image(content, size), expected), index
+        row = buffer[index]
+        assert decode_image(content, size, out=row) is row
+        assert np.array_equal(buffer[index], expected), index
+
+
+def test_a_truncated_jpeg_is_an_error_row_not_a_grey_image():
+    whole = (SAMPLE / "Avocado").glob("*.jpg").__next__().read_bytes()
+    result = featurize_batch(FakeEncoder(), [whole[: len(whole) // 2], whole], [None, None])
+    assert result["decoded_rows"] == [1]
+    assert result["errors"][0].startswith("cannot decode image: OSError") and "truncated" in result["errors"][0]
+
+
+@pytest.mark.slow
+def test_the_encoder_traces_its_network_once_for_every_batch_size():
+    """A task's last batch is smaller than the rest: it must reuse the graph, and give Keras's own vectors."""
+    from sparkyfruit.featurize import Encoder
+
+    encoder = Encoder(ModelSpec("mobilenet", 0.25, 32, "none", batch_size=8))
+    images = np.random.RandomState(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    for rows in (8, 3, 1, 8):
+        expected = encoder.model.predict_on_batch(encoder.preprocess(images[:rows].copy()))
+        np.testing.assert_allclose(encoder.encode(images[:rows].copy()), expected, atol=1e-6)
+    assert encoder._forward.experimental_get_tracing_count() == 1
 
 
 def test_tasks_hold_at_most_images_per_task_and_every_core_gets_two():
