@@ -99,6 +99,23 @@ def test_manifest_records_the_run(both_modes):
 
 
 @pytest.mark.s3
+def test_feature_values_are_written_without_a_parquet_dictionary(both_modes):
+    """A dictionary of float values that hardly ever repeat only costs the JVM CPU (sink.py); labels keep one."""
+    import pyarrow.parquet as pq
+
+    results, _ = both_modes
+    for mode in ("keys", "df"):
+        folder = Path(results[mode].output.removeprefix("file://"))
+        files = sorted(folder.glob("*.parquet"))
+        assert files
+        for file in files:
+            meta = pq.ParquetFile(file).metadata.row_group(0)
+            encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+            assert not [e for e in encodings["features.list.element"] if "DICTIONARY" in e], encodings
+            assert [e for e in encodings["label"] if "DICTIONARY" in e], encodings
+
+
+@pytest.mark.s3
 def test_vectors_equal_a_direct_keras_call(both_modes):
     import keras
 
