@@ -37,11 +37,29 @@ class Listing:
         images = [self.images[position] for position in shard.positions()]
         context = self.spark.sparkContext
         slices = task_count(len(images), context.defaultParallelism, self.config.images_per_task)
-        rows = context.parallelize([(uri, locations.label_of(uri), size, etag) for uri, size, etag in images], slices)
-        keys = self.spark.createDataFrame(rows, "path string, label string, size long, etag string")
+        rows = [(uri, locations.label_of(uri), size, etag) for uri, size, etag in images]
+        keys = _frame_of(self.spark, rows, slices, "path string, label string, size long, etag string")
         # one output row per listed key by construction: the sink finds nothing to reconcile
         listed = [uri for uri, _, _ in images]
         return Source(keys, fetch=fetch_batches(self.config.s3_only()), listed=listed, count=len(images))
+
+
+def _frame_of(spark, rows: list[tuple], slices: int, schema: str):
+    """A DataFrame of `rows` in `slices` partitions, turned into Spark rows by the JVM.
+
+    `createDataFrame` over an RDD (the only way to choose the partitions) maps every row through a Python
+    worker first: per task one more Python process, and every row pickled twice more. Its own path for a
+    local list, which this follows, has the JVM unpickle the rows.
+    """
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import _parse_datatype_string
+
+    context = spark.sparkContext
+    pickled = context.parallelize(rows, slices)._to_java_object_rdd()
+    arrays = context._jvm.SerDeUtil.toJavaArray(pickled)
+    return DataFrame(
+        spark._jsparkSession.applySchemaToPythonRDD(arrays.rdd(), _parse_datatype_string(schema).json()), spark
+    )
 
 
 def fetch_batches(s3: S3Settings):
