@@ -75,8 +75,9 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         f"-XX:ErrorFile={driver_log.log_folder() / 'hs_err_pid%p.log'}",
     ]
     if config.master_is_local:
-        # The local driver JVM is also the executor: its C2 JIT compiler spends CPU at start-up that
-        # TensorFlow needs on a small machine, and the JVM's code is not what bounds this job.
+        # The local driver JVM is also the executor. Its C2 JIT compiler spends CPU at start-up that TensorFlow
+        # needs on a small machine: the run takes seconds longer, and C2's faster code for the Parquet write
+        # repays that only over tens of thousands of images (docs/performance.md).
         java_options.append("-XX:TieredStopAtLevel=1")
     options = {
         "spark.app.name": APP_NAME,
