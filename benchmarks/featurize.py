@@ -41,11 +41,13 @@ SPARKYFRUIT = str(Path(sys.executable).with_name("sparkyfruit"))
 
 
 def measure(command: list[str], env: dict) -> dict:
-    """Run a command; wall seconds and peak RSS of its whole process tree (driver, JVM, Python workers)."""
+    """Run a command; wall seconds, peak RSS of its whole process tree (driver, JVM, Python workers) and the
+    CPU seconds of each kind of process in it (the last sample of each process, 0.1 s apart)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
     root = psutil.Process(process.pid)
+    cpu: dict[int, tuple[str, float]] = {}
     done = threading.Event()
 
     def sample():
@@ -54,6 +56,9 @@ def measure(command: list[str], env: dict) -> dict:
             try:
                 tree = [root, *root.children(recursive=True)]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                for child in tree:
+                    times = child.cpu_times()
+                    cpu[child.pid] = (process_kind(child, root), times.user + times.system)
             except psutil.Error:
                 pass
             done.wait(0.1)
@@ -66,7 +71,21 @@ def measure(command: list[str], env: dict) -> dict:
     sampler.join()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "stdout": stdout[-500:]}
+    by_kind = {kind: 0.0 for kind in PROCESS_KINDS}
+    for kind, seconds in cpu.values():
+        by_kind[kind] += seconds
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "cpu_s": by_kind, "stdout": stdout[-500:]}
+
+
+PROCESS_KINDS = ("driver", "jvm", "workers")
+
+
+def process_kind(process: psutil.Process, root: psutil.Process) -> str:
+    """The command's own process is the driver (or a peer's single process); the JVM; every other process
+    (Spark's Python workers, a peer's actors and helpers)."""
+    if process.pid == root.pid:
+        return "driver"
+    return "jvm" if process.name() == "java" else "workers"
 
 
 def upload(endpoint: str, bucket: str, prefix: str, folder: Path) -> None:
@@ -107,8 +126,11 @@ class Bench:
         label: str | None = None,
         repeats: int | None = None,
         extra: tuple[str, ...] = (),
+        model: str | None = None,
+        env: dict | None = None,
     ) -> dict:
-        """Encode runs; endpoint None reads the local folder, else the S3 server (or proxy) at endpoint."""
+        """Encode runs; endpoint None reads the local folder, else the S3 server (or proxy) at endpoint.
+        `model`: instead of --model's; `env`: added to the runs' environment."""
         source = (
             ["--input", str(self.work / f"set-{n}")]
             if endpoint is None
@@ -127,7 +149,7 @@ class Bench:
                 "--output",
                 str(out),
                 "--model",
-                self.args.model,
+                model or self.args.model,
                 "--weights",
                 "none",
                 "--image-size",
@@ -137,7 +159,7 @@ class Bench:
                 *extra,
             ]
             server_cpu = self.server_cpu()
-            result = measure(command, self.env)
+            result = measure(command, {**self.env, **(env or {})})
             result["s3_server_cpu_s"] = self.server_cpu() - server_cpu
             shutil.rmtree(out, ignore_errors=True)
             where = "folder" if endpoint is None else "S3"

@@ -1,18 +1,18 @@
 """The raw model limit: the same network on pre-decoded float batches, all cores, no Spark, no I/O.
 
-Usage: python benchmarks/raw_limit.py MODEL IMAGE_SIZE [SECONDS] [THREADS]   -> prints one JSON line
+Usage: python benchmarks/raw_limit.py MODEL IMAGE_SIZE [SECONDS] [THREADS] [--alpha A]   -> one JSON line
 THREADS: TensorFlow intra-op threads (default: all cores), e.g. 1 to compare one process per core.
 """
 
+import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(model_name: str, size: int, seconds: float, threads: int | None) -> None:
+def main(model_name: str, size: int, seconds: float, threads: int | None, alpha: float) -> None:
     import numpy as np
     import tensorflow as tf
 
@@ -23,8 +23,8 @@ def main(model_name: str, size: int, seconds: float, threads: int | None) -> Non
     from sparkyfruit.models import ModelSpec, build_model
 
     results = {}
-    for batch in (32, 64, 128):
-        model, preprocess = build_model(ModelSpec(model_name, 1.0, size, "none", batch))
+    for batch in (32, 64, 128, 256):
+        model, preprocess = build_model(ModelSpec(model_name, alpha, size, "none", batch))
         x = preprocess(np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
         model.predict_on_batch(x)
         model.predict_on_batch(x)
@@ -35,7 +35,7 @@ def main(model_name: str, size: int, seconds: float, threads: int | None) -> Non
         results[batch] = images / (time.perf_counter() - started)
     best = max(results, key=results.get)
     # the lever "call the model directly, never model.predict in a loop": what each way costs
-    model, preprocess = build_model(ModelSpec(model_name, 1.0, size, "none", best))
+    model, preprocess = build_model(ModelSpec(model_name, alpha, size, "none", best))
     x = preprocess(np.random.RandomState(0).uniform(0, 255, (best, size, size, 3)).astype(np.float32))
     ways = {
         "predict_on_batch": model.predict_on_batch,
@@ -58,15 +58,18 @@ def main(model_name: str, size: int, seconds: float, threads: int | None) -> Non
                 "by_batch": results,
                 "by_call": per_way,
                 "threads": threads or os.cpu_count(),
+                "alpha": alpha,
             }
         )
     )
 
 
 if __name__ == "__main__":
-    main(
-        sys.argv[1],
-        int(sys.argv[2]),
-        float(sys.argv[3]) if len(sys.argv) > 3 else 6.0,
-        int(sys.argv[4]) if len(sys.argv) > 4 else None,
-    )
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("size", type=int)
+    parser.add_argument("seconds", type=float, nargs="?", default=6.0)
+    parser.add_argument("threads", type=int, nargs="?", default=None)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    args = parser.parse_args()
+    main(args.model, args.size, args.seconds, args.threads, args.alpha)
