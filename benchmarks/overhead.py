@@ -168,7 +168,7 @@ def print_table(report: dict) -> None:
     print(f"\n100 px, steady from N/4 and N, {report['machine']['cpus']} cores; CPU-ms per image between the sizes")
     print(
         f"{'model':<16} {'run':<18} {'N':>7} {'steady':>8} {'× raw':>6} {'start s':>8} "
-        f"{'driver':>7} {'JVM':>6} {'workers':>8} {'overhead ms/img':>16} {'× best peer':>12}"
+        f"{'driver':>7} {'JVM':>6} {'workers':>8} {'overhead ms/img':>16} {'e2e img/s':>10} {'× best peer':>12}"
     )
     for r in report["rows"]:
         cpu = r.get("cpu_ms_per_image")
@@ -177,6 +177,8 @@ def print_table(report: dict) -> None:
             f"{r.get('vs_raw') or 0:6.2f} "
             f"{r.get('startup_s') or 0:8.1f} "
             + (f"{cpu['driver']:7.2f} {cpu['jvm']:6.2f} {cpu['workers']:8.2f} {r['overhead_ms']:16.2f}" if cpu else "")
+            + (f" {r['e2e_ips']:10.0f}" if r.get("e2e_ips") else "")
+            + (f" {r['vs_best_peer_steady']:12.2f}" if r.get("vs_best_peer_steady") else "")
         )
     print(f"\nstart-up split, {STARTUP_IMAGES} images (seconds)")
     runs = list(report["startup"])
