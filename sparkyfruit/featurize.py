@@ -124,9 +124,12 @@ def _decode(content: bytes, size: int, out: np.ndarray | None) -> np.ndarray:
     if content[:2] == b"\xff\xd8":
         try:
             import simplejpeg
+            from PIL import Image
 
             height, width, colour_space, _ = simplejpeg.decode_jpeg_header(content)
-            if colour_space in _TURBO_COLOUR_SPACES:
+            # beyond Pillow's decompression-bomb limit, Pillow's own check refuses the image (or warns)
+            within_limit = Image.MAX_IMAGE_PIXELS is None or height * width <= Image.MAX_IMAGE_PIXELS
+            if colour_space in _TURBO_COLOUR_SPACES and within_limit:
                 if (height, width) != (size, size):
                     return _resized(simplejpeg.decode_jpeg(content, colorspace="RGB"), size)
                 if out is None:

@@ -122,6 +122,22 @@ def test_a_truncated_jpeg_is_an_error_row_not_a_grey_image():
     assert result["errors"][0].startswith("cannot decode image: OSError") and "truncated" in result["errors"][0]
 
 
+def test_a_jpeg_that_declares_a_huge_size_meets_pillows_bomb_limit_not_a_huge_allocation(monkeypatch):
+    """simplejpeg would allocate the declared 2.7 GB before it finds the data short: it must not be called."""
+    import simplejpeg
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("simplejpeg.decode_jpeg called for a decompression bomb")
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", refuse)
+    small = encoded(Image.new("RGB", (16, 16), (200, 10, 10)), "JPEG")
+    frame = small.index(b"\xff\xc0")  # SOF0: length (2), precision (1), height (2), width (2)
+    bomb = small[: frame + 5] + (30000).to_bytes(2, "big") * 2 + small[frame + 9 :]
+    result = featurize_batch(FakeEncoder(), [bomb], [None])
+    assert result["decoded_rows"] == []
+    assert result["errors"][0].startswith("cannot decode image: DecompressionBombError"), result["errors"][0]
+
+
 @pytest.mark.slow
 def test_the_encoder_traces_its_network_once_for_every_batch_size():
     """A task's last batch is smaller than the rest: it must reuse the graph, and give Keras's own vectors."""
