@@ -4,6 +4,7 @@ and vectors as Arrow, and the options a run gives Spark."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -143,7 +144,8 @@ def test_the_encoder_traces_its_network_once_for_every_batch_size():
     """A task's last batch is smaller than the rest: it must reuse the graph, and give Keras's own vectors."""
     from sparkyfruit.featurize import Encoder
 
-    encoder = Encoder(ModelSpec("mobilenet", 0.25, 32, "none", batch_size=8))
+    # all cores: this process may build other networks after this test, with the thread pools set here
+    encoder = Encoder(ModelSpec("mobilenet", 0.25, 32, "none", batch_size=8), threads=os.cpu_count())
     images = np.random.RandomState(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     for rows in (8, 3, 1, 8):
         expected = encoder.model.predict_on_batch(encoder.preprocess(images[:rows].copy()))
