@@ -40,9 +40,10 @@ PYTHON = sys.executable
 SPARKYFRUIT = str(Path(sys.executable).with_name("sparkyfruit"))
 
 
-def measure(command: list[str], env: dict) -> dict:
+def measure(command: list[str], env: dict, series: list | None = None) -> dict:
     """Run a command; wall seconds, peak RSS of its whole process tree (driver, JVM, Python workers) and the
-    CPU seconds of each kind of process in it (the last sample of each process, 0.1 s apart)."""
+    CPU seconds of each kind of process in it (the last sample of each process, 0.1 s apart). With `series`,
+    every sample's (time, CPU seconds by kind) is appended to it."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -61,6 +62,8 @@ def measure(command: list[str], env: dict) -> dict:
                     cpu[child.pid] = (process_kind(child, root), times.user + times.system)
             except psutil.Error:
                 pass
+            if series is not None:
+                series.append((time.time(), cpu_by_kind(cpu)))
             done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -71,13 +74,17 @@ def measure(command: list[str], env: dict) -> dict:
     sampler.join()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-3000:]}")
-    by_kind = {kind: 0.0 for kind in PROCESS_KINDS}
-    for kind, seconds in cpu.values():
-        by_kind[kind] += seconds
-    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "cpu_s": by_kind, "stdout": stdout[-500:]}
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "cpu_s": cpu_by_kind(cpu), "stdout": stdout[-500:]}
 
 
 PROCESS_KINDS = ("driver", "jvm", "workers")
+
+
+def cpu_by_kind(cpu: dict[int, tuple[str, float]]) -> dict[str, float]:
+    totals = dict.fromkeys(PROCESS_KINDS, 0.0)
+    for kind, seconds in list(cpu.values()):
+        totals[kind] += seconds
+    return totals
 
 
 def process_kind(process: psutil.Process, root: psutil.Process) -> str:
@@ -221,24 +228,23 @@ class Bench:
             self.log(f"notebook {size}px N={n}: {results[-1]['wall_s']:.1f} s, {results[-1]['peak_rss_mb']:.0f} MB")
         return best_of(results)
 
-    def raw(self, size: int) -> dict:
+    def raw(self, size: int, model: str | None = None, alpha: float = 1.0) -> dict:
         """The raw limit: the better of one process on every core and one single-thread process per core."""
-        one = self._raw_process(size, None)
-        per_core = self._raw_per_core(size)
+        model = model or self.args.model
+        one = self._raw_process(size, None, model, alpha)
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            per_core = sum(pool.map(lambda _: self._raw_process(size, 1, model, alpha), range(os.cpu_count())))
         best = max(one, per_core)
-        self.log(f"raw limit {size}px: one process {one:.1f}, one per core {per_core:.1f} images/s")
+        self.log(f"raw limit {model} {alpha:g} {size}px: one process {one:.1f}, one per core {per_core:.1f} images/s")
         return {"images_per_second": best, "one_process": one, "one_per_core": per_core}
 
-    def _raw_process(self, size: int, threads: int | None) -> float:
-        command = [PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), self.args.model, str(size), "6"]
+    def _raw_process(self, size: int, threads: int | None, model: str, alpha: float) -> float:
+        command = [PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), model, str(size), "6"]
+        command += [str(threads)] if threads else []
         result = subprocess.run(
-            command + ([str(threads)] if threads else []), env=self.env, capture_output=True, text=True, check=True
+            [*command, "--alpha", str(alpha)], env=self.env, capture_output=True, text=True, check=True
         )
         return json.loads(result.stdout.strip().splitlines()[-1])["images_per_second"]
-
-    def _raw_per_core(self, size: int) -> float:
-        with ThreadPoolExecutor(os.cpu_count()) as pool:
-            return sum(pool.map(lambda _: self._raw_process(size, 1), range(os.cpu_count())))
 
     def run(self) -> dict:
         args = self.args

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -51,26 +50,6 @@ STARTUP_IMAGES = 10
 
 
 class OverheadBench(Bench):
-    def raw_for(self, model: str, alpha: float) -> dict:
-        command = [sys.executable, str(ROOT / "benchmarks" / "raw_limit.py"), model, str(SIZE), "6"]
-
-        def one(threads: int | None) -> dict:
-            import subprocess
-
-            extra = [str(threads)] if threads else []
-            done = subprocess.run(
-                [*command, *extra, "--alpha", str(alpha)], env=self.env, capture_output=True, text=True, check=True
-            )
-            return json.loads(done.stdout.strip().splitlines()[-1])
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        whole = one(None)["images_per_second"]
-        with ThreadPoolExecutor(os.cpu_count()) as pool:
-            per_core = sum(r["images_per_second"] for r in pool.map(lambda _: one(1), range(os.cpu_count())))
-        self.log(f"raw limit {model} {alpha}: one process {whole:.0f}, one per core {per_core:.0f} images/s")
-        return {"images_per_second": max(whole, per_core), "one_process": whole, "one_per_core": per_core}
-
     def timeline_run(self, mode: str, endpoint: str | None) -> dict:
         """The fastest of --repeats 10-image runs, with its timeline split into phases."""
         best = None
@@ -91,7 +70,7 @@ class OverheadBench(Bench):
         for model, alpha, times in MODELS:
             n = args.n * times
             small = n // 4
-            raw = self.raw_for(model, alpha)
+            raw = self.raw(SIZE, model, alpha)
             network_ms = 1000 * os.cpu_count() / raw["images_per_second"]
             name = f"{model} {alpha:g}" if model == "mobilenet" else model
             report["rows"].append({"name": "raw model limit", "model": name, "steady_ips": raw["images_per_second"]})

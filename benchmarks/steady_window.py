@@ -16,16 +16,12 @@ from __future__ import annotations
 import bisect
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
-
 from benchmarks.data import make_images
-from benchmarks.featurize import PROCESS_KINDS, SPARKYFRUIT, process_kind
+from benchmarks.featurize import PROCESS_KINDS, SPARKYFRUIT, measure
 
 TASK_IMAGES = 1000
 SKIPPED_TASKS = 5
@@ -42,10 +38,8 @@ def main(mode: str, n: int, extra: list[str]) -> None:
         env.setdefault("PYSPARK_PYTHON", sys.executable)
         command = [SPARKYFRUIT, "encode", "--mode", mode, "--input", str(folder), "--output", str(work / "out")]
         command += ["--weights", "none", "--image-size", "100", "--quiet", "--config", str(work / "run.toml"), *extra]
-        started = time.time()
-        with open(work / "stderr.txt", "w+b") as stderr:
-            samples = sample_cpu(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr), stderr)
-        wall = time.time() - started
+        samples: list[tuple[float, dict[str, float]]] = []
+        wall = measure(command, env, series=samples)["wall_s"]
         starts = sorted(
             float(line.split(" ", 2)[0])
             for line in timeline.read_text().splitlines()
@@ -66,29 +60,6 @@ def main(mode: str, n: int, extra: list[str]) -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def sample_cpu(process: subprocess.Popen, stderr) -> list[tuple[float, dict[str, float]]]:
-    """(time, CPU seconds by kind of process) every 0.25 s until the command ends."""
-    root = psutil.Process(process.pid)
-    last: dict[int, tuple[str, float]] = {}
-    samples = []
-    while process.poll() is None:
-        try:
-            for child in [root, *root.children(recursive=True)]:
-                times = child.cpu_times()
-                last[child.pid] = (process_kind(child, root), times.user + times.system)
-        except psutil.Error:
-            pass
-        totals = dict.fromkeys(PROCESS_KINDS, 0.0)
-        for kind, seconds in last.values():
-            totals[kind] += seconds
-        samples.append((time.time(), totals))
-        time.sleep(0.25)
-    if process.returncode != 0:
-        stderr.seek(0)
-        raise SystemExit(f"the run failed ({process.returncode}): {stderr.read().decode()[-2000:]}")
-    return samples
 
 
 def cpu_at(samples: list[tuple[float, dict[str, float]]], moment: float, kind: str) -> float:
