@@ -105,10 +105,25 @@ def encode(
         None, "--config", help="TOML file with settings (same names as the flags, with '_' for '-')."
     ),
     model: Optional[str] = typer.Option(
-        None, help="mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 (2048-d). [default: mobilenet_v2]"
+        None,
+        help="A keras.applications backbone by name (`sparkyfruit models` lists them: efficientnet_v2_b0, "
+        "convnext_tiny, ...), or a saved model: path/to/model.keras, .h5 or s3://... [default: mobilenet_v2]",
     ),
-    alpha: Optional[float] = typer.Option(None, help="Width multiplier for mobilenet/mobilenet_v2. [default: 1.0]"),
-    image_size: Optional[int] = typer.Option(None, help="Resize images to this square size. [default: 224]"),
+    layer: Optional[str] = typer.Option(
+        None, help="With a saved --model: the layer whose output is the vector. [default: its last layer]"
+    ),
+    pooling: Optional[str] = typer.Option(
+        None, help="avg or max: how a feature map becomes one vector. [default: avg]"
+    ),
+    preprocess: Optional[str] = typer.Option(
+        None,
+        help="With a saved --model: the backbone whose preprocess_input applies (e.g. mobilenet_v2), or none. "
+        "[default: none]",
+    ),
+    alpha: Optional[float] = typer.Option(None, help="Width multiplier of the mobilenet family. [default: 1.0]"),
+    image_size: Optional[int] = typer.Option(
+        None, help="Resize images to this square size. [default: the network's own, e.g. 224]"
+    ),
     weights: Optional[str] = typer.Option(
         None,
         help="imagenet (Keras download), a local .h5/.keras file, an s3:// "
@@ -166,6 +181,9 @@ def encode(
             input=input,
             output=output,
             model=model,
+            layer=layer,
+            pooling=pooling,
+            preprocess=preprocess,
             alpha=alpha,
             image_size=image_size,
             weights=weights,
@@ -327,6 +345,79 @@ def evaluate(
             + ", ".join(f"{c['label']} -> {c['predicted']} ({c['count']})" for c in report.confusions[:10]),
             soft_wrap=True,
         )
+
+
+@app.command(cls=_Command, epilog="Example: sparkyfruit models --json")
+def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table.")) -> None:
+    """The backbones --model accepts: every network of the installed keras.applications, with its vector
+    length, its own image size, the widths with ImageNet weights, and the size of those weights."""
+    from sparkyfruit.models import listing
+
+    rows = [
+        {
+            "name": backbone.name,
+            "dim": backbone.dim,
+            "image_size": backbone.default_size,
+            "imagenet_weights": list(backbone.imagenet_alphas) or True,
+            "weights_mb": round(backbone.weights_megabytes, 1),
+            "keras": f"keras.applications.{backbone.application}",
+        }
+        for backbone in _or_fail(listing)
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(
+        caption="size: the image side it was trained at (the default --image-size); imagenet: Keras publishes "
+        "ImageNet weights (for these --alpha values); weights: their size in float32"
+    )
+    for column in ("name", "dim", "size", "imagenet", "weights"):
+        table.add_column(
+            column, justify="right" if column in ("dim", "size", "weights") else "left", no_wrap=column != "imagenet"
+        )
+    for row in rows:
+        alphas = row["imagenet_weights"]
+        imagenet = "yes" if alphas is True else "alpha " + " ".join(map(str, alphas))
+        table.add_row(row["name"], str(row["dim"]), str(row["image_size"]), imagenet, f"{row['weights_mb']:.0f} MB")
+    out.print(table)
+
+
+@app.command(
+    cls=_Command,
+    epilog="Example: sparkyfruit similar photo.jpg more-photos/ --index demo-out/keys --k 5 --json",
+)
+def similar(
+    queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Image files, folders, s3:// keys or prefixes."),
+    index: str = typer.Option(..., "--index", help="An encode output (local or s3://) to search."),
+    k: int = typer.Option(
+        5, "--k", help="Neighbours per query; the predicted label is their similarity-weighted vote."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per query instead of tables."),
+    s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
+    s3_region: Optional[str] = S3_REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """Recognise images: encode each QUERY with the output's own network (in this process, no Spark), find
+    its k most similar rows (cosine), and predict its label from theirs."""
+    from sparkyfruit.similar import similar as run_similar
+
+    s3 = _or_fail(_s3_settings, s3_endpoint, s3_region, profile)
+    result = _or_fail(run_similar, queries, index, s3, k=k)
+    for answer in result.answers:
+        if as_json:
+            print(json.dumps(answer.to_json()), flush=True)
+        elif answer.error is not None:
+            err.print(f"[bold red]error:[/] {escape(answer.query)}: {escape(answer.error)}", soft_wrap=True)
+        else:
+            table = Table(title=f"{escape(answer.query)} -> [bold]{escape(answer.label)}[/]", title_justify="left")
+            for column in ("similarity", "label", "path"):
+                table.add_column(column, justify="right" if column == "similarity" else "left", overflow="fold")
+            for neighbor in answer.neighbors:
+                table.add_row(f"{neighbor.similarity:.3f}", escape(neighbor.label), escape(neighbor.path))
+            out.print(table)
+    if result.failed:
+        err.print(f"{result.failed} of {len(result.answers)} queries could not be encoded.")
+        raise typer.Exit(1)
 
 
 config_app = typer.Typer(help="Settings: what a run would use, and where each value comes from.", no_args_is_help=True)

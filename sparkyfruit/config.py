@@ -19,7 +19,7 @@ from sparkyfruit import locations, models, weights
 from sparkyfruit.errors import ConfigError
 from sparkyfruit.s3_settings import ENV_PREFIX, S3Settings
 
-WEIGHT_SUFFIXES = (".h5", ".keras")
+SAVED_MODEL_SIZE = 224  # a saved model's default --image-size, unless its input has a fixed size
 
 
 class RunConfig(S3Settings):
@@ -36,13 +36,26 @@ class RunConfig(S3Settings):
     output: str
     """Where the Parquet files and _sparkyfruit.json go: a local folder, s3://bucket/prefix or hdfs://namenode:port/path."""
     model: str = "mobilenet_v2"
-    """Network: mobilenet_v2 (1280-d), mobilenet (v1, 1024*alpha-d), resnet50 (2048-d)."""
+    """Network: any backbone of keras.applications by its snake_case name (`sparkyfruit models` lists them,
+    e.g. efficientnet_v2_b0, convnext_tiny, resnet50_v2), or a saved Keras model: a .keras/.h5 file or
+    s3:// object, whose --layer gives the vectors."""
     alpha: float | None = None
-    """Width multiplier of mobilenet/mobilenet_v2 (default 1.0); 0.25 with mobilenet gives 256-d."""
-    image_size: int = 224
-    """Images are resized to this many pixels square before the network (at least 32)."""
+    """Width multiplier of mobilenet, mobilenet_v2 and mobilenet_v3_* (default 1.0); 0.25 with mobilenet
+    gives 256-d."""
+    image_size: int | None = None
+    """Images are resized to this many pixels square before the network. Default: the backbone's own size
+    (224 for most, 299 for inception_v3 and xception, ...), or 224 for a saved model."""
+    pooling: Literal["avg", "max"] = "avg"
+    """How a feature map (height x width x channels) becomes one vector: global average or max pooling."""
+    layer: str | None = None
+    """With a saved model: the layer whose output is the vector (default: its last layer), e.g. a
+    fine-tuned network's penultimate layer. A feature map is pooled (see pooling)."""
+    preprocess: str | None = None
+    """With a saved model: the backbone whose preprocess_input is applied to the RGB 0..255 pixels first
+    (e.g. mobilenet_v2), or 'none' (default: the model gets 0..255 as it is)."""
     weights: str = models.IMAGENET
-    """'imagenet' (Keras download), a local .h5/.keras file, an s3:// object, or 'none' (random; tests only)."""
+    """'imagenet' (Keras download), a local .h5/.keras file, an s3:// object, or 'none' (random; tests only).
+    A saved model carries its own."""
     master: str = "local[*]"
     """Spark master URL: local[*], local[N], spark://host:port, yarn."""
     driver_memory: str = "2g"
@@ -137,8 +150,23 @@ class RunConfig(S3Settings):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        if value not in models.MODELS:
-            raise ConfigError(f"Unknown --model {value!r}.", f"Choose one of: {', '.join(models.MODELS)}.")
+        if models.is_saved_model(value):
+            return _readable_file(value, "--model", "a saved Keras model (.keras or .h5)")
+        if models.backbone(value) is None:
+            close = models.closest_names(value)
+            raise ConfigError(
+                f"Unknown --model {value!r}: not a backbone of keras.applications, nor a .keras/.h5 file.",
+                (f"Did you mean {' or '.join(close)}? " if close else "") + "`sparkyfruit models` lists every name.",
+            )
+        return value
+
+    @field_validator("preprocess")
+    @classmethod
+    def _preprocess(cls, value: str | None) -> str | None:
+        if value is not None and value != models.NO_PREPROCESSING and models.backbone(value) is None:
+            raise ConfigError(
+                f"Unknown --preprocess {value!r}.", "Give a backbone's name (see `sparkyfruit models`) or 'none'."
+            )
         return value
 
     @field_validator("driver_memory")
@@ -150,7 +178,9 @@ class RunConfig(S3Settings):
 
     @field_validator("image_size", "batch_size", "images_per_task")
     @classmethod
-    def _in_range(cls, value: int, info) -> int:
+    def _in_range(cls, value: int | None, info) -> int | None:
+        if value is None:
+            return value  # image_size: the network's own, once the network is known
         low, high, unit = {
             "image_size": (32, 2048, " pixels"),
             "batch_size": (1, 4096, ""),
@@ -158,9 +188,10 @@ class RunConfig(S3Settings):
         }[info.field_name]
         if not low <= value <= high:
             flag = "--" + info.field_name.replace("_", "-")
+            default = cls.model_fields[info.field_name].default
             raise ConfigError(
                 f"{flag} must be between {low} and {high}{unit}; got {value}.",
-                f"The default is {cls.model_fields[info.field_name].default}.",
+                f"The default is {default}." if default is not None else "Leave it out for the network's own.",
             )
         return value
 
@@ -192,20 +223,9 @@ class RunConfig(S3Settings):
     @field_validator("weights")
     @classmethod
     def _weights_value(cls, value: str) -> str:
-        kind = weights.kind_of(value)
-        if kind == weights.S3:
-            locations.parse_location(value, "--weights")
-        if kind != weights.FILE:
+        if weights.kind_of(value) in (weights.IMAGENET, weights.RANDOM):
             return value
-        path = Path(value).expanduser()
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise ConfigError(
-                f"--weights file is missing or unreadable: {value!r}.",
-                "Give a readable .h5/.keras file, an s3:// object, 'imagenet' (download) or 'none' (random).",
-            )
-        if not path.name.endswith(WEIGHT_SUFFIXES):
-            raise ConfigError(f"--weights file must end in .h5 or .keras; got {value!r}.", "Keras loads only those.")
-        return str(path.resolve())
+        return _readable_file(value, "--weights", "a .h5/.keras file, 'imagenet' (download) or 'none' (random)")
 
     @model_validator(mode="after")
     def _resume_or_overwrite(self) -> RunConfig:
@@ -223,14 +243,40 @@ class RunConfig(S3Settings):
         return self
 
     @model_validator(mode="after")
-    def _model_fits_weights(self) -> RunConfig:
-        info = models.MODELS[self.model]
+    def _saved_model_or_backbone(self) -> RunConfig:
+        if models.is_saved_model(self.model):
+            if self.weights != models.IMAGENET or self.alpha is not None:
+                raise ConfigError(
+                    "--weights and --alpha apply to a backbone of keras.applications; a saved model (--model "
+                    f"{self.model}) carries its own weights and width.",
+                    "Leave them out.",
+                )
+            self.alpha = 1.0
+            self.image_size = self.image_size or SAVED_MODEL_SIZE
+            return self
+        for name in ("layer", "preprocess"):
+            if getattr(self, name) is not None:
+                raise ConfigError(
+                    f"--{name} applies to a saved model (--model path/to/model.keras); --model {self.model} is a "
+                    "backbone, which always uses its own pooled output and preprocessing.",
+                    f"Leave out --{name}, or give --model a .keras/.h5 file.",
+                )
+        info = models.backbone(self.model)
+        self.image_size = self.image_size or info.default_size
+        if self.image_size < info.min_size:
+            raise ConfigError(
+                f"--model {self.model} takes images of at least {info.min_size} pixels; "
+                f"got --image-size {self.image_size}.",
+                f"Its own size is {info.default_size}.",
+            )
         if self.alpha is None:
             self.alpha = info.default_alpha
         if self.alpha <= 0:
             raise ConfigError(f"--alpha must be positive; got {self.alpha}.", "Typical values: 0.25, 0.5, 0.75, 1.0.")
         if not info.imagenet_alphas and self.alpha != info.default_alpha:
-            raise ConfigError(f"--alpha applies to mobilenet and mobilenet_v2, not {self.model}; got {self.alpha}.")
+            raise ConfigError(
+                f"--alpha applies to the mobilenet family, not {self.model}; got {self.alpha}.", "Leave it out."
+            )
         if self.weights == models.IMAGENET and info.imagenet_alphas and self.alpha not in info.imagenet_alphas:
             raise ConfigError(
                 f"Keras has no ImageNet weights for {self.model} with --alpha {self.alpha}.",
@@ -263,8 +309,37 @@ class RunConfig(S3Settings):
         return self.pattern or locations.default_pattern()
 
     @property
-    def dim(self) -> int:
-        return models.MODELS[self.model].dim(self.alpha)
+    def is_saved_model(self) -> bool:
+        return models.is_saved_model(self.model)
+
+    @property
+    def model_label(self) -> str:
+        """How the network is written into a manifest: a backbone's name, or a saved model's URI."""
+        return weights.label(self.model) if self.is_saved_model else self.model
+
+    @property
+    def weights_label(self) -> str:
+        """How the weights are written into a manifest (a saved model's are in its file)."""
+        return weights.INCLUDED if self.is_saved_model else weights.label(self.weights)
+
+    def network(self) -> dict[str, Any]:
+        """What makes the vectors: the settings that a manifest records and --resume must find unchanged."""
+        return {
+            "model": self.model_label,
+            "alpha": self.alpha,
+            "image_size": self.image_size,
+            "weights": self.weights_label,
+            "pooling": self.pooling,
+            "layer": self.layer,
+            "preprocess": self.preprocess,
+        }
+
+    @property
+    def dim(self) -> int | None:
+        """The vector's length where it is known before any network is built: a backbone at its own width
+        (else the built network says it)."""
+        info = None if self.is_saved_model else models.BACKBONES.get(self.model)
+        return info.dim if info is not None and self.alpha == info.default_alpha else None
 
     @property
     def needs_s3a(self) -> bool:
@@ -283,6 +358,20 @@ class RunConfig(S3Settings):
         dump = self.model_dump(mode="json")
         dump["s3_endpoint"] = self.endpoint_for_display
         return dump
+
+
+def _readable_file(value: str, flag: str, what: str) -> str:
+    """A local .h5/.keras file that exists (resolved to an absolute path), or an s3:// URI (checked when
+    it is downloaded). Raises ConfigError."""
+    if locations.is_s3_uri(value):
+        locations.parse_location(value, flag)
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(f"{flag} file is missing or unreadable: {value!r}.", f"Give {what}, or an s3:// object.")
+    if not path.name.lower().endswith(models.KERAS_FILE_SUFFIXES):
+        raise ConfigError(f"{flag} file must end in .h5 or .keras; got {value!r}.", "Keras loads only those.")
+    return str(path.resolve())
 
 
 def _check_config_file(path: Path) -> None:

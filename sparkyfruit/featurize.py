@@ -7,7 +7,6 @@ text and null features; it never fails the job.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import io
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparkyfruit.models import ModelSpec, build_model
+from sparkyfruit.models import ModelSpec, build_model, import_tensorflow
 from sparkyfruit.timeline import mark
 
 OUTPUT_SCHEMA = "path string, label string, features array<float>, error string"
@@ -31,27 +30,11 @@ SPARK_FILES_PREFIX = "sparkfiles:"
 _ENCODERS: dict[ModelSpec, Encoder] = {}
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """TensorFlow's native code logs an INFO banner on import that TF_CPP_MIN_LOG_LEVEL does not reach;
-    in a worker it repeats once per process. Import failures still surface as Python exceptions."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class Encoder:
     """A built network plus its preprocessing, for one ModelSpec."""
 
     def __init__(self, spec: ModelSpec, threads: int = 1):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with _native_stderr_silenced():
-            import tensorflow as tf
+        tf = import_tensorflow()
         mark("worker imported tensorflow")
 
         try:
@@ -62,6 +45,7 @@ class Encoder:
         self.spec = spec
         self.encoded_once = False  # for the start-up timeline: the first batch pays the network's trace
         self.model, self.preprocess = build_model(spec)
+        self.dim = int(self.model.output_shape[-1])  # the built network says its dimension
         # One graph for every batch size: traced once, on the first batch. Keras's own predict_on_batch
         # traces again for the first batch of another size (a task's last one), which costs as much as the
         # first trace.
@@ -183,7 +167,7 @@ def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
         encoder.encode(pixels[start : min(len(decoded), start + step)].astype(np.float32))
         for start in range(0, len(decoded), step)
     ]
-    vectors = np.concatenate(chunks) if chunks else np.empty((0, encoder.spec.dim), dtype=np.float32)
+    vectors = np.concatenate(chunks) if chunks else np.empty((0, encoder.dim), dtype=np.float32)
     return {"errors": errors, "decoded_rows": decoded, "vectors": vectors}
 
 

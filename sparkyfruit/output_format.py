@@ -103,17 +103,22 @@ class Manifest:
     mode: str
     input: str
     output: str
-    model: str
+    model: str  # a backbone's name, or a saved model's URI
     alpha: float
     image_size: int
-    weights: str  # weights.label() of the setting
+    weights: str  # weights.label() of the setting; "included" for a saved model
     weights_sha256: str | None
-    dim: int
+    dim: int | None  # None only where no image could be encoded with a network of unknown width
     counts: Counts
     duration_seconds: float
     config: dict[str, Any]  # the run's redacted settings
     resumes: int = 0
     added_by_last_resume: int | None = None
+    pooling: str = "avg"  # the setting: how a feature map becomes the vector
+    pooled: bool = True  # whether the network's output was a feature map, pooled (a backbone's always is)
+    layer: str | None = None  # a saved model's layer
+    preprocess: str | None = None  # a saved model's preprocessing (a backbone's name, or "none")
+    model_sha256: str | None = None  # a saved model's file
     format: str = ENCODE_FORMAT
 
 
@@ -145,6 +150,11 @@ class RunRecord:
     shards: int  # the shards it holds then
     previous: Manifest | None = None  # the finished output this run adds to (--resume)
     continued: int = 0  # how many times --resume has continued this run
+    pooling: str = "avg"
+    layer: str | None = None
+    preprocess: str | None = None
+    pooled: bool = True  # see Manifest
+    dim: int | None = None  # the vector's length, where the driver knows it before any image is encoded
     format: str = RUN_FORMAT
 
     def progress(self, shards: list[ShardRecord]) -> str:

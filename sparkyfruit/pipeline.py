@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sparkyfruit import models, shards, sink, storage, weights
 from sparkyfruit.config import RunConfig
-from sparkyfruit.errors import InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
+from sparkyfruit.errors import ConfigError, InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
 from sparkyfruit.output_format import Manifest, RunRecord, ShardRecord, now
 from sparkyfruit.spark import ship_env
 from sparkyfruit.spark.interrupt import SigintGuard
@@ -114,7 +114,15 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             config, state, state.unfinished, spark_version=None, duration_seconds=time.monotonic() - started
         )
         return RunResult.of(manifest, time.monotonic() - started, None, added=0, timings=timings)
-    staged = weights.stage(config, announce)
+    staged = weights.stage(
+        weights.source_of(config.model, config.weights),
+        config,
+        model=config.model,
+        alpha=config.alpha,
+        image_size=config.image_size,
+        announce=announce,
+    )
+    network = _network_shape(config, staged)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
         shipped = ship_env.ship(announce=announce, yarn=config.master_is_yarn)
@@ -143,7 +151,16 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             if staged.file is not None:
                 context.addFile(str(staged.file))
                 worker_weights = SPARK_FILES_PREFIX + staged.file.name
-            spec = models.ModelSpec(config.model, config.alpha, config.image_size, worker_weights, config.batch_size)
+            spec = models.ModelSpec(
+                models.SAVED_MODEL if config.is_saved_model else config.model,
+                config.alpha,
+                config.image_size,
+                worker_weights,
+                config.batch_size,
+                config.pooling,
+                config.layer,
+                config.preprocess,
+            )
 
             if config.mode == "df":
                 listed_at = time.monotonic()
@@ -166,7 +183,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             size = shards.shard_size(setting, context.defaultParallelism, config.images_per_task, indexed)
             plan = shards.plan(listing.uris, state.done, size, state.next_shard)
             to_do = sum(shard.size for shard in plan)
-            record = _run_record(config, state, staged.sha256, size)
+            record = _run_record(config, state, staged.sha256, size, network)
             known = sink.begin(config, state, record, plan)
             rows_before = sum(shard.rows for shard in state.shards)
             if show:
@@ -216,18 +233,39 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             mark("session stopped")
 
 
-def _run_record(config: RunConfig, state: sink.OutputState, weights_sha256: str | None, size: int) -> RunRecord:
+def _network_shape(config: RunConfig, staged: weights.StagedWeights) -> models.NetworkOutput:
+    """The vector the network gives, as far as the driver knows it before Spark starts: a saved model is
+    loaded here, so that a wrong --layer or input size fails now (exit 2) and not in every worker."""
+    if not config.is_saved_model:
+        return models.NetworkOutput(config.dim, pooled=True, input_size=None)
+    described = models.describe_saved_model(str(staged.file), config.layer, config.pooling)
+    if described.input_size is not None and described.input_size != config.image_size:
+        raise ConfigError(
+            f"--model {config.model} takes {described.input_size} px images; got --image-size {config.image_size}.",
+            f"Pass --image-size {described.input_size}.",
+        )
+    return described
+
+
+def _run_record(
+    config: RunConfig, state: sink.OutputState, weights_sha256: str | None, size: int, network: models.NetworkOutput
+) -> RunRecord:
     """The run record of this run: a new one, or the stopped run's, continued."""
     unfinished = state.unfinished
     return RunRecord(
         started_at=unfinished.started_at if unfinished else now(),
         mode=config.mode,
         input=config.input_location.uri,
-        model=config.model,
+        model=config.model_label,
         alpha=config.alpha,
         image_size=config.image_size,
-        weights=weights.label(config.weights),
+        weights=config.weights_label,
         weights_sha256=weights_sha256,
+        pooling=config.pooling,
+        layer=config.layer,
+        preprocess=config.preprocess,
+        pooled=network.pooled,
+        dim=network.dim,
         shard_size=size,
         images=0,  # sink.begin counts them
         shards=0,

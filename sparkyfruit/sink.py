@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sparkyfruit import locations, output_format, storage, weights
+from sparkyfruit import locations, output_format, storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError, failure_summary
 from sparkyfruit.shards import Shard
@@ -57,12 +57,7 @@ def prepare(config: RunConfig) -> OutputState:
             f"nor {output_format.RUN_NAME} (a run of an older version that was stopped?).",
             "Run again with --overwrite instead of --resume, or choose another --output.",
         )
-    wanted = {
-        "model": config.model,
-        "alpha": config.alpha,
-        "image_size": config.image_size,
-        "weights": weights.label(config.weights),
-    }
+    wanted = config.network()
     differ = [
         f"{name} {getattr(made_by, name)!r} there, {value!r} now"
         for name, value in wanted.items()
@@ -206,12 +201,18 @@ def finish(
         mode=config.mode,
         input=config.input_location.uri,
         output=location.uri,
-        model=config.model,
+        model=config.model_label,
         alpha=config.alpha,
         image_size=config.image_size,
-        weights=weights.label(config.weights),
-        weights_sha256=record.weights_sha256,
-        dim=counts.dim if counts.dim else config.dim,
+        weights=config.weights_label,
+        # a saved model's file is its weights: its sha256 is the model's
+        weights_sha256=None if config.is_saved_model else record.weights_sha256,
+        model_sha256=record.weights_sha256 if config.is_saved_model else None,
+        pooling=config.pooling,
+        pooled=record.pooled,
+        layer=config.layer,
+        preprocess=config.preprocess,
+        dim=counts.dim or record.dim,
         counts=counts.as_counts(),
         duration_seconds=round(duration_seconds, 3),
         config=config.redacted(),

@@ -22,7 +22,11 @@ def invoke(*args):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "vgg16"], "Unknown --model 'vgg16'. Choose one of: mobilenet_v2, mobilenet, resnet50."),
+        (
+            ["--model", "vgg17"],
+            "Unknown --model 'vgg17': not a backbone of keras.applications, nor a .keras/.h5 file. "
+            "Did you mean vgg19 or vgg16?",
+        ),
         (["--mode", "stream"], "Unknown --mode 'stream'."),
         (["--batch-size", "-5"], "--batch-size must be between 1 and 4096; got -5."),
         (["--weights", "/nowhere/w.h5"], "--weights file is missing or unreadable: '/nowhere/w.h5'."),

@@ -29,7 +29,7 @@ def test_env_alone_can_supply_required_settings(images, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"model": "vgg16"}, "Unknown --model 'vgg16'"),
+        ({"model": "vgg17"}, "Unknown --model 'vgg17'"),
         ({"mode": "stream"}, "Unknown --mode 'stream'"),
         ({"batch_size": -4}, "--batch-size must be between 1 and 4096; got -4"),
         ({"limit": 0}, "--limit must be a positive number"),
@@ -39,7 +39,7 @@ def test_env_alone_can_supply_required_settings(images, tmp_path, monkeypatch):
         ({"output": "s3://UPPER/x"}, "no valid bucket name"),
         ({"s3_endpoint": "127.0.0.1:9000"}, "--s3-endpoint must be an http(s) URL"),
         ({"alpha": 0.3}, "no ImageNet weights for mobilenet_v2 with --alpha 0.3"),
-        ({"model": "resnet50", "alpha": 0.5}, "--alpha applies to mobilenet"),
+        ({"model": "resnet50", "alpha": 0.5}, "--alpha applies to the mobilenet family"),
         ({"master": "mesos-ish"}, "Unsupported --master"),
         ({"input": None}, "Missing --input"),
     ],

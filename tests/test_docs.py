@@ -35,14 +35,16 @@ def test_the_table_names_exactly_the_flags_that_encode_has():
     assert flags == set(RunConfig.model_fields) - NO_FLAG
 
 
-@pytest.mark.parametrize("command", [[], ["encode"], ["inspect"], ["reduce"], ["evaluate"], ["config", "show"]])
+@pytest.mark.parametrize(
+    "command", [[], ["encode"], ["inspect"], ["reduce"], ["evaluate"], ["models"], ["similar"], ["config", "show"]]
+)
 def test_every_help_is_complete_and_shows_an_example(command):
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     if command:
         assert "Example: sparkyfruit " + " ".join(command) in " ".join(result.output.split())
     else:
-        for name in ("encode", "inspect", "reduce", "evaluate", "config"):
+        for name in ("encode", "inspect", "reduce", "evaluate", "models", "similar", "config"):
             assert name in result.output
 
 

@@ -52,6 +52,7 @@ class FakeEncoder:
     """The network's place taken by the mean of each image: featurize_batch's own logic under test."""
 
     spec = ModelSpec("mobilenet", 0.25, 8, "none", batch_size=2)
+    dim = 3
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return images.reshape(len(images), -1).mean(axis=1, keepdims=True).repeat(3, axis=1)

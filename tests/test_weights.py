@@ -29,39 +29,30 @@ def test_kinds_of_a_weights_value(value, kind):
     assert weights.kind_of(value) == kind
 
 
+KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, alpha, size",
+    "name, alpha, size, url",
     [
-        ("mobilenet", 0.25, 224),
-        ("mobilenet", 1.0, 100),
-        ("mobilenet_v2", 1.0, 100),
-        ("mobilenet_v2", 0.35, 160),
-        ("resnet50", 1.0, 224),
+        ("mobilenet", 0.25, 224, "mobilenet/mobilenet_2_5_224_tf_no_top.h5"),
+        ("mobilenet", 1.0, 100, "mobilenet/mobilenet_1_0_224_tf_no_top.h5"),
+        ("mobilenet_v2", 1.0, 100, "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+        ("mobilenet_v2", 0.35, 160, "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_160_no_top.h5"),
+        ("resnet50", 1.0, 224, "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        ("efficientnet_v2_b0", 1.0, 224, "efficientnet_v2/efficientnetv2-b0_notop.h5"),
     ],
 )
-def test_our_download_is_the_file_keras_itself_asks_for(monkeypatch, name, alpha, size):
-    import warnings
-
-    import keras
-    from keras.src.utils import file_utils
-
-    asked = {}
-
-    def capture(fname, origin, **kwargs):
-        asked.update(fname=fname, origin=origin, file_hash=kwargs.get("file_hash"))
-        raise RuntimeError("captured")
-
-    monkeypatch.setattr(file_utils, "get_file", capture)
-    info = models.MODELS[name]
-    kwargs = dict(input_shape=(size, size, 3), include_top=False, pooling="avg", weights="imagenet")
-    if info.imagenet_alphas:
-        kwargs["alpha"] = alpha
-    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="captured"):
-        warnings.simplefilter("ignore")
-        getattr(keras.applications, info.keras_application)(**kwargs)
-    ours = info.imagenet_download(alpha, size)
-    assert (ours.file_name, ours.url, ours.md5) == (asked["fname"], asked["origin"], asked["file_hash"])
+def test_the_imagenet_download_is_the_file_keras_itself_asks_for(tmp_path, monkeypatch, name, alpha, size, url):
+    """Keras's own request is intercepted (the published names above are Keras's rules per family, size
+    and alpha), then remembered: a second run builds nothing."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    asked = weights.imagenet_download(name, alpha, size)
+    assert asked.url == KERAS_WEIGHTS + url
+    assert asked.file_hash == {"resnet50": "4d473c1dd8becc155b73f8504c6f6626"}.get(name, asked.file_hash)
+    monkeypatch.setattr(weights, "_ask_keras", lambda *a: pytest.fail("Keras was asked again"))
+    assert weights.imagenet_download(name, alpha, size) == asked
 
 
 def test_offline_imagenet_is_one_line_before_spark(tmp_path, monkeypatch):
@@ -99,7 +90,7 @@ def test_offline_imagenet_is_one_line_before_spark(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    url = models.MODELS["mobilenet"].imagenet_download(0.25, 224).url
+    url = weights.imagenet_download("mobilenet", 0.25, 224).url
     assert f"could not download {url}" in lines[0] and "no network" in lines[0]
     assert "--weights path/to/mobilenet_2_5_224_tf_no_top.h5" in lines[0]
     assert "Spark UI" not in lines[0] and "--overwrite" not in lines[0]
