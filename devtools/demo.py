@@ -1,4 +1,5 @@
-"""`make demo`: a local S3 server seeded with the bundled sample, both encode modes, inspect of both.
+"""`make demo`: a local S3 server seeded with the bundled sample, both encode modes, inspect of both, then
+`similar` recognising two new photos (sample images mirrored, turned and cropped) against the vectors.
 
 Offline: uses the bundled ImageNet weights (MobileNet v1, alpha 0.25). Both outputs are local folders under
 demo-out/, so they stay for the user to open after the demo; the S3 server is stopped by pid whatever
@@ -28,6 +29,20 @@ def run(*args: str) -> None:
     subprocess.run(SPARKYFRUIT + list(args), check=True)
 
 
+def new_photos(folder: Path) -> list[Path]:
+    """Two photos that are not in the sample: a banana and a kiwi from it, mirrored, turned and cropped."""
+    from PIL import Image, ImageOps
+
+    folder.mkdir()
+    photos = []
+    for label, name in (("Banana", "r_140_100.jpg"), ("Kiwi", "r_155_100.jpg")):
+        with Image.open(IMAGES / label / name) as image:
+            turned = ImageOps.mirror(image).rotate(15, fillcolor=(255, 255, 255)).crop((8, 8, 92, 92))
+            photos.append(folder / f"{label.lower()}.jpg")
+            turned.resize((100, 100)).save(photos[-1], quality=90)
+    return photos
+
+
 def main() -> int:
     os.environ.update(local_s3.FAKE_CREDENTIALS)
     shutil.rmtree(OUT, ignore_errors=True)
@@ -53,11 +68,14 @@ def main() -> int:
             run("encode", "--mode", mode, *common, "--output", f"demo-out/{mode}")
         for mode in ("keys", "df"):
             run("inspect", f"demo-out/{mode}")
+        photos = new_photos(OUT / "photos")
+        run("similar", *(str(photo.relative_to(ROOT)) for photo in photos), "--index", "demo-out/keys", "--k", "3")
         print(
             f"\ndemo finished in {time.monotonic() - started:.0f} s. Its outputs stay in demo-out/keys and "
             "demo-out/df. Next, try:\n"
             "  source .venv/bin/activate        # puts `sparkyfruit` on your PATH (or call .venv/bin/sparkyfruit)\n"
             "  sparkyfruit evaluate demo-out/keys\n"
+            "  sparkyfruit similar path/to/your/fruit.jpg --index demo-out/keys\n"
             "  sparkyfruit inspect demo-out/df --plot demo-out/df.png"
         )
         return 0

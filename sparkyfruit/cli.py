@@ -416,7 +416,7 @@ def similar(
                 table.add_row(f"{neighbor.similarity:.3f}", escape(neighbor.label), escape(neighbor.path))
             out.print(table)
     if result.failed:
-        err.print(f"{result.failed} of {len(result.answers)} queries could not be encoded.")
+        err.print(f"{result.failed} of {len(result.answers)} query images could not be read or decoded (see above).")
         raise typer.Exit(1)
 
 

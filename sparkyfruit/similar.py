@@ -35,7 +35,7 @@ class Neighbor:
 class Answer:
     """One query image: its predicted label and nearest rows, or why it could not be encoded."""
 
-    query: str
+    query: str  # the image: a file as it was given, an image found in a folder by its path, or an s3:// URI
     label: str | None
     neighbors: list[Neighbor] = field(default_factory=list)
     error: str | None = None
@@ -155,14 +155,15 @@ def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=
         vector_of = {row: number for number, row in enumerate(result["decoded_rows"])}
         for row, image in enumerate(batch):
             if row not in vector_of:
-                answers.append(Answer(image, None, error=result["errors"][row]))
+                answers.append(Answer(_shown(image), None, error=result["errors"][row]))
                 continue
             found = rows[vector_of[row]]
             neighbors = [
                 Neighbor(loaded.paths[i], loaded.labels[i], round(float(s), 6))
                 for i, s in zip(found, similarities[vector_of[row]])
             ]
-            answers.append(Answer(image, vote([n.label for n in neighbors], similarities[vector_of[row]]), neighbors))
+            label = vote([neighbor.label for neighbor in neighbors], similarities[vector_of[row]])
+            answers.append(Answer(_shown(image), label, neighbors))
     return Similar(location.uri, len(loaded.paths), manifest.model, answers, seconds)
 
 
@@ -196,16 +197,19 @@ def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings):
 def _expand(query: str, s3: S3Settings) -> list[str]:
     """A query as image URIs: a file or key as itself, a folder or prefix as the images under it."""
     location = locations.parse_location(query, "QUERY")
-    if location.is_local and os.path.isfile(location.path):
-        return [location.uri]
+    if location.is_local and not os.path.isdir(location.path):
+        return [query]  # a file, as given (one that is not there gets its error)
     if location.is_s3 and location.key.rsplit(".", 1)[-1].lower() in locations.IMAGE_EXTENSIONS:
         return [location.uri]
-    if location.is_local and not os.path.isdir(location.path):
-        return [location.uri]  # reported as that query's error
     found = storage.list_images(location, locations.default_pattern(), s3)
     if not found:
         raise ConfigError(f"QUERY {location.shown} holds no images (jpg, jpeg, png).", "Give image files or folders.")
     return found
+
+
+def _shown(image: str) -> str:
+    """A query image as it is reported: a local one by its path, an S3 one by its URI."""
+    return locations.parse_location(image).shown if "://" in image else image
 
 
 def _read(uri: str, s3: S3Settings) -> tuple[bytes | None, str | None]:

@@ -85,12 +85,26 @@ def test_similar_json_answers_each_query_and_reports_the_one_it_cannot_decode(sa
     result = CliRunner().invoke(app, ["similar", *queries, "--index", str(index), "--k", "3", "--json"])
     assert result.exit_code == 1, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["query"] for line in lines] == [f"file://{query}" for query in queries]
+    assert [line["query"] for line in lines] == queries
     first, failed, last = lines
     assert first["label"] == odd[0].parent.name and last["label"] == odd[-1].parent.name
     assert [set(n) for n in first["neighbors"]] == [{"path", "label", "similarity"}] * 3
     assert failed["label"] is None and failed["neighbors"] == [] and failed["error"].startswith("cannot decode image")
-    assert "1 of 3 queries could not be encoded" in result.stderr
+    assert "1 of 3 query images could not be read or decoded" in result.stderr
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.s3
+def test_queries_can_be_s3_keys_and_prefixes(sample_index, fruit_bucket, s3_server):
+    index, _, _, encoder = sample_index
+    s3 = S3Settings(s3_endpoint=s3_server.endpoint)
+    key = f"{fruit_bucket}/Kiwi/r_155_100.jpg"
+    answers = similar([key, f"{fruit_bucket}/Lemon/", f"{fruit_bucket}/Kiwi/gone.jpg"], str(index), s3, encoder=encoder)
+    assert answers.answers[0].query == key and answers.answers[0].label == "Kiwi"
+    lemons = answers.answers[1:-1]
+    assert len(lemons) == 24 and all(answer.label == "Lemon" for answer in lemons)
+    assert answers.answers[-1].error == "cannot read image: no such file or object" and answers.failed == 1
 
 
 @pytest.mark.spark
