@@ -40,12 +40,15 @@ test-fast: $(STAMP)
 
 # side by side in one run: the client CPU per S3 GET of each candidate client; the raw model limit, both
 # modes and the peers (Ray Data, Daft) at 224 and 100 px, from a folder and the local S3 server; then at
-# 100 px the overhead per image with MobileNetV2 and MobileNet v1 0.25 and the start-up split (about 90 minutes)
+# 100 px the overhead per image with MobileNetV2 and MobileNet v1 0.25 and the start-up split; `similar`'s
+# search (NumPy against faiss), latency and accuracy; every backbone of keras.applications built (about 100 minutes)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.s3_get_cpu
 	$(BIN)/python -m benchmarks.featurize $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.similar
+	$(BIN)/python -m benchmarks.backbones
 
 # N = 10,000 and 100,000 at 100 px from a folder and the local S3 server, the cost of a shard, listing a
 # million files, inspect/evaluate on a million rows (about an hour here)

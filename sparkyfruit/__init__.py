@@ -2,9 +2,10 @@
 
 Public API (heavy libraries load only inside these calls):
 
-    from sparkyfruit import RunConfig, encode, inspect
+    from sparkyfruit import RunConfig, encode, inspect, similar
     result = encode(RunConfig(mode="keys", input="s3://bucket/Training", output="out/"))
     summary = inspect("out/")
+    label = similar(["photo.jpg"], index="out/").answers[0].label
 """
 
 __version__ = "0.1.0"
@@ -26,4 +27,12 @@ def inspect(output, s3=None):
     return _inspect(output, s3=s3)
 
 
-__all__ = ["RunConfig", "S3Settings", "encode", "inspect", "__version__"]
+def similar(queries, index, s3=None, k=5):
+    """Recognise images by their k nearest rows of an encode output, without Spark; see
+    sparkyfruit.similar.similar."""
+    from sparkyfruit.similar import similar as _similar
+
+    return _similar(list(queries), index, s3 or S3Settings(), k=k)
+
+
+__all__ = ["RunConfig", "S3Settings", "encode", "inspect", "similar", "__version__"]

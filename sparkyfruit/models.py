@@ -254,26 +254,31 @@ class NetworkOutput:
     input_size: int | None  # the model's fixed input side, if it has one
 
 
-def describe_saved_model(path: str, layer: str | None, pooling: str) -> NetworkOutput:
+def describe_saved_model(path: str, layer: str | None, pooling: str, shown: str | None = None) -> NetworkOutput:
     """Load a saved model and check that `layer` exists and gives a vector or a feature map. Raises
-    ConfigError (the layer names listed when `layer` is not one of them)."""
+    ConfigError (the layer names listed when `layer` is not one of them). `shown`: the model as the user
+    gave it, for the messages (default: `path`)."""
     from sparkyfruit.errors import ConfigError
+
+    shown = shown or path
 
     import_tensorflow()
     try:
         saved = load_saved_model(path)
     except Exception as exc:  # Keras raises many types for a file it cannot read
         raise ConfigError(
-            f"--model {path!r} cannot be loaded by Keras: {type(exc).__name__}: {exc}",
+            f"--model {shown!r} cannot be loaded by Keras: {type(exc).__name__}: {exc}",
             "Give a model saved with model.save('name.keras') (or .h5).",
         ) from None
     names = [each.name for each in saved.layers]
     if layer is not None and layer not in names:
-        raise ConfigError(f"--layer {layer!r} is not a layer of {Path(path).name}.", f"Its layers: {', '.join(names)}.")
+        raise ConfigError(
+            f"--layer {layer!r} is not a layer of {Path(shown).name}.", f"Its layers: {', '.join(names)}."
+        )
     shape = tuple(saved.input_shape) if not isinstance(saved.input_shape, list) else ()
     if len(shape) != 4 or shape[-1] != 3:
         raise ConfigError(
-            f"--model {Path(path).name} takes input of shape {saved.input_shape}; sparkyfruit feeds RGB images "
+            f"--model {Path(shown).name} takes input of shape {saved.input_shape}; sparkyfruit feeds RGB images "
             "(batch, height, width, 3).",
             "Give a model with one image input.",
         )

@@ -238,7 +238,7 @@ def _network_shape(config: RunConfig, staged: weights.StagedWeights) -> models.N
     loaded here, so that a wrong --layer or input size fails now (exit 2) and not in every worker."""
     if not config.is_saved_model:
         return models.NetworkOutput(config.dim, pooled=True, input_size=None)
-    described = models.describe_saved_model(str(staged.file), config.layer, config.pooling)
+    described = models.describe_saved_model(str(staged.file), config.layer, config.pooling, shown=config.model)
     if described.input_size is not None and described.input_size != config.image_size:
         raise ConfigError(
             f"--model {config.model} takes {described.input_size} px images; got --image-size {config.image_size}.",

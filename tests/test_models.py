@@ -5,6 +5,7 @@ against the installed Keras: its names and modules for all, and for one member o
 of keras.applications: its members share one builder and differ in width and depth) the built network's
 dimension, parameters and least size. Building all 40, with and without their classifiers (which fixes
 Keras's default size), takes about 2 minutes here: that full pass is `python -m benchmarks.backbones`.
+The slow cases are marked `repeat`: nothing in them depends on Spark's version.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def test_snake_names_of_keras_applications():
 
 
 @pytest.mark.slow
+@pytest.mark.repeat
 def test_the_cache_names_every_backbone_of_the_installed_keras():
     installed = models.installed_backbones()
     cached = {name: (b.application, b.keras_module) for name, b in models.BACKBONES.items()}
@@ -66,6 +68,7 @@ def test_the_cache_names_every_backbone_of_the_installed_keras():
 
 
 @pytest.mark.slow
+@pytest.mark.repeat
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_one_backbone_of_each_family_builds_as_cached(name):
     import keras
@@ -80,6 +83,7 @@ def test_one_backbone_of_each_family_builds_as_cached(name):
 
 
 @pytest.mark.slow
+@pytest.mark.repeat
 def test_max_pooling_and_alpha_reach_the_network():
     avg, _ = models.build_model(models.ModelSpec("mobilenet_v3_small", 0.75, 64, models.RANDOM, 1, pooling="avg"))
     top, _ = models.build_model(models.ModelSpec("mobilenet_v3_small", 0.75, 64, models.RANDOM, 1, pooling="max"))
@@ -153,6 +157,7 @@ def saved_model(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.repeat
 def test_a_saved_model_is_read_at_its_layer(saved_model):
     assert models.describe_saved_model(str(saved_model), "embedding", "avg") == models.NetworkOutput(16, False, 64)
     assert models.describe_saved_model(str(saved_model), "conv_pw_13_relu", "max") == models.NetworkOutput(
@@ -163,6 +168,7 @@ def test_a_saved_model_is_read_at_its_layer(saved_model):
 
 
 @pytest.mark.slow
+@pytest.mark.repeat
 def test_a_saved_models_layer_gives_the_vectors_keras_gives(saved_model):
     import keras
 
@@ -180,11 +186,14 @@ def test_a_saved_models_layer_gives_the_vectors_keras_gives(saved_model):
 
 @pytest.mark.spark
 @pytest.mark.slow
+@pytest.mark.repeat
 def test_encode_with_a_saved_model_and_layer(spark, saved_model, tmp_path):
     runner = CliRunner()
     base = ["encode", "--input", str(SAMPLE), "--model", str(saved_model), "--image-size", "64", "--master", MASTER]
     wrong = runner.invoke(app, [*base, "--output", str(tmp_path / "x"), "--layer", "embeding"], env={"COLUMNS": "300"})
-    assert wrong.exit_code == 2 and "Its layers: " in wrong.output and "embedding" in wrong.output, wrong.output
+    assert wrong.exit_code == 2, wrong.output
+    assert "--layer 'embeding' is not a layer of fruit-classifier.keras. Its layers: " in wrong.output
+    assert "embedding, classes" in wrong.output
     assert len(wrong.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
     size = runner.invoke(app, [*base[:-4], "--output", str(tmp_path / "x"), "--layer", "embedding"])
     assert size.exit_code == 2 and "takes 64 px images; got --image-size 224" in size.output, size.output
