@@ -7,12 +7,12 @@ recognition accuracy on the bundled sample.
 2. **Latency.** Indexes of 10,000 and 100,000 rows (256-d vectors of the bundled network's: the sample's
    real vectors plus noise, written as an encode output with its manifest), queried with 1 and 100 sample
    images: the whole `sparkyfruit similar` command (a fresh process: imports, network, index, encode,
-   search), and in one process the load, encode and search parts.
+   search), and in one process that has built the network: loading the index, encoding, searching.
 3. **Accuracy.** An index of the even-numbered images of each class in examples/images (a real encode
-   with the bundled ImageNet weights), queried with the odd-numbered ones: top-1 label accuracy of the
-   predicted label with --k 1 and --k 5.
+   with the bundled ImageNet weights, at 224 and at 100 px), queried with the odd-numbered ones: top-1
+   label accuracy of the predicted label with --k 1 and --k 5.
 
-    python -m benchmarks.similar [--repeats 3] [--skip-faiss]
+    python -m benchmarks.similar [--repeats 3] [--skip-faiss] [--parts search accuracy latency]
 
 Prints tables and writes JSON to benchmarks/results/similar.json.
 """
@@ -36,6 +36,7 @@ SAMPLE = ROOT / "examples" / "images"  # the latency's queries
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 SEARCH_SIZES = {256: (1_000, 10_000, 100_000, 1_000_000), 1280: (1_000, 10_000, 100_000)}
 QUERY_COUNTS = (1, 100)
+ACCURACY_SIZES = (224, 100)  # the default --image-size of mobilenet (its weights' own), and Fruits-360's
 HNSW_SIZES = (100_000,)  # faiss's graph index (approximate); its build takes minutes at 1,000,000 here
 CLUSTERS = 1_000  # the synthetic vectors lie around this many centres, as image features lie around classes
 INDEX_SIZES = (10_000, 100_000)
@@ -125,7 +126,7 @@ def _unit(matrix):
     return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
 
-def encode_sample(folder: Path, output: Path) -> None:
+def encode_sample(folder: Path, output: Path, image_size: int) -> None:
     from sparkyfruit.config import RunConfig
     from sparkyfruit.pipeline import encode
 
@@ -137,12 +138,16 @@ def encode_sample(folder: Path, output: Path) -> None:
             model="mobilenet",
             alpha=0.25,
             weights=str(WEIGHTS),
+            image_size=image_size,
             overwrite=True,
+            quiet=True,
         )
     )
 
 
-def accuracy(work: Path) -> tuple[dict, Path]:
+def accuracy(work: Path) -> tuple[list[dict], Path]:
+    """The even/odd split at the network's own size (224, the default) and at the images' (100). Returns the
+    rows and the 224 px index."""
     from devtools.sample_split import split_even_odd
     from sparkyfruit import locations, output_format
     from sparkyfruit.s3_settings import S3Settings
@@ -150,16 +155,19 @@ def accuracy(work: Path) -> tuple[dict, Path]:
 
     even, found = split_even_odd(work)
     odd = [str(image) for image in found]
-    index = work / "even-index"
-    encode_sample(even, index)
-    manifest = output_format.finished_manifest(locations.parse_location(str(index)), S3Settings())
-    encoder = encoder_for_manifest(manifest, S3Settings())
-    result = {"index_rows": sum(1 for _ in even.glob("*/*.jpg")), "queries": len(odd)}
-    for k in (1, 5):
-        answers = similar(odd, str(index), S3Settings(), k=k, encoder=encoder).answers
-        hits = sum(answer.label == Path(answer.query).parent.name for answer in answers)
-        result[f"accuracy_k{k}"] = hits / len(answers)
-    return result, index
+    rows = []
+    for size in ACCURACY_SIZES:
+        index = work / f"even-index-{size}"
+        encode_sample(even, index, size)
+        manifest = output_format.finished_manifest(locations.parse_location(str(index)), S3Settings())
+        encoder = encoder_for_manifest(manifest, S3Settings())
+        row = {"image_size": size, "index_rows": manifest.counts.ok, "queries": len(odd)}
+        for k in (1, 5):
+            answers = similar(odd, str(index), S3Settings(), k=k, encoder=encoder).answers
+            hits = sum(answer.label == Path(answer.query).parent.name for answer in answers)
+            row[f"accuracy_k{k}"] = hits / len(answers)
+        rows.append(row)
+    return rows, work / f"even-index-{ACCURACY_SIZES[0]}"
 
 
 def synthetic_index(source: Path, rows: int, target: Path) -> Path:
@@ -222,46 +230,62 @@ def latency(work: Path, source: Path, repeats: int) -> list[dict]:
     return rows
 
 
+PARTS = ("search", "accuracy", "latency")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-faiss", action="store_true")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = Path(tempfile.mkdtemp(prefix="sparkyfruit-similar-bench-"))
+    results: dict = {"cores": os.cpu_count()}
     try:
-        searched = search(args.repeats, args.skip_faiss)
-        recognised, index = accuracy(work)
-        timed = latency(work, index, args.repeats)
+        if "search" in args.parts:
+            results["search"] = search(args.repeats, args.skip_faiss)
+        if "accuracy" in args.parts or "latency" in args.parts:
+            results["accuracy"], index = accuracy(work)
+        if "latency" in args.parts:
+            results["latency"] = latency(work, index, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nsearch, top-{K} (ms, best of {args.repeats}); faiss flat is exact, HNSW approximate (recall@{K})")
-    print(
-        f"{'dim':>5} {'rows':>9} {'queries':>7} {'numpy':>9} {'flat build':>10} {'flat search':>11} "
-        f"{'hnsw build':>10} {'hnsw search':>11} {'recall':>6}"
-    )
     nan = float("nan")
-    for row in searched:
+    if "search" in results:
+        print(f"\nsearch, top-{K} (ms, best of {args.repeats}); faiss flat is exact, HNSW approximate (recall@{K})")
         print(
-            f"{row['dim']:>5} {row['rows']:>9,} {row['queries']:>7} {row['numpy_ms']:>9.2f} "
-            f"{row.get('faiss_flat_build_ms', nan):>10.2f} {row.get('faiss_flat_search_ms', nan):>11.2f} "
-            f"{row.get('faiss_hnsw_build_ms', nan):>10.0f} {row.get('faiss_hnsw_search_ms', nan):>11.2f} "
-            f"{row.get('faiss_hnsw_recall', nan):>6.3f}"
+            f"{'dim':>5} {'rows':>9} {'queries':>7} {'numpy':>9} {'flat build':>10} {'flat search':>11} "
+            f"{'hnsw build':>10} {'hnsw search':>11} {'recall':>6}"
         )
-    print(f"\naccuracy on the sample (index: {recognised['index_rows']} even, queries: {recognised['queries']} odd)")
-    print(f"  --k 1: {recognised['accuracy_k1']:.3f}   --k 5: {recognised['accuracy_k5']:.3f}")
-    print("\nlatency (s): the whole command, and in one process: load (index, network), encode, search")
-    print(f"{'index rows':>10} {'queries':>7} {'command':>8} {'load':>7} {'encode':>7} {'search':>7}")
-    for row in timed:
+        for row in results["search"]:
+            print(
+                f"{row['dim']:>5} {row['rows']:>9,} {row['queries']:>7} {row['numpy_ms']:>9.2f} "
+                f"{row.get('faiss_flat_build_ms', nan):>10.2f} {row.get('faiss_flat_search_ms', nan):>11.2f} "
+                f"{row.get('faiss_hnsw_build_ms', nan):>10.0f} {row.get('faiss_hnsw_search_ms', nan):>11.2f} "
+                f"{row.get('faiss_hnsw_recall', nan):>6.3f}"
+            )
+    if "accuracy" in results:
+        print("\naccuracy on the sample: the even-numbered images index, the odd-numbered ones query")
+        for row in results["accuracy"]:
+            print(
+                f"  {row['image_size']} px, {row['index_rows']} rows, {row['queries']} queries: "
+                f"--k 1 {row['accuracy_k1']:.3f}, --k 5 {row['accuracy_k5']:.3f}"
+            )
+    if "latency" in results:
         print(
-            f"{row['index_rows']:>10,} {row['queries']:>7} {row['command_s']:>8.2f} {row['load_s']:>7.3f} "
-            f"{row['encode_s']:>7.3f} {row['search_s']:>7.4f}"
+            "\nlatency (s): the whole command (a fresh process: imports, network, index, queries), and in one "
+            "process whose network is built: load (the index's vectors), encode, search"
         )
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "similar.json").write_text(
-        json.dumps({"search": searched, "accuracy": recognised, "latency": timed, "cores": os.cpu_count()}, indent=1)
-    )
+        print(f"{'index rows':>10} {'queries':>7} {'command':>8} {'load':>7} {'encode':>7} {'search':>7}")
+        for row in results["latency"]:
+            print(
+                f"{row['index_rows']:>10,} {row['queries']:>7} {row['command_s']:>8.2f} {row['load_s']:>7.3f} "
+                f"{row['encode_s']:>7.3f} {row['search_s']:>7.4f}"
+            )
+    results_folder = ROOT / "benchmarks" / "results"
+    results_folder.mkdir(exist_ok=True)
+    (results_folder / "similar.json").write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -409,7 +410,11 @@ def similar(
         elif answer.error is not None:
             err.print(f"[bold red]error:[/] {escape(answer.query)}: {escape(answer.error)}", soft_wrap=True)
         else:
-            table = Table(title=f"{escape(answer.query)} -> [bold]{escape(answer.label)}[/]", title_justify="left")
+            table = Table(
+                title=f"{escape(answer.query)} -> [bold]{escape(answer.label)}[/]",
+                title_justify="left",
+                box=box.SIMPLE_HEAD,  # one query's answer: light enough to read many of them in a row
+            )
             for column in ("similarity", "label", "path"):
                 table.add_column(column, justify="right" if column == "similarity" else "left", overflow="fold")
             for neighbor in answer.neighbors:
