@@ -458,10 +458,12 @@ def _print_summary(summary) -> None:
         ("ok", summary.ok),
         ("failed", summary.failed),
         ("dim", summary.dim),
-        ("model", summary.model),
+        ("model", summary.model + (f", layer {summary.layer}" if summary.layer else "")),
         ("image size", summary.image_size),
+        ("pooling", summary.pooling or "- (the layer gives a vector)"),
         ("mode", summary.mode),
         ("weights sha256", summary.weights_sha256 or "-"),
+        *([("model sha256", summary.model_sha256)] if summary.model_sha256 else []),
         ("duration", f"{summary.manifest.duration_seconds:.1f} s"),
     ]:
         facts.add_row(name, str(value))

@@ -23,6 +23,9 @@ class Summary:
     image_size: int
     weights_sha256: str | None
     mode: str
+    pooling: str | None  # how a feature map became the vector; None where the layer gave a vector
+    layer: str | None  # a saved model's layer
+    model_sha256: str | None  # a saved model's file
     column: str  # where the vectors are: "features", or "pca_features" in a reduce output
     labels: dict[str, int]
     failures: list[dict[str, str]]
@@ -71,6 +74,9 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
         image_size=network.image_size,
         weights_sha256=network.weights_sha256,
         mode=network.mode,
+        pooling=network.pooling if network.pooled else None,
+        layer=network.layer,
+        model_sha256=network.model_sha256,
         column=column,
         labels=labels,
         failures=failures.to_pylist(),

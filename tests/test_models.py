@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import sparkyfruit
 from sparkyfruit import models
 from sparkyfruit.cli import app
 from sparkyfruit.config import RunConfig
@@ -211,3 +212,37 @@ def test_encode_with_a_saved_model_and_layer(spark, saved_model, tmp_path):
     )
     vectors = [features for _, features, _ in read_output(tmp_path / "o").values()]
     assert len(vectors) == 24 and all(len(v) == 16 for v in vectors)
+    summary = sparkyfruit.inspect(str(tmp_path / "o"))
+    assert (summary.layer, summary.pooling, summary.model_sha256) == ("embedding", None, manifest["model_sha256"])
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.repeat
+@pytest.mark.s3
+def test_a_saved_model_on_s3_at_a_feature_map_is_pooled_and_similar_uses_it(spark, saved_model, s3, tmp_path):
+    from devtools import local_s3
+    from sparkyfruit.s3_settings import S3Settings
+    from sparkyfruit.similar import similar
+
+    local_s3.client(s3.endpoint).create_bucket(Bucket="models")
+    local_s3.client(s3.endpoint).upload_file(str(saved_model), "models", "fine-tuned/fruit-classifier.keras")
+    uri = "s3://models/fine-tuned/fruit-classifier.keras"
+    args = ["encode", "--input", str(SAMPLE), "--output", str(tmp_path / "o"), "--model", uri, "--layer"]
+    args += ["conv_pw_13_relu", "--pooling", "max", "--image-size", "64", "--limit", "16", "--quiet"]
+    done = CliRunner().invoke(app, [*args, "--master", MASTER, "--s3-endpoint", s3.endpoint])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((tmp_path / "o" / "_sparkyfruit.json").read_text())
+    assert (manifest["model"], manifest["layer"], manifest["pooling"], manifest["pooled"], manifest["dim"]) == (
+        uri,
+        "conv_pw_13_relu",
+        "max",
+        True,
+        256,
+    )
+    assert manifest["model_sha256"] == models.sha256_of(saved_model) and manifest["weights_sha256"] is None
+    first = sorted(read_output(tmp_path / "o"))[0]
+    (answer,) = similar(
+        [first.removeprefix("file://")], str(tmp_path / "o"), S3Settings(s3_endpoint=s3.endpoint)
+    ).answers
+    assert answer.neighbors[0].path == first and answer.neighbors[0].similarity == pytest.approx(1.0, abs=1e-5)
