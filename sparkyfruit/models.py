@@ -247,10 +247,11 @@ def build_model(spec: ModelSpec):
 
 @dataclass(frozen=True)
 class NetworkOutput:
-    """What the driver reads off a saved model before Spark starts: the vector its layer gives."""
+    """What the driver knows before Spark starts of the vector a network gives: a backbone's from the cache,
+    a saved model's read off its layer."""
 
-    dim: int
-    pooled: bool  # the layer's output was a feature map, pooled to a vector
+    dim: int | None  # None: a backbone at a width the cache does not hold (its workers will say)
+    pooled: bool  # the network's output was a feature map, pooled to a vector
     input_size: int | None  # the model's fixed input side, if it has one
 
 

@@ -139,32 +139,38 @@ def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=
             f"holds {loaded.vectors.shape[1]}-d ones.",
             "The output was changed after its run; encode it again.",
         )
+    from sparkyfruit.featurize import featurize_batch
+
     seconds = {"load": time.monotonic() - started, "encode": 0.0, "search": 0.0}
     answers = []
     for start in range(0, len(images), QUERY_BATCH):
         batch = images[start : start + QUERY_BATCH]
         encoded_at = time.monotonic()
         contents, errors = zip(*(_read(image, s3) for image in batch))
-        from sparkyfruit.featurize import featurize_batch
-
         result = featurize_batch(encoder, list(contents), list(errors))
         searched_at = time.monotonic()
         seconds["encode"] += searched_at - encoded_at
-        similarities, rows = nearest.search(result["vectors"], k) if result["decoded_rows"] else (None, None)
+        found = nearest.search(result["vectors"], k) if result["decoded_rows"] else None
         seconds["search"] += time.monotonic() - searched_at
-        vector_of = {row: number for number, row in enumerate(result["decoded_rows"])}
-        for row, image in enumerate(batch):
-            if row not in vector_of:
-                answers.append(Answer(_shown(image), None, error=result["errors"][row]))
-                continue
-            found = rows[vector_of[row]]
-            neighbors = [
-                Neighbor(loaded.paths[i], loaded.labels[i], round(float(s), 6))
-                for i, s in zip(found, similarities[vector_of[row]])
-            ]
-            label = vote([neighbor.label for neighbor in neighbors], similarities[vector_of[row]])
-            answers.append(Answer(_shown(image), label, neighbors))
+        answers += _answers(batch, result, found, loaded)
     return Similar(location.uri, len(loaded.paths), manifest.model, answers, seconds)
+
+
+def _answers(batch: list[str], result: dict, found, loaded: output_format.Vectors) -> list[Answer]:
+    """One batch's answers, in its order: featurize_batch's `result`, and the (similarities, rows) found for
+    the rows it decoded."""
+    number_of = {row: number for number, row in enumerate(result["decoded_rows"])}
+    answers = []
+    for row, image in enumerate(batch):
+        if row not in number_of:
+            answers.append(Answer(_shown(image), None, error=result["errors"][row]))
+            continue
+        similarities, rows = found[0][number_of[row]], found[1][number_of[row]]
+        neighbors = [
+            Neighbor(loaded.paths[i], loaded.labels[i], round(float(s), 6)) for i, s in zip(rows, similarities)
+        ]
+        answers.append(Answer(_shown(image), vote([n.label for n in neighbors], similarities), neighbors))
+    return answers
 
 
 def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings):
