@@ -10,6 +10,7 @@ Keras itself, which imports it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -111,6 +112,7 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
+@functools.cache
 def installed_backbones() -> dict[str, tuple[str, str]]:
     """name -> (application, module) of every backbone in the installed keras.applications (imports Keras):
     each public network there whose defining module has a public preprocess_input."""
@@ -174,6 +176,22 @@ class ModelSpec:
     pooling: str = "avg"
     layer: str | None = None  # a saved model's layer whose output is the vector
     preprocess: str | None = None  # the backbone whose preprocess_input applies; None = the network's own
+
+    @classmethod
+    def of(cls, model: str, weights: str, batch_size: int, network) -> ModelSpec:
+        """The spec of a --model value (a backbone's name, or a saved model's path or URI, whose file then
+        is `weights`) with the rest of its `network`: a RunConfig or a Manifest, which name them alike."""
+        name = SAVED_MODEL if is_saved_model(model) else model
+        return cls(
+            name,
+            network.alpha,
+            network.image_size,
+            weights,
+            batch_size,
+            network.pooling,
+            network.layer,
+            network.preprocess,
+        )
 
 
 @contextlib.contextmanager

@@ -121,6 +121,11 @@ class Manifest:
     model_sha256: str | None = None  # a saved model's file
     format: str = ENCODE_FORMAT
 
+    @property
+    def shipped_sha256(self) -> str | None:
+        """The sha256 of the file the workers loaded: a saved model's own, else its weights' (None: random)."""
+        return self.model_sha256 or self.weights_sha256
+
 
 @dataclass
 class ShardRecord:

@@ -151,16 +151,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             if staged.file is not None:
                 context.addFile(str(staged.file))
                 worker_weights = SPARK_FILES_PREFIX + staged.file.name
-            spec = models.ModelSpec(
-                models.SAVED_MODEL if config.is_saved_model else config.model,
-                config.alpha,
-                config.image_size,
-                worker_weights,
-                config.batch_size,
-                config.pooling,
-                config.layer,
-                config.preprocess,
-            )
+            spec = models.ModelSpec.of(config.model, worker_weights, config.batch_size, config)
 
             if config.mode == "df":
                 listed_at = time.monotonic()

@@ -63,8 +63,9 @@ class Similar:
 class NearestRows:
     """Exact cosine-similarity search over the rows of an index: one float32 matrix product (NumPy's BLAS)
     and a partial sort. Chosen by measurement (benchmarks/similar.py, docs/performance.md): faiss's exact
-    index was no faster at any size measured, and an approximate one costs more to build than the index
-    rows' loading and thousands of these searches, for each command that loads an output."""
+    index, built and searched, was faster in one case measured (1,000 rows, by a millisecond) and slower in
+    the rest; an approximate one costs more to build than thousands of these searches, and each command
+    that loads an output would build it again."""
 
     def __init__(self, vectors: np.ndarray):
         self.unit = _unit(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -180,24 +181,15 @@ def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings):
 
     source = weights.source_of(manifest.model, manifest.weights)
     staged = weights.stage(source, s3, model=manifest.model, alpha=manifest.alpha, image_size=manifest.image_size)
-    recorded = manifest.model_sha256 if models.is_saved_model(manifest.model) else manifest.weights_sha256
+    recorded = manifest.shipped_sha256
     if recorded and staged.sha256 != recorded:
         raise ConfigError(
             f"The weights {source} are not the ones this output was encoded with (sha256 {staged.sha256[:12]}..., "
             f"the manifest says {recorded[:12]}...): their vectors cannot be compared.",
             "Restore that file, or encode the images again with the new one.",
         )
-    spec = models.ModelSpec(
-        models.SAVED_MODEL if models.is_saved_model(manifest.model) else manifest.model,
-        manifest.alpha,
-        manifest.image_size,
-        str(staged.file) if staged.file is not None else models.RANDOM,
-        QUERY_BATCH,
-        manifest.pooling,
-        manifest.layer,
-        manifest.preprocess,
-    )
-    return Encoder(spec, threads=os.cpu_count() or 1)
+    local = str(staged.file) if staged.file is not None else models.RANDOM
+    return Encoder(models.ModelSpec.of(manifest.model, local, QUERY_BATCH, manifest), threads=os.cpu_count() or 1)
 
 
 def _expand(query: str, s3: S3Settings) -> list[str]:

@@ -34,23 +34,48 @@ KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, alpha, size, url",
+    "name, alpha, size, url, file_hash",
     [
-        ("mobilenet", 0.25, 224, "mobilenet/mobilenet_2_5_224_tf_no_top.h5"),
-        ("mobilenet", 1.0, 100, "mobilenet/mobilenet_1_0_224_tf_no_top.h5"),
-        ("mobilenet_v2", 1.0, 100, "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
-        ("mobilenet_v2", 0.35, 160, "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_160_no_top.h5"),
-        ("resnet50", 1.0, 224, "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        ("efficientnet_v2_b0", 1.0, 224, "efficientnet_v2/efficientnetv2-b0_notop.h5"),
+        ("mobilenet", 0.25, 224, "mobilenet/mobilenet_2_5_224_tf_no_top.h5", None),
+        ("mobilenet", 1.0, 100, "mobilenet/mobilenet_1_0_224_tf_no_top.h5", None),
+        (
+            "mobilenet_v2",
+            1.0,
+            100,
+            "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+            None,
+        ),
+        (
+            "mobilenet_v2",
+            0.35,
+            160,
+            "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_160_no_top.h5",
+            None,
+        ),
+        (
+            "resnet50",
+            1.0,
+            224,
+            "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "4d473c1dd8becc155b73f8504c6f6626",
+        ),
+        (
+            "efficientnet_v2_b0",
+            1.0,
+            224,
+            "efficientnet_v2/efficientnetv2-b0_notop.h5",
+            "893217f2bb855e2983157299931e43ff",
+        ),
     ],
 )
-def test_the_imagenet_download_is_the_file_keras_itself_asks_for(tmp_path, monkeypatch, name, alpha, size, url):
-    """Keras's own request is intercepted (the published names above are Keras's rules per family, size
-    and alpha), then remembered: a second run builds nothing."""
+def test_the_imagenet_download_is_the_file_keras_itself_asks_for(
+    tmp_path, monkeypatch, name, alpha, size, url, file_hash
+):
+    """Keras's own request is intercepted (the published names and hashes above are Keras's, by its rules
+    per family, size and alpha), then remembered: a second run builds nothing."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     asked = weights.imagenet_download(name, alpha, size)
-    assert asked.url == KERAS_WEIGHTS + url
-    assert asked.file_hash == {"resnet50": "4d473c1dd8becc155b73f8504c6f6626"}.get(name, asked.file_hash)
+    assert (asked.url, asked.file_hash) == (KERAS_WEIGHTS + url, file_hash)
     monkeypatch.setattr(weights, "_ask_keras", lambda *a: pytest.fail("Keras was asked again"))
     assert weights.imagenet_download(name, alpha, size) == asked
 
