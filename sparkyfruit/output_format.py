@@ -2,8 +2,9 @@
 
 An output is a folder (or S3 prefix) of Parquet files written by Spark, with `_sparkyfruit.json` written
 last. Whatever else sparkyfruit or Spark leaves there (checksums, `_SUCCESS`, committer work folders, the
-PCA model of `reduce`) is listed in OWN_FILES; anything outside it belongs to the user and is never
-deleted.
+PCA model of `reduce`) is listed in OWN_FILES, and is ours only beside one of sparkyfruit's own metadata
+files (OWN_MARKERS): a plain Spark Parquet table has part files and `_SUCCESS` too. Anything else belongs to
+the user and is never deleted.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ OWN_FILES = re.compile(
     r"|\.?part-[^/]+\.parquet(\.crc)?"  # Spark's data files and their checksums
     r"|(_temporary|__magic[^/]*|_pca_model)/.+"  # committers' work folders; the PCA model of `reduce`
 )
+# files that only sparkyfruit writes: without one of them, nothing in a folder is ours
+OWN_MARKERS = re.compile(r"_sparkyfruit(\.resuming|\.run)?\.json(\.tmp)?|_shards/\d+\.json(\.tmp)?")
 SHOWN_FOREIGN = 3
 DATA_FILE = re.compile(r"part-[^/]+\.parquet")
 # what a Spark job that did not commit leaves: its committer's work folders
@@ -51,6 +54,10 @@ def is_own_file(name: str) -> bool:
 
 
 def foreign_files(names: list[str]) -> list[str]:
+    """The files of a folder's listing that are not sparkyfruit's: all of them when none of sparkyfruit's own
+    metadata files is among them."""
+    if not any(OWN_MARKERS.fullmatch(name) for name in names):
+        return list(names)
     return [name for name in names if not is_own_file(name)]
 
 

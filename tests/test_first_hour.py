@@ -98,6 +98,27 @@ def test_an_output_of_our_own_files_is_replaceable_and_without_overwrite_refused
     )
 
 
+def test_overwrite_of_a_spark_parquet_table_is_refused_and_nothing_is_deleted(tmp_path):
+    """What Spark writes for a user's own table (part files, _SUCCESS, their checksums) carries no file of
+    sparkyfruit's: --overwrite must not take it for an output of ours."""
+    table = tmp_path / "customers"
+    table.mkdir()
+    for name in ["part-00000-5e1f-c000.snappy.parquet", "part-00001-5e1f-c000.snappy.parquet", "_SUCCESS"]:
+        (table / name).write_bytes(b"PAR1 customer,revenue PAR1" if name.endswith(".parquet") else b"")
+    (table / ".part-00000-5e1f-c000.snappy.parquet.crc").write_bytes(b"crc")
+    before = snapshot(table)
+    for extra in (["--overwrite"], []):
+        code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(table), *extra, *REAL_MODEL)
+        assert_one_line(
+            code,
+            output,
+            2,
+            f"--output {table} holds files that sparkyfruit did not write (.part-00000-5e1f-c000.snappy.parquet.crc, "
+            "_SUCCESS, part-00000-5e1f-c000.snappy.parquet and 1 more); nothing was touched.",
+        )
+    assert snapshot(table) == before
+
+
 def test_an_output_that_is_a_file_is_refused(tmp_path):
     notes = tmp_path / "README.md"
     notes.write_text("# mine")
@@ -193,10 +214,11 @@ def test_inspect_of_a_file_and_of_an_unfinished_output(tmp_path):
     assert_one_line(code, output, 1, f"{notes} is a file, not an output folder.")
     unfinished = finished_output(tmp_path / "out")
     (unfinished / "_sparkyfruit.json").unlink()
+    # part files, _SUCCESS and work folders without any file of sparkyfruit's own are what a Spark job leaves
+    # too: they are not ours, and nothing advises --overwrite for them
     code, output = invoke("inspect", str(unfinished))
-    assert_one_line(
-        code, output, 1, "the encode run that wrote it did not finish", "Rerun that encode with --overwrite"
-    )
+    assert_one_line(code, output, 1, f"{unfinished} is not a sparkyfruit output: it has no _sparkyfruit.json")
+    assert "--overwrite" not in output
     # what a run stopped after its first of 8 shards leaves (tests/test_checkpoints.py makes one for real)
     record = output_format.RunRecord(
         output_format.now(), "keys", "file:///in", "mobilenet", 0.25, 224, "file", None, 24, 192, 8
