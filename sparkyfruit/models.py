@@ -64,6 +64,8 @@ def snake_name(application: str) -> str:
 
 
 _B = Backbone
+# the Keras release whose keras.applications BACKBONES holds whole; tests/test_models.py checks both
+CACHED_KERAS = "3.15"
 # Keras 3.15's keras.applications, read off the built networks by tests/test_models.py
 BACKBONES: dict[str, Backbone] = {
     backbone.name: backbone
@@ -133,13 +135,29 @@ def backbone(name: str) -> Backbone | None:
     then unknown until built: 224 and 0), else None."""
     if name in BACKBONES:
         return BACKBONES[name]
+    if cache_is_whole():  # a typo is answered without importing TensorFlow
+        return None
     installed = installed_backbones().get(name)
     return Backbone(installed[0], installed[1], 224, 0, 0) if installed else None
 
 
+def cache_is_whole() -> bool:
+    """Whether the installed Keras is the release BACKBONES was read from (its version, read without
+    importing it): then a name outside the cache is no backbone."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return False
+    return version == CACHED_KERAS or version.startswith(CACHED_KERAS + ".")
+
+
 def listing() -> list[Backbone]:
-    """Every backbone of the installed keras.applications (imports Keras). One that this version has not
-    cached is built once, without weights, to read its dimension and size."""
+    """Every backbone of the installed keras.applications: the cache, where it is whole; else Keras is
+    imported, and one that the cache lacks is built once, without weights, to read its dimension and size."""
+    if cache_is_whole():
+        return list(BACKBONES.values())
     listed = []
     for name, (application, module) in installed_backbones().items():
         if name in BACKBONES and BACKBONES[name].application == application:

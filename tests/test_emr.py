@@ -54,8 +54,9 @@ def test_the_step_arguments_are_accepted_by_sparkyfruits_own_cli(tmp_path):
 
     args = emr.encode_step("s3://fruit/Training", "s3://fruit/features")["HadoopJarStep"]["Args"]
     command = args[args.index("/opt/sparkyfruit/submit.py") + 1 :]
-    result = CliRunner().invoke(app, [*command, "--model", "vgg"])  # stops at config checks, before any S3 call
-    assert result.exit_code == 2 and "Unknown --model 'vgg'" in result.output
+    # a bad value added last stops at the config checks, before any S3 call: every option before it parsed
+    result = CliRunner().invoke(app, [*command, "--batch-size", "0"])
+    assert result.exit_code == 2 and "--batch-size must be between 1 and 4096; got 0" in result.output, result.output
 
 
 @pytest.mark.parametrize("bad", ["/local/folder", "s3a://b/x", "hdfs:///x"])
