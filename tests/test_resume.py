@@ -27,7 +27,7 @@ def grow(folder, count: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["keys", "df"])
-def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path, mode):
+def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path, mode, request):
     images, out = tmp_path / "images", tmp_path / "out"
     grow(images, 1)
     first = sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), resume=True))
@@ -41,6 +41,8 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
         manifest["counts"]["rows"] == 72 and manifest["resumes"] == 2 and not (out / "_sparkyfruit.run.json").exists()
     )
     assert sparkyfruit.inspect(str(out)).rows == 72
+    # a joined session's later jobs (a notebook's) are not left in the run's job group
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
 
     fresh = tmp_path / "fresh"
     sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(fresh)))
@@ -54,11 +56,10 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
         assert error is None and label == expected[path][0]
         np.testing.assert_allclose(features, expected[path][1], atol=1e-5)
 
-    # nothing new: answered from the manifest, no Spark job
-    jobs_before = len(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
+    # nothing new: answered from the manifest; Spark is not even started (no_spark_start fails the test if it is)
+    request.getfixturevalue("no_spark_start")
     again = sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), resume=True))
-    assert (again.added, again.rows) == (0, 72)
-    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup(None)) == jobs_before
+    assert (again.added, again.rows, again.ui_url) == (0, 72, None)
 
 
 @pytest.mark.parametrize("mode", ["keys", "df"])

@@ -82,6 +82,8 @@ class SparkProgress:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self._stop.set()
+        # the group belongs to this run's jobs: later jobs of a joined session (a notebook's) are not ours
+        self.context._jsc.clearJobGroup()
         if self._thread is not None:
             self._thread.join()
             self._progress.update(self._task, completed=self.done)
