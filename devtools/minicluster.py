@@ -121,8 +121,8 @@ def resolve_jars(timeout: float = 600) -> list[Path]:
 
     version = bundled_hadoop_version()
     folder = cache_dir() / "minicluster" / f"hadoop-{version}"
-    done = folder / "resolved"
-    if not done.is_file():
+    done = folder / "resolved"  # holds the ivy.xml it was resolved from: another list of jars resolves again
+    if not done.is_file() or done.read_text() != ivy_module(version):
         ivy = next((spark_home() / "jars").glob("ivy-*.jar"))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "ivy.xml").write_text(ivy_module(version))

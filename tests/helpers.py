@@ -19,11 +19,23 @@ WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 MASTER = "local[2]"
 SCRIPT = str(Path(sys.executable).with_name("sparkyfruit"))  # the installed console script
 REAL_MODEL = ["--model", "mobilenet", "--alpha", "0.25", "--weights", str(WEIGHTS)]
+SAMPLE_BUCKET = "sample"  # where conftest's sample_outputs encode the sample from
+BROKEN_SAMPLE_FILE = "Kiwi/broken.jpg"  # the one undecodable file beside the sample in those outputs
 
 
 def encode_args(images, out, *extra: str) -> list[str]:
     """`encode --input IMAGES --output OUT` with the real-weights model (MobileNet v1 0.25), then `extra`."""
     return ["encode", "--input", str(images), "--output", str(out), *REAL_MODEL, *extra]
+
+
+def cli(*args: str, env: dict | None = None):
+    """The CLI in this process (typer's runner): a run joins the test session's Spark instead of starting one.
+    Returns click's Result (exit_code, output, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from sparkyfruit.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args], env={"COLUMNS": "400", **(env or {})})
 
 
 def run_config(**overrides):

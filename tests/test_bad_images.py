@@ -71,6 +71,7 @@ def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_fold
     rows = read_output(tmp_path / "out")
     by_name = {path.rsplit("/", 1)[-1]: row for path, row in rows.items()}
     assert set(by_name) == CONVERTIBLE | BROKEN
+    assert {label for label, _, _ in by_name.values()} == {"Kiwi"}  # a failed row keeps its label
     for name in CONVERTIBLE:
         label, features, error = by_name[name]
         assert error is None and len(features) == 256 and np.all(np.isfinite(features)), name
@@ -83,9 +84,11 @@ def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_fold
 
     assert by_name["zero.jpg"][2] == EMPTY_FILE_ERROR
     assert by_name["text.jpg"][2] == "cannot decode image: not an image file (JPEG, PNG) that Pillow can read"
+    assert by_name["truncated.jpg"][2].startswith("cannot decode image"), by_name["truncated.jpg"][2]
     assert not any(" object at 0x" in row[2] for row in by_name.values() if row[2])
     assert (result.manifest.counts.rows, result.manifest.counts.ok, result.manifest.counts.failed) == (10, 6, 4)
-    assert sparkyfruit.inspect(str(tmp_path / "out")).failed == 4
+    summary = sparkyfruit.inspect(str(tmp_path / "out"))
+    assert summary.failed == 4 and len(summary.failures) == 4
 
     # data changed after the run no longer matches the manifest: inspect refuses it
     from sparkyfruit.errors import NotAnOutputError

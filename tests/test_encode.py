@@ -15,25 +15,23 @@ from typer.testing import CliRunner
 
 import sparkyfruit
 from sparkyfruit.cli import app
-from tests.helpers import SAMPLE, SCRIPT, WEIGHTS, encode_args, read_output, run_config
+from tests.helpers import (
+    BROKEN_SAMPLE_FILE,
+    SAMPLE,
+    SAMPLE_BUCKET,
+    SCRIPT,
+    WEIGHTS,
+    encode_args,
+    read_output,
+    run_config,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def both_modes(spark, s3_server, tmp_path_factory):
-    """The 192 sample images encoded from S3 in keys mode and in df mode (real weights, 224 px)."""
-    from devtools import local_s3
-
-    s3_server.reset()
-    local_s3.seed(s3_server.endpoint, "fruit", "Training", SAMPLE)
-    results, outputs = {}, {}
-    for mode in ("keys", "df"):
-        out = tmp_path_factory.mktemp(f"out-{mode}")
-        config = run_config(mode=mode, input="s3://fruit/Training", output=str(out), s3_endpoint=s3_server.endpoint)
-        results[mode] = sparkyfruit.encode(config)
-        outputs[mode] = read_output(out)
-    return results, outputs
+def good_rows(rows: dict[str, tuple]) -> dict[str, tuple]:
+    """An output's rows less the undecodable file that the shared sample outputs hold."""
+    return {path: row for path, row in rows.items() if not path.endswith(BROKEN_SAMPLE_FILE)}
 
 
 def nearest_centroid_accuracy(rows: dict[str, tuple]) -> float:
@@ -64,14 +62,52 @@ def test_s3a_jars_stay_off_the_python_path(spark):
 
 
 @pytest.mark.s3
-def test_keys_and_df_modes_give_the_same_rows_and_vectors(both_modes):
-    results, outputs = both_modes
+def test_no_credential_reaches_the_sessions_configuration_or_its_ui(spark, sample_outputs):
+    """After runs from S3 in both modes (conftest's aws_env holds the keys in the environment): no value of
+    Spark's configuration holds the access key or the secret, sparkyfruit puts neither into Hadoop's, and the
+    Spark UI's environment page shows neither. (Spark itself copies AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into
+    Hadoop's configuration at start, SparkHadoopUtil.appendS3CredentialsFromEnvironment, under the six names
+    below; its UI redacts them.)"""
+    import urllib.request
+
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
+    spark_own_copies = {
+        "fs.s3.awsAccessKeyId",
+        "fs.s3.awsSecretAccessKey",
+        "fs.s3n.awsAccessKeyId",
+        "fs.s3n.awsSecretAccessKey",
+        "fs.s3a.access.key",
+        "fs.s3a.secret.key",
+    }
+    context = spark.sparkContext
+    spark_conf = dict(context.getConf().getAll())
+    hadoop = context._jsc.hadoopConfiguration().getValByRegex(".*")
+    hadoop_conf = {key: str(hadoop[key]) for key in hadoop.keySet()}
+    assert any(key.startswith("fs.s3a.") for key in hadoop_conf) and len(spark_conf) > 10  # both really were read
+    with urllib.request.urlopen(f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/environment") as page:
+        environment = page.read().decode()
+    assert "sparkProperties" in environment and "hadoopProperties" in environment
+
+    def holding_a_credential(conf: dict[str, str]) -> set[str]:
+        return {key for key, value in conf.items() if any(secret in value for secret in secrets)}
+
+    assert not holding_a_credential(spark_conf)
+    assert holding_a_credential(hadoop_conf) <= spark_own_copies, holding_a_credential(hadoop_conf) - spark_own_copies
+    assert not [secret for secret in secrets if secret in environment], "a credential is on the UI's environment page"
+
+
+@pytest.mark.s3
+def test_keys_and_df_modes_give_the_same_rows_and_vectors(sample_outputs):
+    results, outputs = sample_outputs.results, sample_outputs.rows
+    broken = f"s3://{SAMPLE_BUCKET}/Training/{BROKEN_SAMPLE_FILE}"
     for mode in ("keys", "df"):
-        assert (results[mode].rows, results[mode].ok, results[mode].failed, results[mode].dim) == (192, 192, 0, 256)
-        assert len(outputs[mode]) == 192
+        assert (results[mode].rows, results[mode].ok, results[mode].failed, results[mode].dim) == (193, 192, 1, 256)
+        assert len(outputs[mode]) == 193
+        label, features, error = outputs[mode][broken]
+        assert label == "Kiwi" and features is None and error.startswith("cannot decode image")
     assert set(outputs["keys"]) == set(outputs["df"])
-    for path, (label, features, error) in outputs["keys"].items():
-        assert path.startswith("s3://fruit/Training/") and error is None
+    for path, (label, features, error) in good_rows(outputs["keys"]).items():
+        assert path.startswith(f"s3://{SAMPLE_BUCKET}/Training/") and error is None
         assert label == path.split("/")[-2] == outputs["df"][path][0]
         keys_vector, df_vector = np.asarray(features), np.asarray(outputs["df"][path][1])
         assert keys_vector.shape == (256,) and np.all(np.isfinite(keys_vector))
@@ -80,11 +116,11 @@ def test_keys_and_df_modes_give_the_same_rows_and_vectors(both_modes):
 
 
 @pytest.mark.s3
-def test_manifest_records_the_run(both_modes):
-    results, _ = both_modes
+def test_manifest_records_the_run(sample_outputs):
+    results = sample_outputs.results
     manifest = dataclasses.asdict(results["df"].manifest)  # the manifest as its JSON reads
-    assert manifest["counts"] == {"rows": 192, "ok": 192, "failed": 0}
-    assert manifest["mode"] == "df" and manifest["input"] == "s3://fruit/Training"
+    assert manifest["counts"] == {"rows": 193, "ok": 192, "failed": 1}
+    assert manifest["mode"] == "df" and manifest["input"] == f"s3://{SAMPLE_BUCKET}/Training"
     assert (manifest["model"], manifest["alpha"], manifest["image_size"], manifest["dim"]) == (
         "mobilenet",
         0.25,
@@ -117,15 +153,15 @@ def test_feature_values_are_written_without_a_parquet_dictionary(spark, tmp_path
 
 
 @pytest.mark.s3
-def test_vectors_equal_a_direct_keras_call(both_modes):
+def test_vectors_equal_a_direct_keras_call(sample_outputs):
     import keras
 
-    _, outputs = both_modes
+    outputs = {mode: good_rows(rows) for mode, rows in sample_outputs.rows.items()}
     model = keras.applications.MobileNet(
         alpha=0.25, input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=str(WEIGHTS)
     )
     paths = sorted(outputs["keys"])[::50]
-    files = [SAMPLE / path.removeprefix("s3://fruit/Training/") for path in paths]
+    files = [SAMPLE / path.removeprefix(f"s3://{SAMPLE_BUCKET}/Training/") for path in paths]
     batch = np.stack(
         [
             keras.utils.img_to_array(keras.utils.load_img(f, target_size=(224, 224), interpolation="bilinear"))
@@ -138,8 +174,8 @@ def test_vectors_equal_a_direct_keras_call(both_modes):
 
 
 @pytest.mark.s3
-def test_real_weights_separate_the_classes_and_random_weights_do_not(both_modes, tmp_path):
-    _, outputs = both_modes
+def test_real_weights_separate_the_classes_and_random_weights_do_not(sample_outputs, tmp_path):
+    outputs = {mode: good_rows(rows) for mode, rows in sample_outputs.rows.items()}
     real = nearest_centroid_accuracy(outputs["keys"])
     config = run_config(mode="keys", input=str(SAMPLE), output=str(tmp_path / "random"), weights="none")
     result = sparkyfruit.encode(config)
@@ -147,7 +183,10 @@ def test_real_weights_separate_the_classes_and_random_weights_do_not(both_modes,
     random_rows = read_output(tmp_path / "random")
     real_vectors = np.array([outputs["keys"][p][1] for p in sorted(outputs["keys"])])
     random_vectors = np.array(
-        [random_rows[p.replace("s3://fruit/Training", f"file://{SAMPLE}")][1] for p in sorted(outputs["keys"])]
+        [
+            random_rows[p.replace(f"s3://{SAMPLE_BUCKET}/Training", f"file://{SAMPLE}")][1]
+            for p in sorted(outputs["keys"])
+        ]
     )
     real_spread, random_spread = real_vectors.std(axis=0).max(), random_vectors.std(axis=0).max()
     print(
@@ -222,29 +261,7 @@ def test_weights_from_s3_and_overwrite_of_an_s3_output(spark, s3, tmp_path):
     assert sparkyfruit.inspect("s3://models/features", s3=run_config(**settings).s3_only()).rows == 4
 
 
-@pytest.mark.parametrize("mode", ["keys", "df"])
-def test_undecodable_files_become_error_rows(spark, tmp_path, mode):
-    folder = tmp_path / "in" / "Kiwi"
-    folder.mkdir(parents=True)
-    for name in sorted(p.name for p in (SAMPLE / "Kiwi").iterdir())[:2]:
-        (folder / name).write_bytes((SAMPLE / "Kiwi" / name).read_bytes())
-    (folder / "text.jpg").write_text("this is not an image")
-    (folder / "empty.jpg").write_bytes(b"")
-    (folder / "truncated.jpg").write_bytes(next((SAMPLE / "Kiwi").iterdir()).read_bytes()[:300])
-    result = sparkyfruit.encode(run_config(mode=mode, input=str(tmp_path / "in"), output=str(tmp_path / "out")))
-    assert (result.rows, result.ok, result.failed) == (5, 2, 3)
-    rows = read_output(tmp_path / "out")
-    for name, reason in [
-        ("text.jpg", "cannot decode image"),
-        ("empty.jpg", "empty"),
-        ("truncated.jpg", "cannot decode"),
-    ]:
-        label, features, error = rows[f"file://{folder}/{name}"]
-        assert label == "Kiwi" and features is None and reason in error
-    summary = sparkyfruit.inspect(str(tmp_path / "out"))
-    assert summary.failed == 3 and len(summary.failures) == 3
-
-
+@pytest.mark.integration
 def test_installed_console_script_encodes_a_local_folder(tmp_path):
     """The real entry point, in its own process: local folder in, local folder out, then inspect."""
     script = SCRIPT

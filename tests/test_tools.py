@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from PIL import Image
@@ -11,22 +10,15 @@ from typer.testing import CliRunner
 
 import sparkyfruit
 from sparkyfruit.cli import app
-from tests.helpers import SAMPLE, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def encoded(spark, tmp_path_factory):
-    """The 192 sample images plus one undecodable file, encoded in keys mode."""
-    images = tmp_path_factory.mktemp("images")
-    shutil.copytree(SAMPLE, images / "Training", ignore=shutil.ignore_patterns("*.md"))
-    (images / "Training" / "Kiwi" / "broken.jpg").write_bytes(b"not an image")
-    out = tmp_path_factory.mktemp("encoded") / "features"
-    result = sparkyfruit.encode(run_config(mode="keys", input=str(images / "Training"), output=str(out)))
-    assert (result.rows, result.failed) == (193, 1)
-    return out
+@pytest.fixture
+def encoded(sample_outputs):
+    """The shared sample output (keys mode): 192 images and one undecodable Kiwi."""
+    return sample_outputs.keys
 
 
 def cli(*args: str) -> tuple[int, str]:
