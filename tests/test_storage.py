@@ -95,14 +95,23 @@ def test_a_named_profile_is_used_for_s3_listing(s3, tmp_path, monkeypatch):
         storage.s3_client(S3Settings(s3_endpoint=s3.endpoint, profile="missing"))
 
 
-def test_profile_reaches_s3a_through_the_sdk_provider_not_keys(tmp_path):
+def test_profile_reaches_s3a_through_the_sdk_provider_not_keys(tmp_path, monkeypatch):
     from sparkyfruit.config import RunConfig
     from sparkyfruit.spark.options import s3a_options, spark_options
 
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[fruit]\naws_access_key_id = AKIAPROFILEKEY000001\naws_secret_access_key = profile/secret+1\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     config = RunConfig(input="s3://bucket/in", output=str(tmp_path / "o"), profile="fruit")
+    options = spark_options(config)
     assert s3a_options(config)["fs.s3a.aws.credentials.provider"].endswith("ProfileCredentialsProvider")
-    assert spark_options(config)["spark.executorEnv.AWS_PROFILE"] == "fruit"
-    assert not any("secret" in key or "access.key" in key for key in spark_options(config))
+    assert options["spark.executorEnv.AWS_PROFILE"] == "fruit"
+    assert not any("secret" in key or "access.key" in key for key in options)
+    # the profile's name travels, and neither of its keys does, in any value
+    values = " ".join(options.values()) + " ".join(s3a_options(config).values())
+    assert "profile/secret+1" not in values and "AKIAPROFILEKEY000001" not in values
 
 
 def test_keys_and_paths_are_taken_as_written():

@@ -167,9 +167,13 @@ def test_spark_options_of_a_local_run_and_of_a_tool(tmp_path):
     assert "-XX:TieredStopAtLevel=1" in options["spark.driver.extraJavaOptions"]
     assert "spark.jars.packages" not in options  # nothing on S3: no S3A
     assert not any("secret" in key.lower() or "access.key" in key for key in options)
+    # the session's credentials (conftest's aws_env) are in the environment, and in no value that reaches Spark
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
+    assert not [value for value in options.values() if any(secret in value for secret in secrets)]
     tool = tool_options(S3Settings(s3_endpoint="http://127.0.0.1:9"), "sparkyfruit-reduce", uses_s3=True)
     assert tool["spark.master"] == "local[*]" and "hadoop-aws" in tool["spark.jars.packages"]
     assert tool["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9"
+    assert not [value for value in tool.values() if any(secret in value for secret in secrets)]
 
 
 def test_progress_counts_images_never_past_the_total_and_shows_a_rate():
