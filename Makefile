@@ -1,5 +1,6 @@
 # Quick start: `make demo` and `make test`. Both create .venv and install what they need.
-# `make test PYSPARK=3.5.8` runs the suite against pyspark 3.5.8 in its own .venv-pyspark3.5.8.
+# `make test` is the default set (minutes); `make test-integration` the cases that need processes or machines
+# of their own. `make test PYSPARK=3.5.8` runs a set against pyspark 3.5.8 in its own .venv-pyspark3.5.8.
 PYTHON ?= python3
 PYSPARK ?=
 ifeq ($(PYSPARK),)
@@ -12,7 +13,10 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo lint test test-fast bench bench-scale clean
+# the default set; .ci/run's pyspark 3.5.8 pass widens it with the version-sensitive integration cases
+TEST_SET ?= not integration
+
+.PHONY: install demo lint test test-integration test-fast bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.7 GB) into $(VENV), once..."
@@ -31,12 +35,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# lint, then the default set: every module, both modes, S3, faults, resume, similar, models, the CLI's
+# errors, in one Spark session (docs/development.md: the sets and their times)
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "$(TEST_SET)" $(PYTEST_ARGS)
 
-# unit and CLI tests only (no Spark, no TensorFlow): seconds
+# runs with processes or machines of their own: the console script starting Spark, SIGINT and SIGKILL of
+# process groups, the standalone cluster, YARN and HDFS, memory bounds, every backbone built. Two pytest
+# workers (pytest-xdist), a module each at a time: those runs mostly wait on JVMs, clusters and signals
+INTEGRATION_WORKERS ?= 2
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -m integration -n $(INTEGRATION_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# unit and CLI tests only: no Spark, no TensorFlow (a test that imports either fails here), seconds
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+	SPARKYFRUIT_LIGHT_TESTS=1 $(BIN)/python -m pytest -m "not spark and not slow and not integration" $(PYTEST_ARGS)
 
 # side by side in one run: the client CPU per S3 GET of each candidate client; the raw model limit, both
 # modes and the peers (Ray Data, Daft) at 224 and 100 px, from a folder and the local S3 server; then at
@@ -57,4 +70,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .venv-pyspark* demo-out .pytest_cache build *.egg-info
+	rm -rf .venv .venv-pyspark* demo-out .pytest_cache .cache build *.egg-info

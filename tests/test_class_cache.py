@@ -111,6 +111,7 @@ def encode(tmp_path: Path, output: str, extra_env: dict | None = None) -> subpro
     )
 
 
+@pytest.mark.integration
 @pytest.mark.spark
 @pytest.mark.slow
 def test_first_run_records_the_archive_and_the_next_run_maps_it(tmp_path):
@@ -169,6 +170,7 @@ def test_the_jar_list_comes_from_spark_jars_and_spark_defaults_keep_their_class_
     assert spark_defaults_set("spark.driver.extraClassPath") and not spark_defaults_set("spark.driver.memory")
 
 
+@pytest.mark.integration
 @pytest.mark.s3
 @pytest.mark.spark
 @pytest.mark.slow

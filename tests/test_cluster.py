@@ -14,7 +14,7 @@ import sparkyfruit
 from devtools import standalone
 from tests.helpers import SCRIPT, encode_args, read_output, run_config
 
-pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
 
 @pytest.fixture(scope="module")

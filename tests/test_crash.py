@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import SAMPLE, SCRIPT, encode_args, read_output
 
 
+@pytest.mark.integration
 @pytest.mark.spark
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_is_retried_without_duplicates_or_gaps(tmp_path):

@@ -14,11 +14,11 @@ import pytest
 
 from tests.helpers import SCRIPT, copies_of_sample, encode_args, group_is_gone, start_in_own_group
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 COPIES = 2  # 384 images at 448 px in 12 shards: the interrupt lands with most of the run to go
 
 
-@pytest.mark.parametrize("mode", [pytest.param("keys", marks=pytest.mark.repeat), "df"])
+@pytest.mark.parametrize("mode", ["keys", "df"])
 def test_sigint_to_the_process_group_exits_130_with_one_line(tmp_path, monkeypatch, mode):
     images = copies_of_sample(tmp_path / "images", COPIES)
     out = tmp_path / "out"

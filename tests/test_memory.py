@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.helpers import SAMPLE, SCRIPT, encode_args
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def peak_rss_of_encode(images: Path, out: Path, mode: str) -> int:
     return peak
 
 
-@pytest.mark.parametrize("mode", [pytest.param("keys", marks=pytest.mark.repeat), "df"])
+@pytest.mark.parametrize("mode", ["keys", "df"])
 def test_memory_does_not_grow_with_the_number_of_large_images(large_images, tmp_path, mode):
     small = peak_rss_of_encode(large_images / "set-50", tmp_path / "small", mode)
     large = peak_rss_of_encode(large_images / "set-200", tmp_path / "large", mode)

@@ -11,7 +11,7 @@ import pytest
 from devtools import local_s3
 from tests.helpers import SAMPLE, SCRIPT, encode_args, spark_environment_while_running
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
 ACCESS_KEY = "AKIASPARKYFRUITTEST1"
 SECRET_KEY = "sparkyfruit/never-print-this/Secret+Key0123456789"

@@ -1,5 +1,5 @@
 """`sparkyfruit similar`: the bundled sample recognised by its nearest rows, per-query errors, and an index
-that only its own network can query. The slow cases are marked `repeat`: Spark only makes their index."""
+that only its own network can query."""
 
 from __future__ import annotations
 
@@ -54,7 +54,6 @@ def sample_index(spark, tmp_path_factory):
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.repeat
 @pytest.mark.parametrize("k", [1, 5])
 def test_similar_recognises_the_odd_numbered_fruit_from_the_even_ones(sample_index, k):
     index, odd, manifest, encoder = sample_index
@@ -67,7 +66,6 @@ def test_similar_recognises_the_odd_numbered_fruit_from_the_even_ones(sample_ind
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.repeat
 def test_an_index_row_that_failed_is_never_a_neighbour(sample_index):
     index, odd, manifest, encoder = sample_index
     (answer,) = similar([str(odd[0])], str(index), S3Settings(), k=1000, encoder=encoder).answers
@@ -79,7 +77,6 @@ def test_an_index_row_that_failed_is_never_a_neighbour(sample_index):
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.repeat
 def test_similar_json_answers_each_query_and_reports_the_one_it_cannot_decode(sample_index, tmp_path):
     index, odd, _, _ = sample_index
     broken = tmp_path / "photo.jpg"
@@ -98,7 +95,6 @@ def test_similar_json_answers_each_query_and_reports_the_one_it_cannot_decode(sa
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.repeat
 @pytest.mark.s3
 def test_queries_can_be_s3_keys_and_prefixes(sample_index, fruit_bucket, s3_server):
     index, _, _, encoder = sample_index
@@ -113,7 +109,6 @@ def test_queries_can_be_s3_keys_and_prefixes(sample_index, fruit_bucket, s3_serv
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.repeat
 def test_only_the_indexs_own_network_can_query_it(sample_index, spark, tmp_path):
     index, odd, manifest, _ = sample_index
     other = dataclasses.replace(manifest, weights_sha256="0" * 64)  # the weights file changed since

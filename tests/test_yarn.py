@@ -28,7 +28,7 @@ from tests.helpers import (
     seed_hdfs,
 )
 
-pytestmark = [pytest.mark.yarn, pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.yarn, pytest.mark.spark, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
