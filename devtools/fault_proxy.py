@@ -2,7 +2,9 @@
 flaky network or a throttling S3 does: a 503 SlowDown answer, a connection reset, or a response body cut
 short after its headers promised more. Objects whose key contains one of `always_fail` get a 500 on every
 request; those with one of `always_deny` a 403 AccessDenied on every GET (a HEAD still answers, as for an
-object under a KMS key the reader may not use). Used by the reliability tests; runs in daemon threads.
+object under a KMS key the reader may not use); those with one of `keep_on_delete` survive a DeleteObjects,
+whose answer then lists them as errors while the batch's other keys are deleted (as S3 answers a batch with
+some keys under a deny policy). Used by the reliability tests; runs in daemon threads.
 `counts` says what was injected.
 """
 
@@ -14,6 +16,7 @@ import socket
 import socketserver
 import struct
 import threading
+import urllib.parse
 from collections import Counter
 
 KINDS = ("slowdown", "reset", "truncate")
@@ -40,12 +43,14 @@ class FaultProxy:
         seed: int = 0,
         always_fail: tuple[str, ...] = (),
         always_deny: tuple[str, ...] = (),
+        keep_on_delete: tuple[str, ...] = (),
     ):
         self.target_port = target_port
         self.fraction = fraction
         self.kinds = kinds
         self.always_fail = always_fail
         self.always_deny = always_deny
+        self.keep_on_delete = keep_on_delete
         self.counts: Counter = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -105,6 +110,9 @@ class FaultProxy:
                     return
                 method, path, headers, body = request
                 headers.pop("Expect", None)  # the body is already read; the server answers at once
+                if method == "POST" and path.endswith("?delete") and self.keep_on_delete:
+                    client.sendall(self._delete_keeping(path, headers, body))
+                    continue
                 fault = self._pick(method, path)
                 if fault == "reset":
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -140,6 +148,39 @@ class FaultProxy:
                 client.close()
             except OSError:
                 pass
+
+    def _delete_keeping(self, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        """Answer a DeleteObjects batch: each key is deleted with its own DELETE upstream, except those that
+        contain a `keep_on_delete` marker, which the answer lists as AccessDenied errors."""
+        from xml.etree import ElementTree
+        from xml.sax.saxutils import escape
+
+        bucket = path.split("?", 1)[0].strip("/")
+        keys = [element.text or "" for element in ElementTree.fromstring(body).iter() if element.tag.endswith("Key")]
+        errors = []
+        upstream = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=60)
+        try:
+            for key in keys:
+                if any(marker in key for marker in self.keep_on_delete):
+                    with self._lock:
+                        self.counts["kept_on_delete"] += 1
+                    errors.append(
+                        f"<Error><Key>{escape(key)}</Key><Code>AccessDenied</Code><Message>Access Denied</Message>"
+                        "</Error>"
+                    )
+                    continue
+                # the server tells a client by these (it signs nothing it checks here)
+                forwarded = {name: headers[name] for name in ("Authorization", "User-Agent") if name in headers}
+                upstream.request("DELETE", f"/{bucket}/{urllib.parse.quote(key)}", headers=forwarded)
+                upstream.getresponse().read()
+        finally:
+            upstream.close()
+        payload = (
+            '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            + "".join(errors)
+            + "</DeleteResult>"
+        ).encode()
+        return _response_head(200, "OK", [("Content-Type", "application/xml")], len(payload)) + payload
 
 
 def _read_request(stream):

@@ -347,6 +347,90 @@ def write_text(location: Location, text: str, s3: S3Settings) -> None:
         raise describe_s3_failure(exc, s3, location.bucket, "write to") from exc
 
 
+def create_new(location: Location, text: str, s3: S3Settings) -> bool:
+    """Write a small file only if nothing is at `location` yet, as one atomic step of the store: O_EXCL
+    locally, a create without overwrite on HDFS, a PUT with `If-None-Match: *` on S3 (put_conditional).
+    Returns False when something was already there (nothing is written then)."""
+    data = text.encode("utf-8")
+    if location.is_hdfs:
+        from hdfs_native import WriteOptions
+
+        def create(client):
+            try:
+                with client.create(location.path, WriteOptions(overwrite=False, create_parent=True)) as writer:
+                    writer.write(data)
+            except Exception as exc:  # hdfs-native's error for an existing file is not a FileExistsError
+                try:
+                    client.get_file_info(location.path)
+                except FileNotFoundError:
+                    raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+                return "exists"
+            return "created"
+
+        return hdfs_call(location, "create", create) == "created"
+    if location.is_local:
+        Path(location.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(location.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        return True
+    return put_conditional(location, text, s3, if_match=None) is not None
+
+
+# S3's answers to a conditional request whose condition does not hold: 412, or 409 while another conditional
+# write to the key is under way
+_CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+
+def put_conditional(location: Location, text: str, s3: S3Settings, *, if_match: str | None) -> str | None:
+    """PUT a small S3 object only if it is absent (`if_match` None) or still the version whose ETag is
+    `if_match`. Returns the new ETag, or None when the condition did not hold (nothing was written)."""
+    from botocore.exceptions import ClientError
+
+    client = s3_client(s3)
+    condition = {"IfNoneMatch": "*"} if if_match is None else {"IfMatch": if_match}
+    try:
+        answer = client.put_object(Bucket=location.bucket, Key=location.key, Body=text.encode("utf-8"), **condition)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _CONDITION_FAILED + ("NoSuchKey",):
+            return None
+        raise describe_s3_failure(exc, s3, location.bucket, "write to") from exc
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "write to") from exc
+    return answer["ETag"]
+
+
+def read_with_etag(location: Location, s3: S3Settings) -> tuple[str | None, str | None]:
+    """A small S3 object's text and ETag, or (None, None) when it does not exist."""
+    client = s3_client(s3)
+    try:
+        answer = client.get_object(Bucket=location.bucket, Key=location.key)
+        return answer["Body"].read().decode("utf-8", "replace"), answer["ETag"]
+    except client.exceptions.NoSuchKey:
+        return None, None
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "read from") from exc
+
+
+def delete_conditional(location: Location, etag: str, s3: S3Settings) -> bool:
+    """Delete an S3 object only if it is still the version `etag`; False when it is not (it stays)."""
+    from botocore.exceptions import ClientError
+
+    client = s3_client(s3)
+    try:
+        client.delete_object(Bucket=location.bucket, Key=location.key, IfMatch=etag)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _CONDITION_FAILED + ("NoSuchKey",):
+            return False
+        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
+    except Exception as exc:
+        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
+    return True
+
+
 def download(location: Location, target: Path, s3: S3Settings) -> Path:
     """Copy one S3 object to a local file (used for s3:// weights)."""
     client = s3_client(s3)
@@ -397,31 +481,52 @@ def delete(location: Location, s3: S3Settings) -> None:
 
 def delete_files(location: Location, names: list[str], s3: S3Settings) -> None:
     """Remove files (names relative to `location`, as list_files gives them), and local folders that
-    they leave empty."""
+    they leave empty. Every delete's result is read: a file that stays raises a StorageError naming it."""
     if not names:
         return
+    kept: list[tuple[str, str]] = []  # (name, why it stays)
     if location.is_hdfs:
 
         def remove(client):
             for name in names:
-                client.delete(f"{location.path.rstrip('/')}/{name}")
+                path = f"{location.path.rstrip('/')}/{name}"
+                try:
+                    client.delete(path)
+                except FileNotFoundError:
+                    continue
+                except Exception as exc:  # hdfs-native raises OSError, RuntimeError and others
+                    kept.append((name, f"{type(exc).__name__}: {exc}"))
 
         hdfs_call(location, "delete from", remove)
-        return
-    if location.is_local:
+    elif location.is_local:
         root = Path(location.path)
         for name in names:
-            (root / name).unlink(missing_ok=True)
+            try:
+                (root / name).unlink(missing_ok=True)
+            except OSError as exc:
+                kept.append((name, exc.strerror or type(exc).__name__))
         for folder in sorted({(root / name).parent for name in names}, key=lambda p: len(p.parts), reverse=True):
             while folder != root and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
                 folder = folder.parent
-        return
-    prefix = f"{location.key}/" if location.key else ""
-    client = s3_client(s3)
-    try:
-        for start in range(0, len(names), 1000):  # DeleteObjects takes at most 1,000 keys
-            batch = [{"Key": prefix + name} for name in names[start : start + 1000]]
-            client.delete_objects(Bucket=location.bucket, Delete={"Objects": batch, "Quiet": True})
-    except Exception as exc:
-        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
+    else:
+        prefix = f"{location.key}/" if location.key else ""
+        client = s3_client(s3)
+        try:
+            for start in range(0, len(names), 1000):  # DeleteObjects takes at most 1,000 keys
+                batch = [{"Key": prefix + name} for name in names[start : start + 1000]]
+                # Quiet: the answer lists only the keys that failed, each with S3's code
+                answer = client.delete_objects(Bucket=location.bucket, Delete={"Objects": batch, "Quiet": True})
+                kept += [
+                    (error["Key"].removeprefix(prefix), error.get("Code") or error.get("Message") or "?")
+                    for error in answer.get("Errors", [])
+                ]
+        except Exception as exc:
+            raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
+    if kept:
+        shown = ", ".join(f"{name} ({why})" for name, why in kept[:3])
+        more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
+        raise StorageError(
+            f"Could not delete {len(kept)} of {len(names)} files in {location.uri}: {shown}{more}.",
+            "Nothing was committed over them. Check the permissions on the output, then run the command again.",
+        )

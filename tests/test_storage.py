@@ -118,3 +118,42 @@ def test_keys_and_paths_are_taken_as_written():
     """An image may be named like a URL's query or fragment; nothing of it is lost."""
     assert locations.parse_location("s3://bucket/Kiwi/what?1#2.jpg").key == "Kiwi/what?1#2.jpg"
     assert locations.parse_location("file:///data/Kiwi/#1.jpg").path == "/data/Kiwi/#1.jpg"
+
+
+@pytest.mark.s3
+def test_a_delete_that_s3_refuses_for_some_keys_is_an_error_naming_them(s3):
+    """DeleteObjects answers 200 with a list of keys it kept: each one is reported, never passed over."""
+    from devtools import local_s3
+    from devtools.fault_proxy import FaultProxy
+    from sparkyfruit.errors import StorageError
+    from sparkyfruit.s3_settings import S3Settings
+
+    client = local_s3.client(s3.endpoint)
+    client.create_bucket(Bucket="out")
+    names = ["part-0.parquet", "part-1.parquet", "_shards/000001.json"]
+    for name in names:
+        client.put_object(Bucket="out", Key=f"vectors/{name}", Body=b"x")
+    proxy = FaultProxy(int(s3.endpoint.rsplit(":", 1)[1]), fraction=0.0, keep_on_delete=("part-1",)).start()
+    try:
+        location = locations.parse_location("s3://out/vectors")
+        with pytest.raises(StorageError, match=r"Could not delete 1 of 3 files .*part-1.parquet \(AccessDenied\)"):
+            storage.delete_files(location, names, S3Settings(s3_endpoint=proxy.endpoint))
+    finally:
+        proxy.stop()
+    assert proxy.counts["kept_on_delete"] == 1
+    left = [item["Key"] for item in client.list_objects_v2(Bucket="out").get("Contents", [])]
+    assert left == ["vectors/part-1.parquet"]  # the others went
+
+
+def test_a_local_file_that_cannot_be_deleted_is_an_error_naming_it(tmp_path):
+    from sparkyfruit.errors import StorageError
+    from sparkyfruit.s3_settings import S3Settings
+
+    (tmp_path / "part-0.parquet").mkdir()  # a folder where a file was: unlink refuses it, even for root
+    (tmp_path / "part-0.parquet" / "inside").write_bytes(b"x")
+    (tmp_path / "part-1.parquet").write_bytes(b"x")
+    with pytest.raises(StorageError, match=r"Could not delete 1 of 2 files .*part-0.parquet \("):
+        storage.delete_files(
+            locations.parse_location(str(tmp_path)), ["part-0.parquet", "part-1.parquet"], S3Settings()
+        )
+    assert (tmp_path / "part-0.parquet" / "inside").exists() and not (tmp_path / "part-1.parquet").exists()
