@@ -27,6 +27,8 @@ MANIFEST_NAME = "_sparkyfruit.json"
 # is unfinished, and it holds what `--resume` checks and continues (a finished manifest being added to moves
 # into it)
 RUN_NAME = "_sparkyfruit.run.json"
+# held by a run while it writes (lease.py): one writer at a time
+LEASE_NAME = "_sparkyfruit.lease.json"
 # one record per committed shard: the Parquet files its Spark job committed
 SHARDS_FOLDER = "_shards"
 ENCODE_FORMAT = "sparkyfruit-output/1"
@@ -34,14 +36,15 @@ REDUCE_FORMAT = "sparkyfruit-reduce/1"
 RUN_FORMAT = "sparkyfruit-run/1"
 
 OWN_FILES = re.compile(
-    r"_sparkyfruit(\.resuming|\.run)?\.json(\.tmp)?"  # the manifests, and the temporary file of an atomic write
+    r"_sparkyfruit(\.resuming|\.run|\.lease)?\.json(\.tmp)?"  # the manifests and the lease, and the temporary
+    # file of an atomic write
     r"|_shards/\d+\.json(\.tmp)?"  # the shard records
     r"|\.?_SUCCESS(\.crc)?"  # the committers' success marker (and the local file system's checksum of it)
     r"|\.?part-[^/]+\.parquet(\.crc)?"  # Spark's data files and their checksums
     r"|(_temporary|__magic[^/]*|_pca_model)/.+"  # committers' work folders; the PCA model of `reduce`
 )
 # files that only sparkyfruit writes: without one of them, nothing in a folder is ours
-OWN_MARKERS = re.compile(r"_sparkyfruit(\.resuming|\.run)?\.json(\.tmp)?|_shards/\d+\.json(\.tmp)?")
+OWN_MARKERS = re.compile(r"_sparkyfruit(\.resuming|\.run|\.lease)?\.json(\.tmp)?|_shards/\d+\.json(\.tmp)?")
 SHOWN_FOREIGN = 3
 DATA_FILE = re.compile(r"part-[^/]+\.parquet")
 # what a Spark job that did not commit leaves: its committer's work folders
@@ -66,6 +69,13 @@ def check_writable(
 ) -> None:
     """Before any work: a command may write to `location` only if it is empty, or holds only what
     sparkyfruit wrote and `overwrite` (replace) or `resume` (add) is given. Raises ConfigError otherwise."""
+    names = check_not_foreign(location, s3, flag)
+    check_replaceable(names, location, overwrite=overwrite, resume=resume, flag=flag)
+
+
+def check_not_foreign(location: locations.Location, s3: S3Settings, flag: str = "--output") -> list[str]:
+    """Refuse (ConfigError) a location that is a file, or a folder that holds anything sparkyfruit did not
+    write. Returns its listing."""
     if storage.is_local_file(location):
         raise ConfigError(
             f"{flag} {location.shown} is a file, not a folder; nothing was touched.",
@@ -80,7 +90,15 @@ def check_writable(
             f"Choose another {flag}: sparkyfruit only writes into an empty folder or replaces (--overwrite) its "
             "own output.",
         )
-    if names and not (overwrite or resume):
+    return names
+
+
+def check_replaceable(
+    names: list[str], location: locations.Location, *, overwrite: bool, resume: bool = False, flag: str = "--output"
+) -> None:
+    """Refuse (ConfigError) to write over an output (its listing `names`, all sparkyfruit's) unless
+    `overwrite` or `resume` is given. A lease alone (this run's own) does not count."""
+    if [name for name in names if name != LEASE_NAME] and not (overwrite or resume):
         raise ConfigError(
             f"{flag} {location.shown} already holds a sparkyfruit output; nothing was touched.",
             "Pass --overwrite to replace it"
@@ -126,6 +144,7 @@ class Manifest:
     layer: str | None = None  # a saved model's layer
     preprocess: str | None = None  # a saved model's preprocessing (a backbone's name, or "none")
     model_sha256: str | None = None  # a saved model's file
+    pattern: str | None = None  # the --pattern setting (None: the default image pattern)
     format: str = ENCODE_FORMAT
 
     @property
@@ -167,6 +186,7 @@ class RunRecord:
     preprocess: str | None = None
     pooled: bool = True  # see Manifest
     dim: int | None = None  # the vector's length, where the driver knows it before any image is encoded
+    pattern: str | None = None  # see Manifest
     format: str = RUN_FORMAT
 
     def progress(self, shards: list[ShardRecord]) -> str:
@@ -205,6 +225,8 @@ def _from_dict(kind: type, data: dict[str, Any]):
     if kind is ShardRecord:
         return kind(**values)
     values["counts"] = Counts(**values["counts"])
+    if kind is Manifest and "pattern" not in values:  # written before the field: its settings hold it
+        values["pattern"] = (values.get("config") or {}).get("pattern")
     if kind is ReduceManifest:
         values["source_manifest"] = _from_dict(Manifest, values["source_manifest"])
     return kind(**values)

@@ -7,7 +7,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 
-from sparkyfruit import models, shards, sink, storage, weights
+from sparkyfruit import lease, models, shards, sink, storage, weights
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError, InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
 from sparkyfruit.output_format import Manifest, RunRecord, ShardRecord, now
@@ -82,6 +82,17 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     -------
     >>> encode(RunConfig(input="s3://fruit/Training", output="s3://fruit/vectors", mode="keys"))
     """
+    started = time.monotonic()
+    mark("run started")
+    sink.check_output_free(config)
+    # one writer at a time: a second run stops here, before Spark starts (lease.py)
+    with lease.hold(config.output_location, config, takeover=config.resume or config.overwrite) as held:
+        sink.check_output_replaceable(config)
+        return _encode_holding(config, held, spark, console, started)
+
+
+def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, started: float) -> RunResult:
+    """encode(), once the run holds the output's lease."""
     from sparkyfruit.featurize import OUTPUT_SCHEMA, SPARK_FILES_PREFIX, featurize_partition
     from sparkyfruit.sources import df as df_source
     from sparkyfruit.sources import keys as keys_source
@@ -89,12 +100,9 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
     from sparkyfruit.spark.progress import SparkProgress
     from sparkyfruit.spark.session import start_session
 
-    started = time.monotonic()
-    mark("run started")
     timings = RunTimings()
     show = console is not None and not config.quiet
     announce = console.print if show else None
-    sink.check_output_free(config)
     state = sink.prepare(config)
     # a wrong endpoint, bucket, credentials, no matching image or unreachable weights fail here, before the
     # JVM starts
@@ -122,6 +130,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         image_size=config.image_size,
         announce=announce,
     )
+    sink.check_same_weights(config, state, staged.sha256)
     network = _network_shape(config, staged)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
@@ -175,6 +184,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
             plan = shards.plan(listing.uris, state.done, size, state.next_shard)
             to_do = sum(shard.size for shard in plan)
             record = _run_record(config, state, staged.sha256, size, network)
+            held.check()
             known = sink.begin(config, state, record, plan)
             rows_before = sum(shard.rows for shard in state.shards)
             if show:
@@ -189,6 +199,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                 for shard in plan:
                     if sigint.received:  # between two shards: the next job would only be cancelled
                         raise _interrupted(progress, kept)
+                    held.check()
                     source = listing.source(shard)
                     features = source.frame.mapInArrow(
                         featurize_partition(spec, source.fetch, progress.counter), OUTPUT_SCHEMA
@@ -207,6 +218,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
                     kept.add(committed)
 
             finish_started = time.monotonic()
+            held.check()
             manifest = sink.finish(
                 config, state, record, spark_version=handle.spark.version, duration_seconds=time.monotonic() - started
             )
@@ -255,6 +267,7 @@ def _run_record(
         pooling=config.pooling,
         layer=config.layer,
         preprocess=config.preprocess,
+        pattern=config.pattern,
         pooled=network.pooled,
         dim=network.dim,
         shard_size=size,

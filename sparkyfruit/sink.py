@@ -8,19 +8,28 @@ from dataclasses import dataclass, field
 from sparkyfruit import locations, output_format, storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError, failure_summary
+from sparkyfruit.output_format import LEASE_NAME
 from sparkyfruit.shards import Shard
 
 
 def check_output_free(config: RunConfig) -> None:
-    """Refuse, before any work, an output inside the input, or one that is not empty, unless it holds only
-    sparkyfruit's files and --overwrite or --resume is given."""
+    """Refuse, before any work, an output inside the input, or one that holds files sparkyfruit did not
+    write. (Whether it may be replaced or added to is checked under the lease: check_output_replaceable.)"""
     location = config.output_location
     if config.input_location.contains(location):
         raise ConfigError(
             f"--output {location.uri} lies inside --input {config.input_location.uri}.",
             "Write the output somewhere else, or the next run would read it as input.",
         )
-    output_format.check_writable(location, config, overwrite=config.overwrite, resume=config.resume)
+    output_format.check_not_foreign(location, config)
+
+
+def check_output_replaceable(config: RunConfig) -> None:
+    """Under the run's lease: refuse an output that already holds a sparkyfruit output, unless --overwrite
+    or --resume is given."""
+    location = config.output_location
+    names = storage.list_files(location, config)
+    output_format.check_replaceable(names, location, overwrite=config.overwrite, resume=config.resume)
 
 
 @dataclass
@@ -46,7 +55,7 @@ def prepare(config: RunConfig) -> OutputState:
     """For --resume: what the output already holds, after checking it was made with the same network. An
     empty output is a plain first run."""
     location = config.output_location
-    if not config.resume or not storage.has_content(location, config):
+    if not config.resume or not [name for name in storage.list_files(location, config) if name != LEASE_NAME]:
         return OutputState()
     manifest = output_format.read_manifest(location, config)
     unfinished = None if manifest is not None else output_format.read_run_record(location, config)
@@ -68,6 +77,20 @@ def prepare(config: RunConfig) -> OutputState:
             f"--resume would mix vectors of different networks in {location.uri}: {'; '.join(differ)}.",
             "Use the output's settings, or write to another --output.",
         )
+    # the images too: another input or pattern would make one output of two runs' listings
+    differ = [
+        f"{flag} {there!r} there, {now!r} now"
+        for flag, there, now in (
+            ("--input", made_by.input, config.input_location.uri),
+            ("--pattern", made_by.pattern, config.pattern),
+        )
+        if there != now
+    ]
+    if differ:
+        raise ConfigError(
+            f"--resume continues the images of {location.uri}, and these differ: {'; '.join(differ)}.",
+            "Give the output's --input and --pattern, or write to another --output.",
+        )
     shards = output_format.shard_records(location, config)
     # a finished output: every data file counts (also one of a version without shard records); an unfinished
     # one: only what committed shards recorded
@@ -78,6 +101,23 @@ def prepare(config: RunConfig) -> OutputState:
         done = set(table.column("path").to_pylist())
     previous = manifest if manifest is not None else unfinished.previous
     return OutputState(previous, unfinished, shards, done)
+
+
+def check_same_weights(config: RunConfig, state: OutputState, sha256: str | None) -> None:
+    """For --resume: the weights file (or saved model) now staged must be the very file that made the
+    output's vectors, by sha256: a file replaced at the same path would mix two networks."""
+    made_by = state.previous if state.unfinished is None else state.unfinished
+    if made_by is None:
+        return
+    there = made_by.shipped_sha256 if isinstance(made_by, output_format.Manifest) else made_by.weights_sha256
+    if there is not None and sha256 is not None and there != sha256:
+        what = "saved model" if config.is_saved_model else "weights file"
+        raise ConfigError(
+            f"--resume would mix vectors of two networks in {config.output_location.uri}: the {what} "
+            f"{config.model_label if config.is_saved_model else config.weights_label} changed since the output "
+            f"was made (sha256 {there[:12]}… there, {sha256[:12]}… now).",
+            "Restore the original file, or write to another --output (or --overwrite this one).",
+        )
 
 
 def begin(config: RunConfig, state: OutputState, record: output_format.RunRecord, plan: list[Shard]) -> set[str]:
@@ -91,9 +131,17 @@ def begin(config: RunConfig, state: OutputState, record: output_format.RunRecord
     those no shard record names (an older version's) are recorded as one shard here.
     """
     location = config.output_location
-    names = storage.list_files(location, config)
+    names = [name for name in storage.list_files(location, config) if name != LEASE_NAME]
     recorded = {name for shard in state.shards for name in shard.files}
     if config.overwrite:
+        # the very listing that is deleted is checked again: only sparkyfruit's own files go
+        foreign = output_format.foreign_files(names)
+        if foreign:
+            raise ConfigError(
+                f"--overwrite stopped: {location.shown} now holds files that sparkyfruit did not write "
+                f"({', '.join(foreign[: output_format.SHOWN_FOREIGN])}); nothing was deleted.",
+                "Move them away, or choose another --output.",
+            )
         stale = names
     else:
         stale = [name for name in names if output_format.WORK_FILES.fullmatch(name)]
@@ -212,6 +260,7 @@ def finish(
         pooled=record.pooled,
         layer=config.layer,
         preprocess=config.preprocess,
+        pattern=config.pattern,
         dim=counts.dim or record.dim,
         counts=counts.as_counts(),
         duration_seconds=round(duration_seconds, 3),

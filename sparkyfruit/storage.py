@@ -250,24 +250,6 @@ def _name_node_listens(host_and_port: str) -> bool:
 # ---------------------------------------------------------------- outputs and small objects
 
 
-def has_content(location: Location, s3: S3Settings) -> bool:
-    """Whether an output location already holds anything (a non-empty folder or any object under the prefix)."""
-    if location.is_hdfs:
-        return bool(hdfs_call(location, "check", lambda client: next(iter(client.list_status(location.path)), None)))
-    if location.is_local:
-        path = Path(location.path)
-        if path.is_file():
-            return True
-        return path.is_dir() and any(path.iterdir())
-    client = s3_client(s3)
-    prefix = f"{location.key}/" if location.key else ""
-    try:
-        response = client.list_objects_v2(Bucket=location.bucket, Prefix=prefix, MaxKeys=1)
-    except Exception as exc:
-        raise describe_s3_failure(exc, s3, location.bucket, "check the output in") from exc
-    return response.get("KeyCount", 0) > 0
-
-
 def is_local_file(location: Location) -> bool:
     return location.is_local and os.path.isfile(location.path)
 

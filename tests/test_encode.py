@@ -261,6 +261,31 @@ def test_weights_from_s3_and_overwrite_of_an_s3_output(spark, s3, tmp_path):
     assert sparkyfruit.inspect("s3://models/features", s3=run_config(**settings).s3_only()).rows == 4
 
 
+def test_overwrite_checks_the_very_listing_it_deletes(spark, sample_outputs, tmp_path, monkeypatch):
+    """A file that is not ours, put into the output after the first check (here: while the run prepares),
+    stops --overwrite before anything is deleted."""
+    import shutil
+
+    from sparkyfruit import sink
+    from sparkyfruit.errors import ConfigError
+
+    out = tmp_path / "out"
+    shutil.copytree(sample_outputs.keys, out)
+    before = sorted(path.relative_to(out) for path in out.rglob("*"))
+    prepare = sink.prepare
+
+    def prepare_then_a_user_writes(config):
+        state = prepare(config)
+        (out / "notes.txt").write_text("mine")
+        return state
+
+    monkeypatch.setattr(sink, "prepare", prepare_then_a_user_writes)
+    config = run_config(mode="keys", input=str(SAMPLE), output=str(out), overwrite=True, limit=4)
+    with pytest.raises(ConfigError, match=r"--overwrite stopped: .* now holds files .* \(notes.txt\); nothing was"):
+        sparkyfruit.encode(config)
+    assert sorted(path.relative_to(out) for path in out.rglob("*")) == sorted([*before, Path("notes.txt")])
+
+
 @pytest.mark.integration
 def test_installed_console_script_encodes_a_local_folder(tmp_path):
     """The real entry point, in its own process: local folder in, local folder out, then inspect."""

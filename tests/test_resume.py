@@ -13,7 +13,7 @@ import pytest
 import sparkyfruit
 from sparkyfruit import output_format
 from sparkyfruit.errors import ConfigError
-from tests.helpers import SAMPLE, read_output, run_config
+from tests.helpers import SAMPLE, WEIGHTS, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 CLASSES = sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[:3]
@@ -99,12 +99,26 @@ def test_a_run_stopped_between_commit_and_record_is_continued_without_duplicates
     assert not (out / "_sparkyfruit.run.json").exists() and sparkyfruit.inspect(str(out)).rows == 72
 
 
-def test_resume_refuses_a_different_network_or_an_unfinished_output(spark, tmp_path):
-    images, out = tmp_path / "images", tmp_path / "out"
+def test_resume_refuses_a_different_network_or_an_unfinished_output(spark, tmp_path, monkeypatch):
+    images, out, weights = tmp_path / "images", tmp_path / "out", tmp_path / "weights.h5"
     grow(images, 1)
-    sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out)))
+    shutil.copyfile(WEIGHTS, weights)
+    sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), weights=str(weights)))
+    # every refusal below comes before Spark
+    monkeypatch.setattr("sparkyfruit.spark.session.start_session", lambda *a, **k: pytest.fail("Spark was started"))
     with pytest.raises(ConfigError, match=r"would mix vectors of different networks.*image_size 224 there, 160 now"):
         sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), resume=True, image_size=160))
+    again = dict(mode="keys", input=str(images), output=str(out), resume=True, weights=str(weights))
+    with pytest.raises(ConfigError, match=r"--input '[^']+/images' there, '[^']+/other' now"):
+        (tmp_path / "other").mkdir()
+        sparkyfruit.encode(run_config(**{**again, "input": str(tmp_path / "other")}))
+    with pytest.raises(ConfigError, match=r"--pattern None there, '\*_100.jpg' now"):
+        sparkyfruit.encode(run_config(**again, pattern="*_100.jpg"))
+    grow(images, 2)  # new images to encode, with weights that are no longer the output's
+    with weights.open("ab") as changed:  # the same path, other bytes: another network's weights
+        changed.write(b"\0")
+    with pytest.raises(ConfigError, match=r"the weights file .*weights.h5 changed since the output was made"):
+        sparkyfruit.encode(run_config(**again))
     (out / "_sparkyfruit.json").unlink()
     with pytest.raises(ConfigError, match="--resume needs an output of sparkyfruit"):
         sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), resume=True))
