@@ -152,6 +152,10 @@ def encode(
         help="Continue an --output whose run stopped (only uncommitted shards are redone), or add "
         "the images a finished one lacks (same model). [default: off]",
     ),
+    max_failed: Optional[float] = typer.Option(
+        None,
+        help="Exit 1 when more than this share (0 to 1) of the images failed. [default: only when none succeeded]",
+    ),
     quiet: Optional[bool] = typer.Option(None, "--quiet/--no-quiet", "-q", help="Errors only."),
     s3_endpoint: Optional[str] = typer.Option(
         None, help="S3-compatible endpoint URL, e.g. http://127.0.0.1:9000. [default: AWS]", rich_help_panel=S3_PANEL
@@ -195,6 +199,7 @@ def encode(
             pattern=pattern,
             overwrite=overwrite,
             resume=resume,
+            max_failed=max_failed,
             quiet=quiet,
             s3_endpoint=s3_endpoint,
             s3_region=s3_region,
@@ -212,6 +217,9 @@ def encode(
         result = run_encode(settings, console=err)
     except SparkyfruitError as error:
         _fail(error)
+    failure = result.failure(settings.max_failed)
+    if failure is not None:  # the output is kept: inspect shows every row's error
+        _fail(failure)
     if not settings.quiet and result.added is not None:
         out.print(
             f"[bold green]resumed:[/] added {result.added} images; the output now has {result.rows} "

@@ -87,6 +87,10 @@ class RunConfig(S3Settings):
     """How Spark commits Parquet files to an S3 output through S3A: 'magic' (the S3A magic committer: files
     appear only when the job commits, no copy-and-delete renames; pulls Spark's spark-hadoop-cloud module at
     Spark's own version) or 'file' (Hadoop's rename-based committer: slow on S3, not atomic)."""
+    max_failed: float | None = None
+    """The share of images (0 to 1) that may fail (unreadable, undecodable) before the run counts as failed
+    (exit 1; the output is kept, `inspect` shows the failures). Unset: only a run where no image succeeded
+    fails."""
     quiet: bool = False
     """No progress bar and no summary, errors only."""
     ship_env: bool = False
@@ -204,6 +208,16 @@ class RunConfig(S3Settings):
                 "shard_size": ("shard_size", "Leave it unset for the default."),
             }[info.field_name]
             raise ConfigError(f"{name} must be a positive number of images; got {value}.", hint)
+        return value
+
+    @field_validator("max_failed")
+    @classmethod
+    def _fraction(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1:
+            raise ConfigError(
+                f"--max-failed is a share of the images, from 0 to 1; got {value}.",
+                "For example 0.01 lets 1% fail; leave it out to fail only when no image succeeded.",
+            )
         return value
 
     @field_validator("pattern")

@@ -40,6 +40,22 @@ class RunResult:
     added: int | None = None  # --resume: rows this run added (rows/ok/failed count the whole output)
     timings: RunTimings = field(default_factory=RunTimings)
 
+    def failure(self, max_failed: float | None) -> RunFailedError | None:
+        """Whether the run counts as failed though it finished: no image succeeded, or more than
+        `max_failed` (a share, 0 to 1) of them failed. The output stays, with every row and its error."""
+        if self.rows and not self.ok:
+            return RunFailedError(
+                f"No image could be encoded: all {self.rows:,} rows in {self.output} are errors.",
+                f"See why with: sparkyfruit inspect {self.output}",
+            )
+        if max_failed is not None and self.rows and self.failed / self.rows > max_failed:
+            return RunFailedError(
+                f"{self.failed:,} of {self.rows:,} images failed ({self.failed / self.rows:.1%}), more than "
+                f"--max-failed {max_failed:g} allows.",
+                f"See why with: sparkyfruit inspect {self.output}",
+            )
+        return None
+
     @property
     def images_per_second(self) -> float:
         return self.rows / self.duration_seconds if self.duration_seconds > 0 else 0.0

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import sparkyfruit
-from tests.helpers import SAMPLE, read_output, run_config
+from tests.helpers import SAMPLE, cli, encode_args, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -98,3 +98,19 @@ def test_every_file_is_accounted_for_and_only_broken_ones_fail(spark, messy_fold
         break
     with pytest.raises(NotAnOutputError, match="records 10 "):
         sparkyfruit.inspect(str(tmp_path / "out"))
+
+
+def test_a_run_where_every_image_fails_exits_1_and_keeps_its_rows(spark, messy_folder, tmp_path):
+    """Exit 1 when no image could be encoded (say, executors denied every GET); --max-failed sets the share
+    above which a run counts as failed. The output stays either way, with each row's error."""
+    images = messy_folder.parent
+    everything_fails = cli(*encode_args(images, tmp_path / "none", "--mode", "keys", "--pattern", "{zero,text}.jpg"))
+    assert everything_fails.exit_code == 1, everything_fails.output
+    assert "No image could be encoded: all 2 rows" in everything_fails.output
+    assert sorted(read_output(tmp_path / "none")) == [f"{messy_folder.as_uri()}/{n}" for n in ("text.jpg", "zero.jpg")]
+
+    some_fail = ["--mode", "keys", "--pattern", "{good,zero,text}.jpg"]
+    over = cli(*encode_args(images, tmp_path / "over", *some_fail, "--max-failed", "0.5"))
+    assert over.exit_code == 1 and "2 of 3 images failed (66.7%), more than --max-failed 0.5" in over.output
+    within = cli(*encode_args(images, tmp_path / "within", *some_fail, "--max-failed", "0.7"))
+    assert within.exit_code == 0 and "1 ok, 2 failed" in within.output, within.output
