@@ -87,6 +87,10 @@ def parse_time(text: str) -> float:
     return datetime.strptime(text.replace("GMT", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
+# the shard size the planning is timed with (a run's own follow its measured rate: shards.Sizing)
+PLANNED_SHARD_SIZE = 10_000
+
+
 def listing_child(mode: str, folder: str) -> dict:
     """List (and plan the shards of) a folder the way encode does, nothing else."""
     from sparkyfruit import shards
@@ -107,7 +111,7 @@ def listing_child(mode: str, folder: str) -> dict:
         session_s = time.monotonic() - started
         uris = list_images(handle.spark, config).uris
     listed_s = time.monotonic() - started - session_s
-    plan = shards.plan(uris, set(), shards.DEFAULT_SHARD_SIZE)
+    plan = shards.plan(uris, set(), PLANNED_SHARD_SIZE)
     return {
         "files": len(uris),
         "listing_s": listed_s,

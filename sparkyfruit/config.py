@@ -67,12 +67,13 @@ class RunConfig(S3Settings):
     images_per_task: int = 1024
     """Images per Spark task, at most. The progress bar moves as tasks finish, and small tasks keep every
     core busy to the end; each task also has a fixed cost (scheduling, a Python worker's hand-off), which
-    larger tasks spread thinner."""
+    larger tasks spread thinner. Unless shard_size is set, a task is about 5 s of one core's work, up to this."""
     shard_size: int | None = None
     """Images per shard: each shard is one Spark job whose files commit on their own and are recorded in the
     output, so a run that crashes loses at most the shard under way (`encode --resume` continues it). Unset:
-    10,000 images, or two full tasks (images_per_task) per core where the cluster has more cores; in df mode
-    also at most 10 shards (Spark plans each against the whole listing)."""
+    about 90 s of this cluster's work, at the rate its tasks encoded so far (the first is 2 tasks of 16
+    images per core), at least two tasks per core, and in df mode at most 10 shards (Spark plans each against the
+    whole listing)."""
     limit: int | None = None
     """Encode only the first N images in path order."""
     pattern: str | None = None

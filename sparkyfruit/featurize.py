@@ -11,6 +11,7 @@ import gc
 import io
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -171,11 +172,12 @@ def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
     return {"errors": errors, "decoded_rows": decoded, "vectors": vectors}
 
 
-def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
+def featurize_partition(spec: ModelSpec, fetch=None, counter=None, busy=None) -> callable:
     """The function given to `DataFrame.mapInArrow`. It closes over the spec, the source's `fetch` (which
-    turns (path, label) batches into (path, label, content, error) in this same worker) and `counter`, a
-    Spark accumulator that counts the rows done for the progress bar. It builds nothing until a task
-    calls it."""
+    turns (path, label) batches into (path, label, content, error) in this same worker), `counter`, a
+    Spark accumulator that counts the rows done for the progress bar, and `busy`, one that sums the seconds
+    tasks spent on their rows once the network was loaded (shards.Sizing: one core's rate, without the
+    start-up). It builds nothing until a task calls it."""
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
@@ -184,6 +186,7 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
         context = TaskContext.get()
         mark("worker task started")
         encoder = encoder_for(spec, threads=max(1, int(context.cpus())) if context else 1)
+        ready = time.perf_counter()
         for batch in fetch(batches) if fetch else batches:
             if batch.num_rows == 0:
                 continue
@@ -199,6 +202,9 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None) -> callable:
                 encoder.encoded_once = True
                 mark("worker encoded its first batch")
             _crash_once_if_asked()
+        if busy is not None:
+            busy.add(time.perf_counter() - ready)
+        mark("worker task ended")  # its rows reach the progress bar now: Spark sends accumulators at a task's end
 
     return run
 

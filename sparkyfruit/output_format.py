@@ -176,9 +176,9 @@ class RunRecord:
     image_size: int
     weights: str
     weights_sha256: str | None
-    shard_size: int
+    shard_size: int | None  # the setting; None: each shard's size follows the measured rate (shards.Sizing)
     images: int  # the images the output holds once this run has finished
-    shards: int  # the shards it holds then
+    shards: int | None  # the shards it holds then, where the shard size is set
     previous: Manifest | None = None  # the finished output this run adds to (--resume)
     continued: int = 0  # how many times --resume has continued this run
     pooling: str = "avg"
@@ -190,9 +190,12 @@ class RunRecord:
     format: str = RUN_FORMAT
 
     def progress(self, shards: list[ShardRecord]) -> str:
-        """How far it got: '3 of 8 shards, 30,000 of 80,000 images'."""
+        """How far it got: '3 of 8 shards, 30,000 of 80,000 images' (or '3 shards committed, ...')."""
         done = sum(shard.images for shard in shards)
-        return f"{len(shards)} of {self.shards} shards, {done:,} of {self.images:,} images"
+        if self.shards:
+            return f"{len(shards)} of {self.shards} shards, {done:,} of {self.images:,} images"
+        plural = "s" if len(shards) != 1 else ""
+        return f"{len(shards)} shard{plural} committed, {done:,} of {self.images:,} images"
 
 
 @dataclass

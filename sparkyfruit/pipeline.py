@@ -133,7 +133,7 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
         if state.unfinished is None:
             return RunResult.of(state.previous, time.monotonic() - started, ui_url=None, added=0)
         # every shard committed, but the run stopped before its manifest
-        sink.begin(config, state, state.unfinished, [])
+        sink.begin(config, state, state.unfinished, 0, 0)
         manifest = sink.finish(
             config, state, state.unfinished, spark_version=None, duration_seconds=time.monotonic() - started
         )
@@ -196,29 +196,32 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
             # a stopped run continues with its own shard size, unless one is given now
             setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
             indexed = len(listing.uris) if config.mode == "df" else 0
-            size = shards.shard_size(setting, context.defaultParallelism, config.images_per_task, indexed)
-            plan = shards.plan(listing.uris, state.done, size, state.next_shard)
-            to_do = sum(shard.size for shard in plan)
-            record = _run_record(config, state, staged.sha256, size, network)
+            sizing = shards.Sizing(setting, context.defaultParallelism, config.images_per_task, indexed)
+            busy = context.accumulator(0.0)  # the seconds tasks spend encoding, for the sizing
+            planner = shards.Planner(listing.uris, state.done, state.next_shard)
+            to_do = planner.remaining
+            record = _run_record(config, state, staged.sha256, setting, network)
             held.check()
-            known = sink.begin(config, state, record, plan)
+            known = sink.begin(config, state, record, to_do, -(-to_do // setting) if setting else None)
             rows_before = sum(shard.rows for shard in state.shards)
             if show:
+                cut = f"of up to {setting:,}" if setting else f"of about {shards.SHARD_SECONDS:.0f} s of work each"
                 console.print(
-                    f"{to_do:,} images in {len(plan)} shard{'s' if len(plan) != 1 else ''} of up to {size:,}"
+                    f"{to_do:,} images in shards {cut}"
                     + (f"; {rows_before:,} already in the output" if rows_before else "")
                 )
             description = f"encoding ({config.mode}, {config.model})"
             progress = SparkProgress(context, description, to_do, console=console, enabled=show)
             kept = _Kept(config, rows_before, len(state.shards))
             with progress:
-                for shard in plan:
+                while (shard := planner.next(sizing.shard_images())) is not None:
                     if sigint.received:  # between two shards: the next job would only be cancelled
                         raise _interrupted(progress, kept)
                     held.check()
-                    source = listing.source(shard)
+                    source = listing.source(shard, sizing.task_images())
+                    busy_before = busy.value
                     features = source.frame.mapInArrow(
-                        featurize_partition(spec, source.fetch, progress.counter), OUTPUT_SCHEMA
+                        featurize_partition(spec, source.fetch, progress.counter, busy), OUTPUT_SCHEMA
                     )
                     shard_started = time.monotonic()
                     mark(f"shard {shard.number} job started")
@@ -230,6 +233,7 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
                         kept,
                     )
                     timings.shards.append(time.monotonic() - shard_started)
+                    sizing.observe(shard.size, busy.value - busy_before)
                     mark(f"shard {shard.number} committed")
                     kept.add(committed)
 
@@ -267,7 +271,11 @@ def _network_shape(config: RunConfig, staged: weights.StagedWeights) -> models.N
 
 
 def _run_record(
-    config: RunConfig, state: sink.OutputState, weights_sha256: str | None, size: int, network: models.NetworkOutput
+    config: RunConfig,
+    state: sink.OutputState,
+    weights_sha256: str | None,
+    size: int | None,
+    network: models.NetworkOutput,
 ) -> RunRecord:
     """The run record of this run: a new one, or the stopped run's, continued."""
     unfinished = state.unfinished

@@ -1,4 +1,5 @@
-"""How a run's listed images are cut into shards: one Spark job each, committed and recorded on its own.
+"""How a run's listed images are cut into shards (one Spark job each, committed and recorded on its own), and
+how big a shard and its tasks are.
 
 Pure: no I/O, no Spark. A shard is a run of consecutive positions in the sorted listing, less the images
 the output already holds, so that a source can select it with one range of paths.
@@ -9,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
-DEFAULT_SHARD_SIZE = 10_000
+# a default shard is about this much of the cluster's work, measured on the shards before it: a crash or a
+# Ctrl-C costs at most that, on a small run too, and a shard's fixed cost (its job, commit and record) is
+# spread over it
+SHARD_SECONDS = 90.0
+# a task is about this much of one core's work, so the progress bar (which moves as tasks end) moves every
+# few seconds; images_per_task caps it
+TASK_SECONDS = 5.0
+# before any rate is known, the first shard is a few small tasks per core: its commit, and the progress
+# bar's first move, come within seconds of the network being loaded
+FIRST_TASK_IMAGES = 16
+FIRST_SHARD_TASKS_PER_CORE = 2
 # df mode plans each shard's job against Spark's index of every listed file (a filter on the file path),
 # a cost that grows with the listing: by default a large df input is cut into at most this many shards
 MOST_SHARDS_OF_A_LISTING = 10
@@ -33,34 +44,92 @@ class Shard:
         return [position for position in range(self.start, self.stop) if position not in skipped]
 
 
-def shard_size(setting: int | None, parallelism: int, images_per_task: int, indexed: int = 0) -> int:
-    """The shard size of a run: the setting, or by default DEFAULT_SHARD_SIZE images, raised to two full
-    tasks per core on a cluster that has more cores than that feeds, and, when every shard is planned
-    against an index of `indexed` files (df mode), to at most MOST_SHARDS_OF_A_LISTING shards."""
-    if setting is not None:
-        return setting
-    return max(DEFAULT_SHARD_SIZE, 2 * parallelism * images_per_task, -(-indexed // MOST_SHARDS_OF_A_LISTING))
+@dataclass
+class Sizing:
+    """How many images the next shard and each of its tasks get.
+
+    With the shard_size setting, every shard has that size and tasks hold up to images_per_task. Without
+    it, both follow the rate one task slot (a core) encoded at in the shards so far, the network's loading
+    left out: a shard of about SHARD_SECONDS of the whole cluster's work (at least two tasks per core, and in
+    df mode at most MOST_SHARDS_OF_A_LISTING shards of the `indexed` listing), tasks of about TASK_SECONDS of
+    one core's work. The first shard, before any rate is known, is FIRST_SHARD_TASKS_PER_CORE tasks of
+    FIRST_TASK_IMAGES per core.
+    """
+
+    setting: int | None
+    parallelism: int
+    images_per_task: int
+    indexed: int = 0
+    slot_rate: float | None = None  # images per second of one task slot, from the shards so far
+    images: int = 0
+    busy_seconds: float = 0.0
+
+    def observe(self, images: int, busy_seconds: float) -> None:
+        """A shard's tasks spent `busy_seconds` (summed over its tasks) on its `images`."""
+        self.images += images
+        self.busy_seconds += busy_seconds
+        if self.images and self.busy_seconds > 0:
+            self.slot_rate = self.images / self.busy_seconds
+
+    def task_images(self) -> int:
+        if self.setting is not None:
+            return self.images_per_task
+        if self.slot_rate is None:
+            return min(self.images_per_task, FIRST_TASK_IMAGES)
+        return max(1, min(self.images_per_task, int(self.slot_rate * TASK_SECONDS)))
+
+    def shard_images(self) -> int:
+        if self.setting is not None:
+            return self.setting
+        fewest_shards = -(-self.indexed // MOST_SHARDS_OF_A_LISTING)
+        if self.slot_rate is None:
+            return max(FIRST_SHARD_TASKS_PER_CORE * self.parallelism * self.task_images(), fewest_shards)
+        cluster_rate = self.slot_rate * self.parallelism
+        return max(int(cluster_rate * SHARD_SECONDS), 2 * self.parallelism * self.task_images(), fewest_shards)
 
 
-def plan(listing: Sequence[str], done: Container[str], size: int, first_number: int = 1) -> list[Shard]:
-    """Shards of at most `size` images over `listing` (sorted), leaving out what is in `done`.
+class Planner:
+    """Cuts `listing` (sorted) into shards one at a time, leaving out what is in `done`: each shard's size
+    is chosen when it is cut (Sizing), after the shards before it ran.
 
     An image already done that lies between two images of a shard goes into the shard's `skip`; one
     before a shard's first image is simply not part of any shard.
     """
-    shards: list[Shard] = []
-    start, count, skip, last = None, 0, [], 0
-    for position, image in enumerate(listing):
-        if image in done:
-            if start is not None:
-                skip.append(position)
-            continue
+
+    def __init__(self, listing: Sequence[str], done: Container[str], first_number: int = 1):
+        self.listing = listing
+        self.done = done
+        self.number = first_number
+        self.position = 0
+        self.remaining = sum(1 for image in listing if image not in done)  # images not yet in a shard
+
+    def next(self, size: int) -> Shard | None:
+        """The next shard of at most `size` images, or None when every image has one."""
+        start, count, skip, last = None, 0, [], 0
+        position = self.position
+        while position < len(self.listing) and count < size:
+            if self.listing[position] in self.done:
+                if start is not None:
+                    skip.append(position)
+            else:
+                if start is None:
+                    start = position
+                count, last = count + 1, position
+            position += 1
+        self.position = position
         if start is None:
-            start = position
-        count, last = count + 1, position
-        if count == size:
-            shards.append(Shard(first_number + len(shards), start, position + 1, skip))
-            start, count, skip = None, 0, []
-    if start is not None:  # the last shard ends at its last image, not at the end of the listing
-        shards.append(Shard(first_number + len(shards), start, last + 1, [p for p in skip if p < last]))
+            return None
+        # a shard ends at its last image: images done after it are left to the next shard's start
+        shard = Shard(self.number, start, last + 1, [p for p in skip if p < last])
+        self.number += 1
+        self.remaining -= count
+        return shard
+
+
+def plan(listing: Sequence[str], done: Container[str], size: int, first_number: int = 1) -> list[Shard]:
+    """Every shard at once, each of at most `size` images (see Planner)."""
+    planner = Planner(listing, done, first_number)
+    shards = []
+    while (shard := planner.next(size)) is not None:
+        shards.append(shard)
     return shards

@@ -9,7 +9,6 @@ from sparkyfruit import locations, output_format, storage
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError, failure_summary
 from sparkyfruit.output_format import LEASE_NAME
-from sparkyfruit.shards import Shard
 
 
 def check_output_free(config: RunConfig) -> None:
@@ -120,10 +119,13 @@ def check_same_weights(config: RunConfig, state: OutputState, sha256: str | None
         )
 
 
-def begin(config: RunConfig, state: OutputState, record: output_format.RunRecord, plan: list[Shard]) -> set[str]:
+def begin(
+    config: RunConfig, state: OutputState, record: output_format.RunRecord, to_do: int, shards_to_do: int | None
+) -> set[str]:
     """Before the first shard: leave in the output only what counts, and mark it unfinished with `record`
-    (whose totals are counted here, with the `plan` of shards still to encode). Returns the data files that
-    count (the committed shards' files).
+    (whose totals are counted here, with the `to_do` images still to encode in `shards_to_do` shards, None
+    where their sizes follow the measured rate). Returns the data files that count (the committed shards'
+    files).
 
     --overwrite removes all of the old output (check_output_free made sure it is all sparkyfruit's). On an
     unfinished output, what a shard that never recorded its commit left (its data files, its committer's
@@ -156,8 +158,8 @@ def begin(config: RunConfig, state: OutputState, record: output_format.RunRecord
         else:
             stale += unrecorded + [f".{name}.crc" for name in unrecorded if f".{name}.crc" in names]
     storage.delete_files(location, stale, config)
-    record.shards = len(state.shards) + len(plan)
-    record.images = sum(shard.images for shard in state.shards) + sum(shard.size for shard in plan)
+    record.shards = len(state.shards) + shards_to_do if shards_to_do is not None else None
+    record.images = sum(shard.images for shard in state.shards) + to_do
     output_format.write_run_record(location, record, config)
     if state.previous is not None and state.unfinished is None:
         storage.delete(location.child(output_format.MANIFEST_NAME), config)  # the run record holds it now

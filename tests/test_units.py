@@ -210,11 +210,29 @@ def test_shards_cover_what_is_not_done_once_each_and_skip_what_is_done():
     assert shards.plan(listing, set(listing), 3) == []
 
 
-def test_the_default_shard_size_feeds_every_core_and_bounds_df_planning():
-    assert shards.shard_size(None, 2, 1024) == shards.DEFAULT_SHARD_SIZE
-    assert shards.shard_size(None, 200, 1024) == 2 * 200 * 1024
-    assert shards.shard_size(96, 200, 1024) == 96  # a setting is taken as given
+def test_shards_follow_the_measured_rate_and_tasks_stay_short():
+    sizing = shards.Sizing(setting=None, parallelism=2, images_per_task=1024)
+    # before any rate: a few small tasks per core, so the first commit and progress come early
+    assert (sizing.shard_images(), sizing.task_images()) == (2 * 2 * 16, 16)
+    sizing.observe(64, 2.0)  # the tasks spent 2 s on 64 images: 32 per second per core
+    assert sizing.task_images() == 32 * shards.TASK_SECONDS
+    assert sizing.shard_images() == 2 * 32 * shards.SHARD_SECONDS
+    sizing.observe(45_000 - 64, 60.0 - 2.0)  # a fast network: tasks are capped by images_per_task
+    assert sizing.task_images() == 1024 and sizing.shard_images() == 2 * 750 * shards.SHARD_SECONDS
+    slow = shards.Sizing(setting=None, parallelism=200, images_per_task=1024, slot_rate=0.01)
+    assert slow.task_images() == 1 and slow.shard_images() == 2 * 200  # every core still gets two tasks
     # df mode: a shard's job is planned against the whole listing, so a large one gets at most 10 shards
-    assert shards.shard_size(None, 2, 1024, indexed=50_000) == shards.DEFAULT_SHARD_SIZE
-    assert shards.shard_size(None, 2, 1024, indexed=1_000_000) == 100_000
-    assert shards.shard_size(500, 2, 1024, indexed=1_000_000) == 500
+    indexed = shards.Sizing(setting=None, parallelism=2, images_per_task=1024, indexed=1_000_000, slot_rate=32.0)
+    assert indexed.shard_images() == 100_000
+    fixed = shards.Sizing(setting=96, parallelism=200, images_per_task=512, indexed=1_000_000, slot_rate=1.0)
+    assert (fixed.shard_images(), fixed.task_images()) == (96, 512)  # a setting is taken as given
+
+
+def test_the_planner_cuts_each_shard_when_asked_as_plan_does():
+    listing = [f"file:///in/{index:03d}.jpg" for index in range(10)]
+    done = {listing[0], listing[2], listing[3], listing[9]}
+    planner = shards.Planner(listing, done, first_number=5)
+    assert planner.remaining == 6
+    cut = [planner.next(size) for size in (1, 4, 3)]
+    assert [(s.number, s.start, s.stop, s.skip, s.size) for s in cut[:2]] == [(5, 1, 2, [], 1), (6, 4, 8, [], 4)]
+    assert cut[2].size == 1 and planner.remaining == 0 and planner.next(3) is None

@@ -29,7 +29,7 @@ class Listing:
     spark_paths: list[str]
     config: RunConfig
 
-    def source(self, shard: Shard) -> Source:
+    def source(self, shard: Shard, images_per_task: int) -> Source:
         from pyspark.sql import functions as F
 
         positions = shard.positions()
@@ -37,7 +37,7 @@ class Listing:
         wanted = (path >= self.spark_paths[shard.start]) & (path <= self.spark_paths[shard.stop - 1])
         if shard.skip:  # images inside the range that the output already holds
             wanted = wanted & ~path.isin([self.spark_paths[position] for position in shard.skip])
-        return _source(self.frame.where(wanted), [self.uris[position] for position in positions], self.config)
+        return _source(self.frame.where(wanted), [self.uris[position] for position in positions], images_per_task)
 
 
 def list_images(spark, config: RunConfig) -> Listing:
@@ -98,7 +98,7 @@ def _as_file_path(uri: str) -> str:
     return "file:/" + uri[len("file:///") :] if uri.startswith("file:///") else uri
 
 
-def _source(frame, listed: list[str], config: RunConfig) -> Source:
+def _source(frame, listed: list[str], images_per_task: int) -> Source:
     """Spark's (path, content) rows as the shared (path, label, content, error), paths canonical."""
     from pyspark.sql import functions as F
 
@@ -106,7 +106,7 @@ def _source(frame, listed: list[str], config: RunConfig) -> Source:
     # openCostInBytes): with as many partitions as task_count wants, a task holds about images_per_task
     # images (fewer when they are large). Read when the job is planned, so it applies to this shard's job.
     spark = frame.sparkSession
-    tasks = task_count(len(listed), spark.sparkContext.defaultParallelism, config.images_per_task)
+    tasks = task_count(len(listed), spark.sparkContext.defaultParallelism, images_per_task)
     spark.conf.set("spark.sql.files.minPartitionNum", str(tasks))
     path = F.col("path")
     canonical = (

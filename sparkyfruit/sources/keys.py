@@ -33,10 +33,10 @@ class Listing:
     def uris(self) -> list[str]:
         return [uri for uri, _, _ in self.images]
 
-    def source(self, shard: Shard) -> Source:
+    def source(self, shard: Shard, images_per_task: int) -> Source:
         images = [self.images[position] for position in shard.positions()]
         context = self.spark.sparkContext
-        slices = task_count(len(images), context.defaultParallelism, self.config.images_per_task)
+        slices = task_count(len(images), context.defaultParallelism, images_per_task)
         rows = [(uri, locations.label_of(uri), size, etag) for uri, size, etag in images]
         keys = _frame_of(self.spark, rows, slices, "path string, label string, size long, etag string")
         # one output row per listed key by construction: the sink finds nothing to reconcile
