@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkyfruit import locations, storage
+from sparkyfruit import locations, processes, storage
 from sparkyfruit.errors import ConfigError, RunFailedError
 from sparkyfruit.output_format import LEASE_NAME
 from sparkyfruit.s3_settings import S3Settings
@@ -58,9 +58,8 @@ class LeaseRecord:
     @classmethod
     def of_this_process(cls, command: str) -> LeaseRecord:
         stamp = _now()
-        return cls(
-            socket.gethostname(), os.getpid(), process_start(os.getpid()), stamp, stamp, uuid.uuid4().hex, command
-        )
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, processes.start_time(pid), stamp, stamp, uuid.uuid4().hex, command)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -80,28 +79,9 @@ class LeaseRecord:
     def is_alive(self, now: float | None = None) -> bool:
         """Whether its holder may still be running (S3 and HDFS: from the content alone)."""
         if self.host == socket.gethostname():
-            return process_start(self.pid) == self.process_started if _process_exists(self.pid) else False
+            return processes.is_running(self.pid) and processes.start_time(self.pid) == self.process_started
         renewed = dt.datetime.fromisoformat(self.renewed_at).timestamp()
         return (time.time() if now is None else now) - renewed < EXPIRY_SECONDS
-
-
-def process_start(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (Linux), None where /proc does not say."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in parentheses may hold spaces
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _now() -> str:

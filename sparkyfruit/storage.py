@@ -370,19 +370,31 @@ _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict", "412", 
 def put_conditional(location: Location, text: str, s3: S3Settings, *, if_match: str | None) -> str | None:
     """PUT a small S3 object only if it is absent (`if_match` None) or still the version whose ETag is
     `if_match`. Returns the new ETag, or None when the condition did not hold (nothing was written)."""
-    from botocore.exceptions import ClientError
-
     client = s3_client(s3)
     condition = {"IfNoneMatch": "*"} if if_match is None else {"IfMatch": if_match}
+    data = text.encode("utf-8")
+    answer = _if_condition_holds(
+        lambda: client.put_object(Bucket=location.bucket, Key=location.key, Body=data, **condition),
+        location,
+        s3,
+        "write to",
+    )
+    return None if answer is None else answer["ETag"]
+
+
+def _if_condition_holds(request, location: Location, s3: S3Settings, action: str):
+    """The answer of a conditional S3 request, or None when its condition did not hold (or the key is gone);
+    any other failure is a StorageError."""
+    from botocore.exceptions import ClientError
+
     try:
-        answer = client.put_object(Bucket=location.bucket, Key=location.key, Body=text.encode("utf-8"), **condition)
+        return request()
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in _CONDITION_FAILED + ("NoSuchKey",):
             return None
-        raise describe_s3_failure(exc, s3, location.bucket, "write to") from exc
+        raise describe_s3_failure(exc, s3, location.bucket, action) from exc
     except Exception as exc:
-        raise describe_s3_failure(exc, s3, location.bucket, "write to") from exc
-    return answer["ETag"]
+        raise describe_s3_failure(exc, s3, location.bucket, action) from exc
 
 
 def read_with_etag(location: Location, s3: S3Settings) -> tuple[str | None, str | None]:
@@ -399,18 +411,14 @@ def read_with_etag(location: Location, s3: S3Settings) -> tuple[str | None, str 
 
 def delete_conditional(location: Location, etag: str, s3: S3Settings) -> bool:
     """Delete an S3 object only if it is still the version `etag`; False when it is not (it stays)."""
-    from botocore.exceptions import ClientError
-
     client = s3_client(s3)
-    try:
-        client.delete_object(Bucket=location.bucket, Key=location.key, IfMatch=etag)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _CONDITION_FAILED + ("NoSuchKey",):
-            return False
-        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
-    except Exception as exc:
-        raise describe_s3_failure(exc, s3, location.bucket, "delete from") from exc
-    return True
+    answer = _if_condition_holds(
+        lambda: client.delete_object(Bucket=location.bucket, Key=location.key, IfMatch=etag),
+        location,
+        s3,
+        "delete from",
+    )
+    return answer is not None
 
 
 def download(location: Location, target: Path, s3: S3Settings) -> Path:

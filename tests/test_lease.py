@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devtools import local_s3
-from sparkyfruit import lease, locations, output_format, storage
+from sparkyfruit import lease, locations, output_format, processes, storage
 from sparkyfruit.errors import ConfigError
 from sparkyfruit.s3_settings import S3Settings
 from tests.helpers import cli, encode_args
@@ -116,7 +116,7 @@ def test_a_live_process_on_this_host_holds_its_lease(s3_output):
     location, settings = s3_output
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        _write_lease(location, settings, pid=sleeper.pid, process_started=lease.process_start(sleeper.pid))
+        _write_lease(location, settings, pid=sleeper.pid, process_started=processes.start_time(sleeper.pid))
         with pytest.raises(lease.LeaseHeldError, match=f"pid {sleeper.pid}"):
             with lease.hold(location, settings, takeover=True):
                 pytest.fail("took a live process's lease")

@@ -21,6 +21,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparkyfruit import processes
+
 # archives kept in the cache folder, most recently used first
 MAX_ARCHIVES = 3
 
@@ -114,18 +116,8 @@ def _remove_abandoned_recordings(folder: Path) -> None:
     """Recordings of runs that were killed before their JVM exited: never complete, never renamed."""
     for path in folder.glob(".driver-classes-*.recording"):
         pid = path.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not processes.is_running(int(pid)):
             path.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _resolved_jars_file(packages: str) -> Path:
