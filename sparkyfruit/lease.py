@@ -70,7 +70,7 @@ class LeaseRecord:
             data = json.loads(text)
             names = {field.name for field in dataclasses.fields(cls)}
             return cls(**{name: value for name, value in data.items() if name in names})
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, AttributeError):
             return None  # half written (a crash mid-write) or changed by hand: nobody holds it
 
     def describe(self) -> str:
