@@ -27,8 +27,9 @@ from pathlib import Path
 
 from sparkyfruit import locations, processes, storage
 from sparkyfruit.errors import ConfigError, RunFailedError
-from sparkyfruit.output_format import LEASE_NAME
 from sparkyfruit.s3_settings import S3Settings
+
+LEASE_NAME = "_sparkyfruit.lease.json"  # in the output's folder; output_format counts it as sparkyfruit's own
 
 RENEW_SECONDS = 10.0
 EXPIRY_SECONDS = 60.0  # S3 and HDFS: a lease not renewed for this long is a dead run's
@@ -250,6 +251,27 @@ class Lease:
         current = LeaseRecord.parse(storage.read_text(self.location, self.s3) or "")
         if current is not None and current.token == self.record.token:
             storage.delete(self.location, self.s3)
+
+
+def live_holder(output: locations.Location, s3: S3Settings) -> LeaseRecord | None:
+    """Who holds `output`'s lease now, or None when nobody does (no lease, or a dead run's). Reads only."""
+    location = output.child(LEASE_NAME)
+    if not location.is_local:
+        text = storage.read_text(location, s3)
+        holder = LeaseRecord.parse(text) if text is not None else None
+        return holder if holder is not None and holder.is_alive() else None
+    import fcntl
+
+    try:
+        file = open(location.path, "rb")
+    except FileNotFoundError:
+        return None
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)  # given back when the file closes
+        except BlockingIOError:  # its holder keeps it locked: alive
+            return LeaseRecord.parse(file.read().decode("utf-8", "replace"))
+    return None
 
 
 def _inode(path: Path) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sparkyfruit import locations, storage
 from sparkyfruit.errors import ConfigError, NotAnOutputError, StorageError
+from sparkyfruit.lease import LEASE_NAME, live_holder  # held by a run while it writes: one writer at a time
 from sparkyfruit.s3_settings import S3Settings
 
 MANIFEST_NAME = "_sparkyfruit.json"
@@ -27,8 +28,6 @@ MANIFEST_NAME = "_sparkyfruit.json"
 # is unfinished, and it holds what `--resume` checks and continues (a finished manifest being added to moves
 # into it)
 RUN_NAME = "_sparkyfruit.run.json"
-# held by a run while it writes (lease.py): one writer at a time
-LEASE_NAME = "_sparkyfruit.lease.json"
 # one record per committed shard: the Parquet files its Spark job committed
 SHARDS_FOLDER = "_shards"
 ENCODE_FORMAT = "sparkyfruit-output/1"
@@ -353,6 +352,14 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
             f"{where} does not exist or is empty.", "Give the --output folder of a `sparkyfruit encode` run."
         )
     foreign = foreign_files(names)
+    holder = live_holder(location, s3) if not foreign and LEASE_NAME in names else None
+    if holder is not None:
+        record = read_run_record(location, s3) if RUN_NAME in names else None
+        so_far = f": {record.progress(shard_records(location, s3, names))}" if record is not None else ""
+        return NotAnOutputError(
+            f"{where} is being written now by a run ({holder.describe()}){so_far}.",
+            "Wait for it to end, then run this again.",
+        )
     if not foreign and RUN_NAME in names:
         record = read_run_record(location, s3)
         return NotAnOutputError(

@@ -191,3 +191,17 @@ def test_two_writers_started_together_one_writes_and_the_other_is_told(tmp_path,
 
         paths = ds.dataset(out, format="parquet").to_table(columns=["path"]).column("path").to_pylist()
         assert len(paths) == len(set(paths)) == len(read_output(out)) == 48
+
+
+def test_inspect_of_an_output_being_written_names_the_run(output):
+    """inspect (and every tool that reads an output) says a live run is writing it, with how far it got."""
+    import sparkyfruit
+    from sparkyfruit.errors import NotAnOutputError
+
+    location, s3 = output
+    with lease.hold(location, s3, takeover=False) as held:
+        with pytest.raises(NotAnOutputError, match=f"is being written now by a run \\(host {held.record.host}, pid"):
+            sparkyfruit.inspect(location.uri, s3=s3)
+    _write_lease(location, s3, pid=dead_pid(), process_started=1)  # what a killed run leaves
+    with pytest.raises(NotAnOutputError, match="did not finish"):
+        sparkyfruit.inspect(location.uri, s3=s3)
