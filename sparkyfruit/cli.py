@@ -169,12 +169,6 @@ def encode(
         help="How Spark reaches S3: s3a (Hadoop S3A) or s3 (EMRFS, on AWS EMR). [default: s3a]",
         rich_help_panel=S3_PANEL,
     ),
-    s3_committer: Optional[str] = typer.Option(
-        None,
-        help="How an S3 output is committed: magic (S3A magic committer, "
-        "no renames) or file (renames). [default: magic]",
-        rich_help_panel=S3_PANEL,
-    ),
 ) -> None:
     """Encode every image under --input into feature vectors in --output (Parquet + _sparkyfruit.json)."""
     from sparkyfruit.config import RunConfig
@@ -205,7 +199,6 @@ def encode(
             s3_region=s3_region,
             profile=profile,
             spark_s3_scheme=spark_s3_scheme,
-            s3_committer=s3_committer,
         )
         if settings.weights == "none" and not settings.quiet:
             err.print(

@@ -84,10 +84,6 @@ class RunConfig(S3Settings):
     resume: bool = False
     """Continue an --output whose run did not finish (a crash, Ctrl-C: only the shards not yet committed are
     encoded), or add to a finished one the images not yet in it. Same model, size and weights as the output."""
-    s3_committer: Literal["magic", "file"] = "magic"
-    """How Spark commits Parquet files to an S3 output through S3A: 'magic' (the S3A magic committer: files
-    appear only when the job commits, no copy-and-delete renames; pulls Spark's spark-hadoop-cloud module at
-    Spark's own version) or 'file' (Hadoop's rename-based committer: slow on S3, not atomic)."""
     max_failed: float | None = None
     """The share of images (0 to 1) that may fail (unreadable, undecodable) before the run counts as failed
     (exit 1; the output is kept, `inspect` shows the failures). Unset: only a run where no image succeeded
@@ -358,14 +354,10 @@ class RunConfig(S3Settings):
 
     @property
     def needs_s3a(self) -> bool:
-        """Whether Spark itself touches S3 (df mode reading it, or the output written there). keys mode's
-        GETs and an s3:// weights file go through boto3, so a JVM without S3A starts faster for them."""
-        touches_s3 = (self.mode == "df" and self.input_location.is_s3) or self.output_location.is_s3
-        return touches_s3 and self.spark_s3_scheme == "s3a"
-
-    @property
-    def uses_magic_committer(self) -> bool:
-        return self.output_location.is_s3 and self.spark_s3_scheme == "s3a" and self.s3_committer == "magic"
+        """Whether Spark itself touches S3: df mode reading it. keys mode's GETs, an s3:// weights file and
+        the output's files (written by the tasks with pyarrow) go around it, and a JVM without S3A starts
+        faster."""
+        return self.mode == "df" and self.input_location.is_s3 and self.spark_s3_scheme == "s3a"
 
     def redacted(self) -> dict[str, Any]:
         """The resolved settings, safe to print or store: no credentials ever live here, and an endpoint

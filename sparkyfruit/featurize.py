@@ -21,7 +21,6 @@ import numpy as np
 from sparkyfruit.models import ModelSpec, build_model, import_tensorflow
 from sparkyfruit.timeline import mark
 
-OUTPUT_SCHEMA = "path string, label string, features array<float>, error string"
 # the one text for a 0-byte image, whichever source found it
 EMPTY_FILE_ERROR = "cannot decode image: empty file (0 bytes)"
 

@@ -1,10 +1,12 @@
 """The on-disk contract of an output: its manifest, which files are sparkyfruit's, and how it is read.
 
-An output is a folder (or S3 prefix) of Parquet files written by Spark, with `_sparkyfruit.json` written
-last. Whatever else sparkyfruit or Spark leaves there (checksums, `_SUCCESS`, committer work folders, the
-PCA model of `reduce`) is listed in OWN_FILES, and is ours only beside one of sparkyfruit's own metadata
-files (OWN_MARKERS): a plain Spark Parquet table has part files and `_SUCCESS` too. Anything else belongs to
-the user and is never deleted.
+An output is a Delta Lake table (a folder or S3 prefix of Parquet files and their `_delta_log/`), with
+`_sparkyfruit.json` written last. Readers take the table's current files from its log (sparkyfruit/delta.py),
+never by globbing the folder; an output of a version before the Delta log (Parquet files written by Spark,
+and shard records) is read from its folder until `--resume` converts it. Whatever sparkyfruit or Spark
+leaves there (the log, checksums, `_SUCCESS`, committer work folders, the PCA model of `reduce`) is listed
+in OWN_FILES, and is ours only beside one of sparkyfruit's own metadata files (OWN_MARKERS): a plain Spark
+Parquet or Delta table has part files too. Anything else belongs to the user and is never deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MANIFEST_NAME = "_sparkyfruit.json"
 # is unfinished, and it holds what `--resume` checks and continues (a finished manifest being added to moves
 # into it)
 RUN_NAME = "_sparkyfruit.run.json"
-# one record per committed shard: the Parquet files its Spark job committed
+# versions before the Delta log kept one record per committed shard: the Parquet files its Spark job committed
 SHARDS_FOLDER = "_shards"
 ENCODE_FORMAT = "sparkyfruit-output/1"
 REDUCE_FORMAT = "sparkyfruit-reduce/1"
@@ -37,7 +39,8 @@ RUN_FORMAT = "sparkyfruit-run/1"
 OWN_FILES = re.compile(
     r"_sparkyfruit(\.resuming|\.run|\.lease)?\.json(\.tmp)?"  # the manifests and the lease, and the temporary
     # file of an atomic write
-    r"|_shards/\d+\.json(\.tmp)?"  # the shard records
+    r"|_shards/\d+\.json(\.tmp)?"  # the shard records of a version before the Delta log
+    r"|_delta_log/.+"  # the Delta log: which data files are the table
     r"|\.?_SUCCESS(\.crc)?"  # the committers' success marker (and the local file system's checksum of it)
     r"|\.?part-[^/]+\.parquet(\.crc)?"  # Spark's data files and their checksums
     r"|(_temporary|__magic[^/]*|_pca_model)/.+"  # committers' work folders; the PCA model of `reduce`
@@ -46,8 +49,10 @@ OWN_FILES = re.compile(
 OWN_MARKERS = re.compile(r"_sparkyfruit(\.resuming|\.run|\.lease)?\.json(\.tmp)?|_shards/\d+\.json(\.tmp)?")
 SHOWN_FOREIGN = 3
 DATA_FILE = re.compile(r"part-[^/]+\.parquet")
-# what a Spark job that did not commit leaves: its committer's work folders
+# what a Spark job that did not commit leaves: its committer's work folders (versions before the Delta log)
 WORK_FILES = re.compile(r"(_temporary|__magic[^/]*)/.+")
+# what versions before the Delta log kept beside the data files, removed when --resume converts an output
+LEGACY_FILES = re.compile(r"_shards/\d+\.json(\.tmp)?|\.?_SUCCESS(\.crc)?")
 
 
 def is_own_file(name: str) -> bool:
@@ -55,12 +60,32 @@ def is_own_file(name: str) -> bool:
     return OWN_FILES.fullmatch(name) is not None
 
 
-def foreign_files(names: list[str]) -> list[str]:
+def foreign_files(
+    names: list[str], location: locations.Location | None = None, s3: S3Settings | None = None
+) -> list[str]:
     """The files of a folder's listing that are not sparkyfruit's: all of them when none of sparkyfruit's own
-    metadata files is among them."""
-    if not any(OWN_MARKERS.fullmatch(name) for name in names):
+    metadata files is among them, and (with `location`) its Delta log was not begun by sparkyfruit."""
+    if not any(OWN_MARKERS.fullmatch(name) for name in names) and not (
+        location is not None and log_begun_by_sparkyfruit(location, s3, names)
+    ):
         return list(names)
     return [name for name in names if not is_own_file(name)]
+
+
+def log_begun_by_sparkyfruit(location: locations.Location, s3: S3Settings, names: list[str]) -> bool:
+    """Whether the folder's Delta log starts with a commit of sparkyfruit's (its metadata names it): a table
+    that sparkyfruit made, whose manifest is gone. Another program's Delta table is not ours."""
+    first = "_delta_log/00000000000000000000.json"
+    if first not in names:
+        return False
+    for line in (storage.read_text(location.child(first), s3) or "").splitlines():
+        try:
+            action = json.loads(line)
+        except ValueError:
+            return False
+        if isinstance(action, dict) and isinstance(action.get("commitInfo"), dict):
+            return "sparkyfruit" in action["commitInfo"]
+    return False
 
 
 def check_writable(
@@ -81,7 +106,7 @@ def check_not_foreign(location: locations.Location, s3: S3Settings, flag: str = 
             f"Give {flag} a folder (new or empty) for the output.",
         )
     names = storage.list_files(location, s3)
-    foreign = foreign_files(names)
+    foreign = foreign_files(names, location, s3)
     if foreign:
         raise ConfigError(
             f"{flag} {location.shown} holds files that sparkyfruit did not write ({_first(foreign)}); "
@@ -154,7 +179,8 @@ class Manifest:
 
 @dataclass
 class ShardRecord:
-    """`_shards/NNNNNN.json`: one shard whose Spark job committed, and the Parquet files it wrote."""
+    """`_shards/NNNNNN.json` of a version before the Delta log: one shard whose Spark job committed, and the
+    Parquet files it wrote (read to convert such an output on --resume)."""
 
     number: int
     images: int
@@ -311,7 +337,15 @@ def shard_record_name(number: int) -> str:
 
 
 def write_shard_record(location: locations.Location, record: ShardRecord, s3: S3Settings) -> None:
+    """(What versions before the Delta log wrote; the tests make such outputs with it.)"""
     storage.write_text(location.child(shard_record_name(record.number)), json.dumps(dataclasses.asdict(record)), s3)
+
+
+def committed_shards(location: locations.Location, s3: S3Settings, names: list[str]) -> list:
+    """The shards an output holds (each with `images`): from its Delta log, or an older version's records."""
+    from sparkyfruit import delta
+
+    return delta.committed_shards(location, s3) if delta.has_log(names) else shard_records(location, s3, names)
 
 
 def shard_records(location: locations.Location, s3: S3Settings, names: list[str] | None = None) -> list[ShardRecord]:
@@ -351,11 +385,11 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
         return NotAnOutputError(
             f"{where} does not exist or is empty.", "Give the --output folder of a `sparkyfruit encode` run."
         )
-    foreign = foreign_files(names)
+    foreign = foreign_files(names, location, s3)
     holder = live_holder(location, s3) if not foreign and LEASE_NAME in names else None
     if holder is not None:
         record = read_run_record(location, s3) if RUN_NAME in names else None
-        so_far = f": {record.progress(shard_records(location, s3, names))}" if record is not None else ""
+        so_far = f": {record.progress(committed_shards(location, s3, names))}" if record is not None else ""
         return NotAnOutputError(
             f"{where} is being written now by a run ({holder.describe()}){so_far}.",
             "Wait for it to end, then run this again.",
@@ -363,7 +397,7 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
     if not foreign and RUN_NAME in names:
         record = read_run_record(location, s3)
         return NotAnOutputError(
-            f"{where} is unfinished: {record.progress(shard_records(location, s3, names))}.",
+            f"{where} is unfinished: {record.progress(committed_shards(location, s3, names))}.",
             "Continue it: rerun that encode with --resume.",
         )
     if not foreign:
@@ -452,16 +486,37 @@ def vector_column(manifest: Manifest | ReduceManifest) -> str:
 
 
 def open_dataset(location: locations.Location, s3: S3Settings, files: list[str] | None = None):
-    """The Parquet files of an output as a pyarrow dataset (files starting with '_' or '.' are skipped), or
-    only `files` (names relative to the output)."""
+    """The table's current Parquet files as a pyarrow dataset (from its Delta log; an output written
+    before the log: the folder's, files starting with '_' or '.' skipped), or only `files` (names relative
+    to the output)."""
     import pyarrow.dataset as ds
 
+    from sparkyfruit import delta
+
     filesystem, path = storage.pyarrow_filesystem(location, s3)
+    if files is None and delta.is_table(location, s3):
+        files = delta.current_files(location, s3)
     source = path if files is None else [f"{path}/{name}" for name in files]
     try:
         return ds.dataset(source, filesystem=filesystem, format="parquet")
+    except FileNotFoundError as exc:
+        raise NotAnOutputError(
+            f"{location.uri} lost a data file that its table names ({exc}): it was changed after its run.",
+            "Rerun encode with --overwrite.",
+        ) from None
     except (OSError, ValueError) as exc:
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
+
+
+def data_file_uris(location: locations.Location, s3: S3Settings) -> list[str]:
+    """The Spark URIs of the output's current data files: its Delta log's (an older output: its folder's)."""
+    from sparkyfruit import delta
+
+    if delta.is_table(location, s3):
+        names = delta.current_files(location, s3)
+    else:
+        names = [name for name in storage.list_files(location, s3) if DATA_FILE.fullmatch(name)]
+    return [location.child(name).spark_uri(s3.spark_s3_scheme) for name in names]
 
 
 def count_rows(

@@ -4,13 +4,15 @@ manifest, with progress watching across the shards."""
 from __future__ import annotations
 
 import functools
+import secrets
 import time
 from dataclasses import dataclass, field
 
 from sparkyfruit import lease, models, shards, sink, storage, weights
 from sparkyfruit.config import RunConfig
+from sparkyfruit.delta import CommittedShard
 from sparkyfruit.errors import ConfigError, InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
-from sparkyfruit.output_format import Manifest, RunRecord, ShardRecord, now
+from sparkyfruit.output_format import Manifest, RunRecord, now
 from sparkyfruit.spark import ship_env
 from sparkyfruit.spark.interrupt import SigintGuard
 from sparkyfruit.timeline import mark
@@ -109,7 +111,7 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
 
 def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, started: float) -> RunResult:
     """encode(), once the run holds the output's lease."""
-    from sparkyfruit.featurize import OUTPUT_SCHEMA, SPARK_FILES_PREFIX, featurize_partition
+    from sparkyfruit.featurize import SPARK_FILES_PREFIX, featurize_partition
     from sparkyfruit.sources import df as df_source
     from sparkyfruit.sources import keys as keys_source
     from sparkyfruit.sources import no_images_error
@@ -202,7 +204,8 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
             to_do = planner.remaining
             record = _run_record(config, state, staged.sha256, setting, network)
             held.check()
-            known = sink.begin(config, state, record, to_do, -(-to_do // setting) if setting else None)
+            sink.begin(config, state, record, to_do, -(-to_do // setting) if setting else None)
+            run = secrets.token_hex(4)  # in the names of the files this process writes
             rows_before = sum(shard.rows for shard in state.shards)
             if show:
                 cut = f"of up to {setting:,}" if setting else f"of about {shards.SHARD_SECONDS:.0f} s of work each"
@@ -220,13 +223,12 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
                     held.check()
                     source = listing.source(shard, sizing.task_images())
                     busy_before = busy.value
-                    features = source.frame.mapInArrow(
-                        featurize_partition(spec, source.fetch, progress.counter, busy), OUTPUT_SCHEMA
-                    )
+                    rows = featurize_partition(spec, source.fetch, progress.counter, busy)
                     shard_started = time.monotonic()
                     mark(f"shard {shard.number} job started")
+                    write = functools.partial(sink.write_shard, source.frame, rows, config, run, shard.number)
                     committed = _run_job(
-                        functools.partial(sink.write_shard, features, config, shard.number, source.listed, known),
+                        functools.partial(write, source.listed),
                         handle,
                         sigint,
                         progress,
@@ -310,7 +312,7 @@ class _Kept:
     rows: int
     shards: int
 
-    def add(self, shard: ShardRecord) -> None:
+    def add(self, shard: CommittedShard) -> None:
         self.rows += shard.rows
         self.shards += 1
 

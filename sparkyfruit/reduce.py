@@ -1,4 +1,5 @@
-"""`sparkyfruit reduce`: Spark ML PCA on an encode output's `features`, fitted once, applied to every row.
+"""`sparkyfruit reduce`: Spark ML PCA on an encode output's `features`, fitted once, applied to every row,
+written as a Delta table as encode's output is.
 
 Rows without a vector (failed images) are kept with a null `pca_features`. The fitted PCAModel is saved
 in the output (`_pca_model/`), so later images can be projected the same way
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sparkyfruit import locations, output_format
+from sparkyfruit import locations, output_format, sink, storage
 from sparkyfruit.errors import ConfigError, NotAnOutputError
 from sparkyfruit.s3_settings import S3Settings
 
@@ -79,7 +80,7 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
 
     started = time.monotonic()
     scheme = s3.spark_s3_scheme
-    rows = spark.read.parquet(source.spark_uri(scheme))
+    rows = spark.read.parquet(*output_format.data_file_uris(source, s3))
     vectors = rows.where(F.col("features").isNotNull()).select(array_to_vector("features").alias("vector")).cache()
     usable = vectors.count()
     if usable < 2:
@@ -100,11 +101,12 @@ def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance)
         "path", "label", F.lit(None).cast("array<float>").alias("pca_features"), "error"
     )
     result = projected.unionByName(failed)
-    uri = target.spark_uri(scheme)
-    result.write.mode("overwrite").parquet(uri)
+    # the old output goes first (check_writable found only sparkyfruit's files there); then, as encode does,
+    # the tasks write the Parquet files and the driver commits exactly those to the Delta log
+    storage.delete_files(target, storage.list_files(target, s3), s3)
+    written = sink.write_rows(result, target, s3, "pca_features", {"reduce": source.uri, "k": k})
     model.write().overwrite().save(target.child(MODEL_FOLDER).spark_uri(scheme))
     kept = float(sum(model.explainedVariance))
-    written = spark.read.parquet(uri).count()
     duration = time.monotonic() - started
     manifest = output_format.ReduceManifest(
         created_at=output_format.now(),

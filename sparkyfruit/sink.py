@@ -1,13 +1,15 @@
-"""Writes the Parquet output shard by shard, each recorded once committed, then `_sparkyfruit.json` last:
-no manifest means no finished run. Owns the resume and overwrite policy."""
+"""Writes the output shard by shard: the tasks write Parquet files and report them, and each shard is one
+Delta commit of exactly those files; `_sparkyfruit.json` is written last, so no manifest means no finished
+run. Owns the resume and overwrite policy."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
-from sparkyfruit import locations, output_format, storage
+from sparkyfruit import delta, locations, output_format, parquet_files, storage
 from sparkyfruit.config import RunConfig
-from sparkyfruit.errors import ConfigError, failure_summary
+from sparkyfruit.errors import ConfigError, StorageError, failure_summary
 from sparkyfruit.output_format import LEASE_NAME
 
 
@@ -37,13 +39,16 @@ class OutputState:
 
     previous: the manifest of a finished output that --resume adds to.
     unfinished: the record of a run that stopped before its manifest (--resume continues it).
-    shards: the committed shards' records; done: the image paths they hold (all rows of a finished output).
+    shards: the committed shards; files: the table's data files; done: the image paths they hold.
+    legacy: an output of a version before the Delta log, whose counted files begin() commits once.
     """
 
     previous: output_format.Manifest | None = None
     unfinished: output_format.RunRecord | None = None
-    shards: list[output_format.ShardRecord] = field(default_factory=list)
+    shards: list[delta.CommittedShard] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
+    legacy: bool = False
 
     @property
     def next_shard(self) -> int:
@@ -54,7 +59,8 @@ def prepare(config: RunConfig) -> OutputState:
     """For --resume: what the output already holds, after checking it was made with the same network. An
     empty output is a plain first run."""
     location = config.output_location
-    if not config.resume or not [name for name in storage.list_files(location, config) if name != LEASE_NAME]:
+    names = [name for name in storage.list_files(location, config) if name != LEASE_NAME] if config.resume else []
+    if not names:
         return OutputState()
     manifest = output_format.read_manifest(location, config)
     unfinished = None if manifest is not None else output_format.read_run_record(location, config)
@@ -65,6 +71,26 @@ def prepare(config: RunConfig) -> OutputState:
             f"nor {output_format.RUN_NAME} (a run of an older version that was stopped?).",
             "Run again with --overwrite instead of --resume, or choose another --output.",
         )
+    _check_same_run(config, made_by)
+    previous = manifest if manifest is not None else unfinished.previous
+    if delta.has_log(names):
+        shards, files, legacy = delta.committed_shards(location, config), delta.current_files(location, config), False
+    else:  # written before the Delta log: its shard records say what counts (a finished output: every file)
+        records = output_format.shard_records(location, config, names)
+        shards = [delta.CommittedShard(r.number, "", r.images, r.rows, r.failed) for r in records]
+        data = [name for name in names if output_format.DATA_FILE.fullmatch(name)]
+        files = data if manifest is not None else [name for record in records for name in record.files]
+        legacy = True
+    done = set()
+    if files:
+        table = output_format.open_dataset(location, config, files).to_table(columns=["path"])
+        done = set(table.column("path").to_pylist())
+    return OutputState(previous, unfinished, shards, files, done, legacy)
+
+
+def _check_same_run(config: RunConfig, made_by) -> None:
+    """--resume adds to an output only with its network, input and pattern."""
+    location = config.output_location
     wanted = config.network()
     differ = [
         f"{name} {getattr(made_by, name)!r} there, {value!r} now"
@@ -90,16 +116,6 @@ def prepare(config: RunConfig) -> OutputState:
             f"--resume continues the images of {location.uri}, and these differ: {'; '.join(differ)}.",
             "Give the output's --input and --pattern, or write to another --output.",
         )
-    shards = output_format.shard_records(location, config)
-    # a finished output: every data file counts (also one of a version without shard records); an unfinished
-    # one: only what committed shards recorded
-    files = None if manifest is not None else [name for shard in shards for name in shard.files]
-    done = set()
-    if files is None or files:
-        table = output_format.open_dataset(location, config, files).to_table(columns=["path"])
-        done = set(table.column("path").to_pylist())
-    previous = manifest if manifest is not None else unfinished.previous
-    return OutputState(previous, unfinished, shards, done)
 
 
 def check_same_weights(config: RunConfig, state: OutputState, sha256: str | None) -> None:
@@ -121,23 +137,20 @@ def check_same_weights(config: RunConfig, state: OutputState, sha256: str | None
 
 def begin(
     config: RunConfig, state: OutputState, record: output_format.RunRecord, to_do: int, shards_to_do: int | None
-) -> set[str]:
+) -> None:
     """Before the first shard: leave in the output only what counts, and mark it unfinished with `record`
     (whose totals are counted here, with the `to_do` images still to encode in `shards_to_do` shards, None
-    where their sizes follow the measured rate). Returns the data files that count (the committed shards'
-    files).
+    where their sizes follow the measured rate).
 
-    --overwrite removes all of the old output (check_output_free made sure it is all sparkyfruit's). On an
-    unfinished output, what a shard that never recorded its commit left (its data files, its committer's
-    work folders) is removed: that shard is encoded again. A finished output keeps every data file, and
-    those no shard record names (an older version's) are recorded as one shard here.
+    --overwrite removes all of the old output (check_output_free made sure it is all sparkyfruit's, and it
+    is checked again on the very listing deleted). Otherwise the data files that the table does not name
+    (those of attempts that died: the lease says no run is alive) are removed. An output of a version
+    before the Delta log gets its counted files committed first, in one commit.
     """
     location = config.output_location
     names = [name for name in storage.list_files(location, config) if name != LEASE_NAME]
-    recorded = {name for shard in state.shards for name in shard.files}
     if config.overwrite:
-        # the very listing that is deleted is checked again: only sparkyfruit's own files go
-        foreign = output_format.foreign_files(names)
+        foreign = output_format.foreign_files(names, location, config)
         if foreign:
             raise ConfigError(
                 f"--overwrite stopped: {location.shown} now holds files that sparkyfruit did not write "
@@ -146,75 +159,135 @@ def begin(
             )
         stale = names
     else:
-        stale = [name for name in names if output_format.WORK_FILES.fullmatch(name)]
-        data = [name for name in names if output_format.DATA_FILE.fullmatch(name)]
-        unrecorded = [name for name in data if name not in recorded]
-        if state.previous is not None and state.unfinished is None and unrecorded:
-            counts = output_format.count_rows(location, config, files=unrecorded)
-            adopted = output_format.ShardRecord(state.next_shard, counts.rows, counts.rows, counts.failed, unrecorded)
-            output_format.write_shard_record(location, adopted, config)
-            state.shards.append(adopted)
-            recorded.update(unrecorded)
-        else:
-            stale += unrecorded + [f".{name}.crc" for name in unrecorded if f".{name}.crc" in names]
+        if state.legacy and state.files:
+            state.shards = [_convert(config, state)]
+        counted = set(state.files)
+        stale = [
+            name
+            for name in names
+            if output_format.WORK_FILES.fullmatch(name)
+            or output_format.LEGACY_FILES.fullmatch(name)
+            or (output_format.DATA_FILE.fullmatch(name.removeprefix(".").removesuffix(".crc")) and name not in counted)
+        ]
     storage.delete_files(location, stale, config)
     record.shards = len(state.shards) + shards_to_do if shards_to_do is not None else None
     record.images = sum(shard.images for shard in state.shards) + to_do
     output_format.write_run_record(location, record, config)
     if state.previous is not None and state.unfinished is None:
         storage.delete(location.child(output_format.MANIFEST_NAME), config)  # the run record holds it now
-    return recorded
 
 
-def write_shard(frame, config: RunConfig, number: int, listed: list[str], known: set[str]) -> output_format.ShardRecord:
-    """Append one shard's rows as Parquet, then record the files its job committed (those not in `known`,
-    which is updated) with their counts, read back with pyarrow.
+def _convert(config: RunConfig, state: OutputState) -> delta.CommittedShard:
+    """An output written before the Delta log: one commit of the files that count (rows read from their
+    Parquet footers), as one shard."""
+    location = config.output_location
+    reports = [_report_of(location, config, name) for name in state.files]
+    shard = delta.CommittedShard(
+        state.next_shard,
+        "converted",
+        sum(shard.images for shard in state.shards) or sum(report.rows for report in reports),
+        sum(report.rows for report in reports),
+        sum(report.failed for report in reports),
+    )
+    _commit(config, shard, reports)
+    return shard
+
+
+def _report_of(location, config: RunConfig, name: str) -> delta.FileReport:
+    counts = output_format.count_rows(location, config, files=[name])
+    filesystem, root = parquet_files.filesystem(location, config)
+    size = filesystem.get_file_info(f"{root}/{name}").size
+    return delta.FileReport(name, counts.rows, counts.ok, counts.failed, size)
+
+
+def _commit(config: RunConfig, shard: delta.CommittedShard, reports: list[delta.FileReport]) -> None:
+    from sparkyfruit import __version__
+
+    metadata = {
+        "run": shard.run,
+        "shard": shard.number,
+        "images": shard.images,
+        "rows": shard.rows,
+        "failed": shard.failed,
+        "version": __version__,
+    }
+    delta.commit(config.output_location, config, reports, metadata, parquet_files.delta_schema())
+
+
+def write_shard(frame, rows, config: RunConfig, run: str, number: int, listed: list[str]) -> delta.CommittedShard:
+    """Encode and write one shard, then commit it: the tasks each write one Parquet file (`rows` turns a
+    task's input batches into output rows) and report it; the driver commits exactly the reported files, in
+    one Delta commit, and removes what other attempts of the shard's tasks left.
 
     `listed` (the shard's image URIs) makes every one of them appear in the output: Spark's file scan skips
-    0-byte files and, in df mode, files it could not read; those get an error row of their own here.
+    0-byte files and, in df mode, files it could not read; those get an error row of their own here, in a
+    file the driver writes and commits with the tasks' files.
     """
-    location = config.output_location
-    target = location.spark_uri(config.spark_s3_scheme)
-    _append_parquet(frame, target)
-    files = _new_data_files(location, config, known)
-    counts = output_format.count_rows(location, config, files=files) if files else output_format.RowCounts(0, 0, 0)
-    if counts.rows < len(listed):
-        written = set()
-        if files:
-            dataset = output_format.open_dataset(location, config, files)
-            written = set(dataset.to_table(columns=["path"]).column("path").to_pylist())
-        missing = [
-            (uri, locations.label_of(uri), None, _unread_error(uri, config)) for uri in listed if uri not in written
-        ]
-        missing_rows = frame.sparkSession.createDataFrame(
-            missing, "path string, label string, features array<float>, error string"
+    location, s3 = config.output_location, config.s3_only()
+    reports = _write_files(frame, rows, location, s3, run, number, "features")
+    if sum(report.rows for report in reports) < len(listed):
+        reports.append(_missing_rows(config, run, number, listed, reports))
+    written = sum(report.rows for report in reports)
+    if written != len(listed):
+        raise StorageError(
+            f"Shard {number} wrote {written:,} rows for its {len(listed):,} images; nothing of it was committed.",
+            "Continue with --resume; if it happens again, report it with the driver log.",
         )
-        _append_parquet(missing_rows.coalesce(1), target)
-        files += _new_data_files(location, config, known)
-        counts = output_format.count_rows(location, config, files=files)
-    record = output_format.ShardRecord(number, len(listed), counts.rows, counts.failed, sorted(files))
-    output_format.write_shard_record(location, record, config)
-    return record
+    shard = delta.CommittedShard(number, run, len(listed), written, sum(report.failed for report in reports))
+    _commit(config, shard, reports)
+    _remove_other_attempts(location, s3, run, number, reports)
+    return shard
 
 
-# Parquet first tries a dictionary for every column; for the feature values, which hardly ever repeat, it
-# fills a hash table per file before falling back to plain values, and that cost the JVM more CPU than the
-# rest of the write (the path and label columns keep theirs)
-NO_FEATURE_DICTIONARY = {"parquet.enable.dictionary#features.list.element": "false"}
+def write_rows(frame, location: locations.Location, s3, column: str, metadata: dict) -> int:
+    """A DataFrame of output rows (path, label, `column`, error) as one commit of a new table, the tasks
+    writing the files as write_shard's do (`reduce`). Returns the rows written."""
+    from sparkyfruit import __version__
+
+    run = secrets.token_hex(4)
+    reports = _write_files(frame, None, location, s3, run, 1, column)
+    schema = parquet_files.delta_schema(column)
+    delta.commit(location, s3, reports, {"run": run, **metadata, "version": __version__}, schema, column)
+    _remove_other_attempts(location, s3, run, 1, reports)
+    return sum(report.rows for report in reports)
 
 
-def _append_parquet(frame, target: str) -> None:
-    frame.write.mode("append").options(**NO_FEATURE_DICTIONARY).parquet(target)
+def _write_files(frame, rows, location, s3, run: str, number: int, column: str) -> list[delta.FileReport]:
+    """Run the job whose tasks write the files; their reports, one per file (only successful attempts')."""
+    writing = parquet_files.writing_tasks(rows, location, s3, run, number, column)
+    tasks = frame.mapInArrow(writing, parquet_files.REPORT_SCHEMA)
+    return [delta.FileReport(row.file, row.rows, row.ok, row.failed, row.bytes) for row in tasks.collect()]
 
 
-def _new_data_files(location: locations.Location, config: RunConfig, known: set[str]) -> list[str]:
-    new = [
-        name
-        for name in storage.list_files(location, config)
-        if output_format.DATA_FILE.fullmatch(name) and name not in known
-    ]
-    known.update(new)
-    return new
+def _remove_other_attempts(location, s3, run: str, number: int, reports: list[delta.FileReport]) -> None:
+    """Delete what the attempts that did not count (failed, killed, or beaten by a speculative copy) wrote:
+    files named for this run's shard that no report names."""
+    kept = {report.name for report in reports}
+    prefix = parquet_files.shard_prefix(run, number)
+    dead = [name for name in storage.list_files(location, s3) if name.startswith(prefix) and name not in kept]
+    storage.delete_files(location, dead, s3)
+
+
+def _missing_rows(config: RunConfig, run: str, number: int, listed: list[str], reports) -> delta.FileReport:
+    """An error row for each listed image that no task wrote, in one file the driver writes."""
+    import pyarrow as pa
+
+    location = config.output_location
+    written = set()
+    if reports:
+        dataset = output_format.open_dataset(location, config, [report.name for report in reports])
+        written = set(dataset.to_table(columns=["path"]).column("path").to_pylist())
+    missing = [uri for uri in listed if uri not in written]
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "path": missing,
+            "label": [locations.label_of(uri) for uri in missing],
+            "features": pa.nulls(len(missing), pa.list_(pa.float32())),
+            "error": [_unread_error(uri, config) for uri in missing],
+        }
+    )
+    name = parquet_files.file_name(run, number, 99999, "driver")
+    return parquet_files.write_file(location, config.s3_only(), name, iter([batch]))
 
 
 def _unread_error(uri: str, config: RunConfig) -> str:

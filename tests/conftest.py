@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from devtools import local_s3
-from devtools.maven import s3_committer_here
 from tests.helpers import BROKEN_SAMPLE_FILE, MASTER, ROOT, SAMPLE, SAMPLE_BUCKET, read_output
 
 # What sparkyfruit builds from content and keeps in its cache folder: the packed environment (--ship-env),
@@ -104,14 +103,14 @@ def spark(s3_server, tmp_path_factory):
     from sparkyfruit.config import RunConfig
     from sparkyfruit.spark.session import start_session
 
-    # an S3 output: the session gets S3A and, where Maven serves it, the magic committer's module
+    # df mode from S3: the session gets S3A
     config = RunConfig(
+        mode="df",
         input="s3://fixture/in",
         output="s3://fixture/out",
         master=MASTER,
         s3_endpoint=s3_server.endpoint,
         jvm_class_cache=False,
-        s3_committer=s3_committer_here()[0],
     )
     handle = start_session(config)
     yield handle.spark

@@ -11,8 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from devtools.maven import s3_committer_here
-
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "images"  # byte-for-byte copy of ../shared/data/fruits-360-sample (192 images)
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -44,8 +42,6 @@ def run_config(**overrides):
 
     settings = dict(model="mobilenet", alpha=0.25, weights=str(WEIGHTS), master=MASTER, quiet=True)
     settings.update(overrides)
-    if str(settings.get("output", "")).startswith("s3://") and "s3_committer" not in overrides:
-        settings["s3_committer"] = s3_committer_here()[0]  # asks Maven Central once, only for an S3 output
     return RunConfig(**settings)
 
 

@@ -14,7 +14,6 @@ import pytest
 
 import sparkyfruit
 from devtools import local_s3
-from devtools.maven import s3_committer_here
 from sparkyfruit import locations, output_format
 from sparkyfruit.s3_settings import S3Settings
 from tests.helpers import SCRIPT, copies_of_sample, encode_args, group_is_gone, run_config, start_in_own_group
@@ -77,7 +76,7 @@ def kill_after_new_shards(command: list[str], output: Output, at_least: int) -> 
         ("keys", "local"),
         ("keys", "s3"),
         ("df", "local"),
-        # the pyspark 3.5.8 pass too: Spark's file index, S3A and the committer differ between versions
+        # the pyspark 3.5.8 pass too: Spark's file index and S3A differ between versions
         pytest.param("df", "s3", marks=pytest.mark.every_spark),
     ],
 )
@@ -85,7 +84,7 @@ def test_killed_twice_and_resumed_equals_one_clean_run(s3, inputs, clean_run, tm
     if where == "s3":
         local_s3.client(s3.endpoint).create_bucket(Bucket="checkpoints")
         output = Output("s3://checkpoints/vectors", S3Settings(s3_endpoint=s3.endpoint))
-        extra = ["--s3-endpoint", s3.endpoint, "--s3-committer", s3_committer_here()[0]]
+        extra = ["--s3-endpoint", s3.endpoint]
     else:
         output = Output(str(tmp_path / "out"), S3Settings())
         extra = []

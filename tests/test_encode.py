@@ -134,22 +134,35 @@ def test_manifest_records_the_run(sample_outputs):
     assert on_disk == manifest
 
 
-def test_feature_values_are_written_without_a_parquet_dictionary(spark, tmp_path):
-    """A dictionary of float values that hardly ever repeat only costs the JVM CPU (sink.py). Real vectors
-    fall back to plain values either way, so the file would not show it: values that repeat would keep a
-    dictionary, and must not. The label column keeps one."""
+def test_feature_values_are_written_without_a_parquet_dictionary(tmp_path):
+    """A dictionary of float values that hardly ever repeat only costs the task CPU (parquet_files.py). Real
+    vectors fall back to plain values either way, so the file would not show it: values that repeat would
+    keep a dictionary, and must not. The label column keeps one; the report counts what the file holds."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sparkyfruit.sink import _append_parquet
+    from sparkyfruit import locations, parquet_files
+    from sparkyfruit.s3_settings import S3Settings
 
-    rows = [(f"file:///f/{i}.jpg", f"label{i % 3}", [0.5] * 256, None) for i in range(24)]
-    frame = spark.createDataFrame(rows, "path string, label string, features array<float>, error string")
-    _append_parquet(frame.coalesce(1), (tmp_path / "out").as_uri())
-    (file,) = (tmp_path / "out").glob("*.parquet")
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "path": [f"file:///f/{i}.jpg" for i in range(24)],
+            "label": [f"label{i % 3}" for i in range(24)],
+            "features": [[0.5] * 256 if i % 4 else None for i in range(24)],
+            "error": [None if i % 4 else "cannot decode image: x" for i in range(24)],
+        }
+    )
+    out = locations.parse_location(str(tmp_path / "out"))
+    report = parquet_files.write_file(out, S3Settings(), "part-a.parquet", iter([batch.slice(0, 0), batch]))
+    file = tmp_path / "out" / "part-a.parquet"
+    assert (report.rows, report.ok, report.failed, report.bytes) == (24, 18, 6, file.stat().st_size)
     meta = pq.ParquetFile(file).metadata.row_group(0)
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert not [e for e in encodings["features.list.element"] if "DICTIONARY" in e], encodings
     assert [e for e in encodings["label"] if "DICTIONARY" in e], encodings
+    # no rows, no file
+    assert parquet_files.write_file(out, S3Settings(), "part-b.parquet", iter([batch.slice(0, 0)])) is None
+    assert not (tmp_path / "out" / "part-b.parquet").exists()
 
 
 @pytest.mark.s3

@@ -119,6 +119,22 @@ def test_overwrite_of_a_spark_parquet_table_is_refused_and_nothing_is_deleted(tm
     assert snapshot(table) == before
 
 
+def test_overwrite_of_another_programs_delta_table_is_refused_and_nothing_is_deleted(tmp_path):
+    """A Delta table has part files and a `_delta_log/` as ours has; only a log that sparkyfruit began is
+    ours, so --overwrite must not take another program's table for an output of ours."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    table = tmp_path / "orders"
+    write_deltalake(str(table), pa.table({"order": [1, 2], "revenue": [9.5, 3.0]}))
+    before = snapshot(table)
+    code, output = invoke("encode", "--input", str(SAMPLE), "--output", str(table), "--overwrite", *REAL_MODEL)
+    assert_one_line(
+        code, output, 2, f"--output {table} holds files that sparkyfruit did not write (_delta_log/000000000000"
+    )
+    assert snapshot(table) == before
+
+
 def test_an_output_that_is_a_file_is_refused(tmp_path):
     notes = tmp_path / "README.md"
     notes.write_text("# mine")

@@ -159,10 +159,8 @@ def test_two_writers_started_together_one_writes_and_the_other_is_told(tmp_path,
     if where == "s3":
         server = request.getfixturevalue("s3")
         local_s3.client(server.endpoint).create_bucket(Bucket="leases")
-        from devtools.maven import s3_committer_here
-
         out = "s3://leases/two"
-        extra = [*extra, "--s3-endpoint", server.endpoint, "--s3-committer", s3_committer_here()[0]]
+        extra = [*extra, "--s3-endpoint", server.endpoint]
         settings = S3Settings(s3_endpoint=server.endpoint)
     else:
         out, settings = str(tmp_path / "two"), S3Settings()

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import sparkyfruit
-from sparkyfruit import output_format
+from sparkyfruit import delta, locations, output_format
 from sparkyfruit.errors import ConfigError
+from sparkyfruit.s3_settings import S3Settings
 from tests.helpers import SAMPLE, WEIGHTS, read_output, run_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -62,40 +63,74 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
     assert (again.added, again.rows, again.ui_url) == (0, 72, None)
 
 
-@pytest.mark.parametrize("mode", ["keys", "df"])
-def test_a_run_stopped_between_commit_and_record_is_continued_without_duplicates(spark, tmp_path, mode, monkeypatch):
-    """The worst moment to die: shard 2's files are committed but not yet recorded. The output reads as
-    unfinished; --resume removes shard 2's files and encodes it again, and keeps shard 1."""
+def orphans(out) -> set[str]:
+    """Parquet files in the folder that the table does not name."""
+    on_disk = {p.name for p in out.glob("*.parquet")}
+    return on_disk - set(delta.current_files(locations.parse_location(str(out)), S3Settings()))
+
+
+@pytest.mark.parametrize(
+    ("mode", "stage"), [("keys", "before commit"), ("df", "before commit"), ("keys", "after commit")]
+)
+def test_a_run_that_dies_at_each_stage_is_continued_to_a_clean_table(spark, tmp_path, mode, stage, monkeypatch):
+    """The driver dies (1) after shard 2's tasks wrote their files and before its commit, then the --resume
+    dies during its cleanup of those files; or (2) after every commit and before the manifest. Each time the
+    output reads as unfinished, and --resume ends with 72 distinct rows, every committed shard kept, and no
+    file that the table does not name."""
+    from sparkyfruit import storage
+
     images, out = tmp_path / "images", tmp_path / "out"
     grow(images, 3)
-    recorded = []
-    real_record = output_format.write_shard_record
+    settings = dict(mode=mode, input=str(images), output=str(out), shard_size=30)
+    if stage == "before commit":
+        real_commit = delta.commit
 
-    def record_then_die(location, record, s3):
-        if record.number == 2:
-            raise RuntimeError("the driver died")
-        recorded.append(record.number)
-        real_record(location, record, s3)
+        def commit_or_die(location, s3, files, metadata, *args, **kwargs):
+            if metadata["shard"] == 2:
+                raise RuntimeError("the driver died")
+            return real_commit(location, s3, files, metadata, *args, **kwargs)
 
-    monkeypatch.setattr(output_format, "write_shard_record", record_then_die)
-    with pytest.raises(sparkyfruit.errors.RunFailedError, match="the driver died"):
-        sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), shard_size=30))
-    monkeypatch.undo()
-    assert recorded == [1]
-    assert not (out / "_sparkyfruit.json").exists() and (out / "_sparkyfruit.run.json").exists()
+        monkeypatch.setattr(delta, "commit", commit_or_die)
+        with pytest.raises(sparkyfruit.errors.RunFailedError, match="the driver died"):
+            sparkyfruit.encode(run_config(**settings))
+        monkeypatch.undo()
+        left = orphans(out)
+        assert left and all("-00002-" in name for name in left)  # shard 2's files, never committed
+        with pytest.raises(sparkyfruit.errors.NotAnOutputError, match="unfinished: 1 of 3 shards, 30 of 72 images"):
+            sparkyfruit.inspect(str(out))
+        shard_1 = delta.current_files(locations.parse_location(str(out)), S3Settings())
+        # the --resume dies after deleting one of those files
+        real_delete = storage.delete_files
+
+        def delete_one_then_die(location, names, s3):
+            real_delete(location, names[:1], s3)
+            raise RuntimeError("killed during the cleanup")
+
+        monkeypatch.setattr(storage, "delete_files", delete_one_then_die)
+        with pytest.raises(RuntimeError, match="killed during the cleanup"):
+            sparkyfruit.encode(run_config(**settings, resume=True))
+        monkeypatch.undo()
+        assert 0 < len(orphans(out)) < len(left)
+    else:
+        real_manifest = output_format.write_manifest
+        monkeypatch.setattr(output_format, "write_manifest", lambda *a: (_ for _ in ()).throw(RuntimeError("died")))
+        with pytest.raises(RuntimeError, match="died"):
+            sparkyfruit.encode(run_config(**settings))
+        monkeypatch.setattr(output_format, "write_manifest", real_manifest)
+        assert not orphans(out) and not (out / "_sparkyfruit.json").exists()
+        with pytest.raises(sparkyfruit.errors.NotAnOutputError, match="unfinished: 3 of 3 shards, 72 of 72 images"):
+            sparkyfruit.inspect(str(out))
+        shard_1 = delta.current_files(locations.parse_location(str(out)), S3Settings())
+
+    result = sparkyfruit.encode(run_config(**settings, resume=True))
+    assert (result.rows, result.failed) == (72, 0)
+    assert result.added == (0 if stage == "after commit" else 42)
+    assert all((out / name).exists() for name in shard_1)  # what was committed was kept, not redone
+    assert not orphans(out)
     import pyarrow.dataset as ds
 
-    assert ds.dataset(str(out), format="parquet").count_rows() == 60  # shard 2's files are there, unrecorded
-    with pytest.raises(sparkyfruit.errors.NotAnOutputError, match="unfinished: 1 of 3 shards, 30 of 72 images"):
-        sparkyfruit.inspect(str(out))
-    shard_1 = json.loads((out / "_shards" / "000001.json").read_text())["files"]
-
-    result = sparkyfruit.encode(run_config(mode=mode, input=str(images), output=str(out), resume=True))
-    assert (result.added, result.rows, result.failed) == (42, 72, 0)
-    assert all((out / name).exists() for name in shard_1)  # shard 1 was kept, not redone
     paths = ds.dataset(str(out), format="parquet").to_table(columns=["path"]).column("path").to_pylist()
-    assert len(paths) == len(set(paths)) == 72
-    assert sorted(p.name for p in (out / "_shards").iterdir()) == ["000001.json", "000002.json", "000003.json"]
+    assert len(paths) == len(set(paths)) == 72  # a plain reader of the folder sees the table
     assert not (out / "_sparkyfruit.run.json").exists() and sparkyfruit.inspect(str(out)).rows == 72
 
 

@@ -7,7 +7,6 @@ from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
 from sparkyfruit.spark.jars import (
     bundled_hadoop_version,
-    hadoop_cloud_package,
     s3a_packages,
     spark_build,
     spark_submit_flags,
@@ -46,58 +45,35 @@ def test_local_runs_do_not_pull_s3a(images, tmp_path):
     assert "spark.jars.packages" not in spark_options(config)
 
 
-def test_keys_mode_pulls_s3a_only_for_an_s3_output(tmp_path):
-    """keys mode GETs with boto3 in the Python workers: the JVM needs S3A only to write the output."""
-    to_folder = RunConfig.load(input="s3://bucket/in", output=str(tmp_path / "o"), mode="keys")
-    assert "spark.jars.packages" not in spark_options(to_folder)
-    to_s3 = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", mode="keys")
-    assert "spark.jars.packages" in spark_options(to_s3)
+def test_only_df_mode_reading_s3_pulls_s3a(tmp_path):
+    """keys mode GETs with obstore in the Python workers, and the tasks write the output's files with pyarrow:
+    the JVM needs S3A only for df mode to read S3 (EMRFS, on EMR, is already there)."""
+    for mode, output in (("keys", "s3://bucket/out"), ("keys", str(tmp_path / "o")), ("df", "s3://bucket/out")):
+        options = spark_options(RunConfig.load(input="s3://bucket/in", output=output, mode=mode))
+        jars = {key: value for key, value in options.items() if "commit" in key or key.startswith("spark.jars.")}
+        expected = {"spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}"}
+        assert jars == (expected if mode == "df" else {}), (mode, output)
+    assert "spark.jars.packages" not in spark_options(RunConfig.load(input=str(tmp_path), output="s3://bucket/o"))
+    emrfs = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", spark_s3_scheme="s3")
+    assert "spark.jars.packages" not in spark_options(emrfs)
 
 
-def test_the_committer_module_matches_the_installed_spark(tmp_path):
+def test_the_spark_build_is_read_from_its_jars(tmp_path):
     import pyspark
 
     scala, version = spark_build()
     assert version == pyspark.__version__ and scala in ("2.12", "2.13")
-    assert hadoop_cloud_package() == f"org.apache.spark:spark-hadoop-cloud_{scala}:{version}"
     (tmp_path / "jars").mkdir()
     (tmp_path / "jars" / "spark-core_2.13-4.1.2.jar").write_bytes(b"")
-    assert hadoop_cloud_package(tmp_path) == "org.apache.spark:spark-hadoop-cloud_2.13:4.1.2"
+    assert spark_build(tmp_path) == ("2.13", "4.1.2")
     (tmp_path / "jars" / "spark-core_2.13-4.1.2.jar").unlink()
     (tmp_path / "jars" / "spark-sql_2.13-4.1.2.jar").write_bytes(b"")
     with pytest.raises(ConfigError, match="Cannot tell which Spark"):
         spark_build(tmp_path)
 
 
-def test_only_an_s3a_output_uses_the_magic_committer(images, tmp_path):
-    def committer_settings(**settings) -> dict[str, str]:
-        options = spark_options(RunConfig.load(input="s3://bucket/in", **settings))
-        return {key: value for key, value in options.items() if "commit" in key or key.startswith("spark.jars.")}
-
-    magic = committer_settings(output="s3://bucket/out")
-    assert magic["spark.jars.packages"].split(",") == [
-        f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}",
-        hadoop_cloud_package(),
-    ]
-    assert (
-        magic["spark.sql.sources.commitProtocolClass"] == "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
-    )
-    assert magic["spark.sql.parquet.output.committer.class"].endswith("BindingParquetOutputCommitter")
-    assert magic["spark.hadoop.fs.s3a.committer.name"] == "magic"
-    assert "com.google.cloud.bigdataoss:gcs-connector" in magic["spark.jars.excludes"].split(",")
-
-    renames = committer_settings(output="s3://bucket/out", s3_committer="file")
-    assert renames == {"spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}"}
-    assert committer_settings(output=str(tmp_path / "o")) == {"spark.jars.packages": renames["spark.jars.packages"]}
-    assert committer_settings(output="s3://bucket/out", spark_s3_scheme="s3") == {}  # EMRFS commits its own way
-
-
 def test_spark_submit_flags_name_the_jars_a_local_start_pulls():
-    magic = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out")
-    options = spark_options(magic)
-    assert spark_submit_flags(magic) == (
-        f"--packages {options['spark.jars.packages']} --exclude-packages {options['spark.jars.excludes']}"
-    )
-    assert hadoop_cloud_package() in options["spark.jars.packages"]
-    renames = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out", s3_committer="file")
-    assert spark_submit_flags(renames) == f"--packages {s3a_packages(bundled_hadoop_version())}"
+    config = RunConfig.load(input="s3://bucket/in", output="s3://bucket/out")
+    options = spark_options(config)
+    assert spark_submit_flags(config) == f"--packages {options['spark.jars.packages']}"
+    assert options["spark.jars.packages"] == s3a_packages(bundled_hadoop_version())

@@ -59,40 +59,11 @@ def spark_build(home: Path | None = None) -> tuple[str, str]:
     return found[0], found[1]
 
 
-def hadoop_cloud_package(home: Path | None = None) -> str:
-    """Spark's own module for cloud committers, at exactly Spark's version (it builds on Spark internals)."""
-    scala, version = spark_build(home)
-    return f"org.apache.spark:spark-hadoop-cloud_{scala}:{version}"
-
-
-# spark-hadoop-cloud also depends on connectors for GCS, Azure and others, and on Jackson and Jetty versions
-# that Spark already has: the magic committer needs only the module's own jar (plus hadoop-aws, pulled anyway)
-HADOOP_CLOUD_EXCLUDES = (
-    "org.apache.hadoop:hadoop-client-runtime",
-    "org.apache.hadoop:hadoop-azure",
-    "org.apache.hadoop:hadoop-huaweicloud",
-    "org.apache.hadoop:hadoop-cloud-storage",
-    "com.google.cloud.bigdataoss:gcs-connector",
-    "joda-time:joda-time",
-    "com.fasterxml.jackson.core:jackson-databind",
-    "com.fasterxml.jackson.core:jackson-annotations",
-    "com.fasterxml.jackson.dataformat:jackson-dataformat-cbor",
-    "org.apache.httpcomponents:httpclient",
-    "org.apache.httpcomponents:httpcore",
-    "org.eclipse.jetty:jetty-util",
-    "org.eclipse.jetty:jetty-util-ajax",
-    "com.squareup.okhttp3:okhttp",
-    "com.squareup.okio:okio",
-)
-
-
 def required_packages(config: RunConfig) -> tuple[list[str], tuple[str, ...]]:
     """The Maven packages this run adds to Spark, and the dependencies of theirs to leave out: S3A at Spark's
-    Hadoop version, and for the magic committer Spark's spark-hadoop-cloud module."""
+    Hadoop version."""
     if not config.needs_s3a:
         return [], ()
-    if config.uses_magic_committer:
-        return [s3a_packages(bundled_hadoop_version()), hadoop_cloud_package()], HADOOP_CLOUD_EXCLUDES
     return [s3a_packages(bundled_hadoop_version())], ()
 
 

@@ -15,26 +15,6 @@ APP_NAME = "sparkyfruit"
 LOG4J_CONFIG = Path(__file__).parent.parent / "log4j2.properties"
 
 
-COMMIT_PROTOCOL = "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
-
-
-# Spark's Parquet writer insists on a ParquetOutputCommitter; this one hands the work to the S3A committer
-S3A_COMMITTER_FACTORY = "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory"
-PARQUET_COMMITTER = "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter"
-
-
-def magic_committer_options() -> dict[str, str]:
-    """Parquet files written to s3a:// are uploaded as pending multipart uploads and completed only when the
-    job commits: no copy-and-delete "rename" of every file, and no partial files visible after a failure."""
-    return {
-        "spark.sql.sources.commitProtocolClass": COMMIT_PROTOCOL,
-        "spark.sql.parquet.output.committer.class": PARQUET_COMMITTER,
-        "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a": S3A_COMMITTER_FACTORY,
-        "spark.hadoop.fs.s3a.committer.name": "magic",
-        "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
-    }
-
-
 def s3a_options(s3: S3Settings) -> dict[str, str]:
     """Hadoop S3A settings (without the `spark.hadoop.` prefix). No credentials: S3A's default provider chain
     reads env vars and instance roles; a named profile goes through the SDK's profile provider."""
@@ -105,8 +85,6 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         # the executors' boto3 (keys mode) and S3A read the same profile; on YARN they inherit no environment
         options["spark.executorEnv.AWS_PROFILE"] = config.profile
         options.update({f"spark.executorEnv.{name}": value for name, value in profile_files_env().items()})
-    if config.uses_magic_committer:
-        options.update(magic_committer_options())
     return options
 
 

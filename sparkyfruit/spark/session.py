@@ -20,16 +20,14 @@ from sparkyfruit.spark.class_cache import (
 )
 from sparkyfruit.spark.driver_log import first_line, new_log_path, stderr_to, tail, unresolved_packages
 from sparkyfruit.spark.jars import (
-    hadoop_cloud_package,
     keep_jars_off_python_path,
     local_jars,
     may_put_packages_on_class_path,
-    required_packages,
     spark_defaults_set,
     spark_home,
     spark_submit_flags,
 )
-from sparkyfruit.spark.options import COMMIT_PROTOCOL, PARQUET_COMMITTER, profile_files_env, spark_options, tool_options
+from sparkyfruit.spark.options import profile_files_env, spark_options, tool_options
 from sparkyfruit.spark.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
 
 
@@ -137,14 +135,6 @@ def _start(options: dict[str, str], archive: ClassArchive | None, log_path: Path
             archive = None
             spark = _launch(options, None, log_path)
     except Exception as exc:
-        unresolved = unresolved_packages(log_path)
-        if config.uses_magic_committer and any("spark-hadoop-cloud" in name for name in unresolved):
-            raise ConfigError(
-                f"Spark could not fetch {hadoop_cloud_package()} (Maven: not found), the module the S3A magic "
-                f"committer needs to write --output {config.output_location.uri}.",
-                "Make it reachable (a Maven mirror: spark.jars.repositories or spark.jars.ivySettings in "
-                "spark-defaults.conf), or pass --s3-committer file to commit by renames (slower on S3, not atomic).",
-            ) from None
         raise SessionError(
             f"Spark did not start: {first_line(exc)}. Last lines of its log ({log_path}):\n{tail(log_path)}",
             "Check Java 17+ (JAVA_HOME), --master, and that Maven Central is reachable for the S3A jars.",
@@ -153,17 +143,12 @@ def _start(options: dict[str, str], archive: ClassArchive | None, log_path: Path
 
 
 def _check_submitted_jars(spark, config: RunConfig) -> None:
-    """spark-submit chose the jars: stop with the flags to add if S3A or the magic committer is missing."""
+    """spark-submit chose the jars: stop with the flags to add if S3A is missing."""
     if config.needs_s3a and not _jvm_has_class(spark, "org.apache.hadoop.fs.s3a.S3AFileSystem"):
         spark.stop()
         raise ConfigError(
             "This run reads or writes S3 through S3A, and the spark-submit that started it has no S3A connector.",
             f"Add {spark_submit_flags(config)} to spark-submit (on EMR: --spark-s3-scheme s3 uses EMRFS instead).",
-        )
-    if config.uses_magic_committer and not _jvm_has_class(spark, COMMIT_PROTOCOL):
-        spark.stop()
-        raise _no_committer_module(
-            config, "the spark-submit that started this run", f"Add {spark_submit_flags(config)} to spark-submit"
         )
 
 
@@ -175,29 +160,7 @@ def _join(active, options: dict[str, str], config: RunConfig) -> SessionHandle:
             hadoop.set(key[len("spark.hadoop.") :], value)
         elif key.startswith("spark.sql."):
             active.conf.set(key, value)
-    for key, ours in (
-        ("spark.sql.sources.commitProtocolClass", COMMIT_PROTOCOL),
-        ("spark.sql.parquet.output.committer.class", PARQUET_COMMITTER),
-    ):
-        if key not in options and active.conf.get(key, None) == ours:
-            active.conf.unset(key)  # an earlier run's committer, not wanted by this one
-    if config.uses_magic_committer and not _jvm_has_class(active, COMMIT_PROTOCOL):
-        packages, excludes = required_packages(config)
-        raise _no_committer_module(
-            config,
-            "the Spark session already running here",
-            f"Start that session with spark.jars.packages={','.join(packages)} and "
-            f"spark.jars.excludes={','.join(excludes)}",
-        )
     return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
-
-
-def _no_committer_module(config: RunConfig, started_by: str, fix: str) -> ConfigError:
-    return ConfigError(
-        f"The S3A magic committer (--s3-committer magic) for --output {config.output_location.uri} needs "
-        f"Spark's spark-hadoop-cloud module, and {started_by} has none.",
-        f"{fix}, or pass --s3-committer file.",
-    )
 
 
 def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path):

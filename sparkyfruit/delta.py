@@ -1,0 +1,165 @@
+"""The output's Delta Lake log, through deltalake (delta-rs): which Parquet files are the table, and one
+commit per shard of exactly the files its tasks reported.
+
+Tasks write their own Parquet files (sparkyfruit/parquet_files.py); nothing here lists the folder to decide
+what is committed. A commit's `sparkyfruit` metadata names the run, the shard and how many images, rows and
+failed rows it added, which is what `--resume` and `inspect` read back as the committed shards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sparkyfruit import locations
+from sparkyfruit.errors import StorageError, failure_summary
+from sparkyfruit.s3_settings import S3Settings
+
+LOG_FOLDER = "_delta_log"
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One Parquet file a task wrote (`name` relative to the output), with its counts."""
+
+    name: str
+    rows: int
+    ok: int
+    failed: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class CommittedShard:
+    """One commit of a shard, as its metadata records it."""
+
+    number: int
+    run: str
+    images: int
+    rows: int
+    failed: int
+
+
+def table_uri(location: locations.Location) -> str:
+    """The URI deltalake opens: a plain path locally, s3:// or hdfs:// otherwise."""
+    return location.path if location.is_local else location.uri
+
+
+def storage_options(location: locations.Location, s3: S3Settings) -> dict[str, str] | None:
+    """object_store's options for an S3 output: the endpoint, the region and the credentials that boto3's
+    chain (or --profile) resolves here. They stay in this process: never printed, logged or written."""
+    if not location.is_s3:
+        return None
+    from sparkyfruit.storage import aws_session
+
+    options = {}
+    if s3.effective_region:
+        options["AWS_REGION"] = s3.effective_region
+    if s3.s3_endpoint:
+        parts = urlsplit(s3.s3_endpoint)
+        options["AWS_ENDPOINT_URL"] = f"{parts.scheme or 'https'}://{parts.hostname}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        options["AWS_ALLOW_HTTP"] = "true" if parts.scheme == "http" else "false"
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+    credentials = aws_session(s3).get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        options["AWS_ACCESS_KEY_ID"] = frozen.access_key
+        options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
+        if frozen.token:
+            options["AWS_SESSION_TOKEN"] = frozen.token
+    return options
+
+
+def has_log(names: list[str]) -> bool:
+    """Whether a folder's listing holds a Delta log."""
+    return any(name.startswith(LOG_FOLDER + "/") for name in names)
+
+
+def _open(location: locations.Location, s3: S3Settings):
+    from deltalake import DeltaTable
+
+    try:
+        return DeltaTable(table_uri(location), storage_options=storage_options(location, s3))
+    except Exception as exc:
+        raise StorageError(
+            f"Could not read the Delta log of {location.uri}: {failure_summary(exc)[:300]}",
+            "Check that the output is reachable; a log changed by hand cannot be read.",
+        ) from None
+
+
+def current_files(location: locations.Location, s3: S3Settings) -> list[str]:
+    """The table's data files now (names relative to the output), as its log says."""
+    return sorted(uri.rsplit("/", 1)[-1] for uri in _open(location, s3).file_uris())
+
+
+def committed_shards(location: locations.Location, s3: S3Settings) -> list[CommittedShard]:
+    """The shards committed to the table, in order, from the commits' metadata."""
+    shards = []
+    for commit in _open(location, s3).history():
+        meta = commit.get("sparkyfruit")
+        if isinstance(meta, str):  # some writers keep custom metadata as a JSON string
+            meta = json.loads(meta)
+        if isinstance(meta, dict) and "shard" in meta:
+            shards.append(
+                CommittedShard(
+                    int(meta["shard"]), str(meta.get("run", "")), meta["images"], meta["rows"], meta["failed"]
+                )
+            )
+    return sorted(shards, key=lambda shard: shard.number)
+
+
+def commit(
+    location: locations.Location,
+    s3: S3Settings,
+    files: list[FileReport],
+    metadata: dict,
+    schema,
+    column: str = "features",
+) -> int:
+    """One Delta commit that adds exactly `files` (creating the table with its first commit), with
+    `metadata` under the commit's `sparkyfruit` key. Returns the table's new version."""
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+
+    now_ms = int(time.time() * 1000)
+    actions = [
+        AddAction(
+            report.name,
+            report.bytes,
+            {},
+            now_ms,
+            True,
+            json.dumps({"numRecords": report.rows, "nullCount": {column: report.failed, "error": report.ok}}),
+        )
+        for report in files
+    ]
+    properties = CommitProperties(custom_metadata={"sparkyfruit": metadata})
+    uri, options = table_uri(location), storage_options(location, s3)
+    try:
+        if DeltaTable.is_deltatable(uri, storage_options=options):
+            table = DeltaTable(uri, storage_options=options)
+            table.create_write_transaction(actions, mode="append", schema=schema, commit_properties=properties)
+        else:
+            create_table_with_add_actions(
+                uri, schema, actions, mode="error", storage_options=options, commit_properties=properties
+            )
+        return DeltaTable(uri, storage_options=options).version()
+    except Exception as exc:
+        raise StorageError(
+            f"Could not commit {len(files)} file(s) to the Delta log of {location.uri}: {failure_summary(exc)[:300]}",
+            "Nothing of this shard counts; continue with --resume.",
+        ) from None
+
+
+def is_table(location: locations.Location, s3: S3Settings) -> bool:
+    """Whether the output has a Delta log (one written before the log has none)."""
+    from deltalake import DeltaTable
+
+    try:
+        return DeltaTable.is_deltatable(table_uri(location), storage_options=storage_options(location, s3))
+    except Exception as exc:
+        raise StorageError(f"Could not read {location.uri}: {failure_summary(exc)[:300]}") from None

@@ -1,0 +1,146 @@
+"""The output's Parquet files, written by the tasks themselves with pyarrow, straight to the output (local,
+S3, HDFS): each task attempt writes one file and reports it; the driver commits exactly the reported files
+(sparkyfruit/delta.py). No vector passes through the JVM, and no Hadoop committer is involved.
+
+A file's name carries the run, the shard, the partition and the task attempt, so the files of an attempt
+that failed or lost to a speculative copy are known by name and removed by the driver after the shard.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+from sparkyfruit import locations
+from sparkyfruit.delta import FileReport
+from sparkyfruit.s3_settings import S3Settings
+
+# what a task hands back to the driver: one row per file it wrote
+REPORT_SCHEMA = "file string, rows long, ok long, failed long, bytes long"
+
+_FILESYSTEMS: dict[str, tuple] = {}
+_FILESYSTEMS_LOCK = threading.Lock()
+
+
+def arrow_schema(column: str = "features"):
+    """The rows' schema: `column` holds the vectors (list<float32>, null where the image failed)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("label", pa.string()),
+            (column, pa.list_(pa.field("element", pa.float32()))),
+            ("error", pa.string()),
+        ]
+    )
+
+
+def delta_schema(column: str = "features"):
+    from deltalake import Schema
+
+    return Schema.from_arrow(arrow_schema(column))
+
+
+def file_name(run: str, shard: int, partition: int, attempt: int | str) -> str:
+    return f"{shard_prefix(run, shard)}{partition:05d}-{attempt}.parquet"
+
+
+def shard_prefix(run: str, shard: int) -> str:
+    """The start of the names of every file that the attempts of one run's shard write."""
+    return f"part-{run}-{shard:05d}-"
+
+
+def filesystem(location: locations.Location, s3: S3Settings):
+    """The process's pyarrow file system for the output (built once per Python worker) and the output's path
+    inside it."""
+    from sparkyfruit.storage import pyarrow_filesystem
+
+    key = f"{location.scheme}|{location.bucket}|{s3.model_dump_json()}"
+    with _FILESYSTEMS_LOCK:
+        if key not in _FILESYSTEMS:
+            _FILESYSTEMS[key] = pyarrow_filesystem(location, s3)[0]
+    root = pyarrow_path(location)
+    return _FILESYSTEMS[key], root
+
+
+def pyarrow_path(location: locations.Location) -> str:
+    return f"{location.bucket}/{location.key}".rstrip("/") if location.is_s3 else location.path
+
+
+def write_file(
+    location: locations.Location, s3: S3Settings, name: str, batches: Iterator, column: str = "features"
+) -> FileReport | None:
+    """Write the non-empty Arrow batches of `batches` as one Parquet file `name` in the output, opened on the
+    first row (no rows: no file, None). The labels and errors repeat and get a dictionary; the vectors
+    hardly ever do, and Parquet would fill a hash table per file before falling back to plain values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema(column)
+    fs, root = filesystem(location, s3)
+    rows = failed = 0
+    sink = writer = None
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if writer is None:
+                if location.is_local:
+                    fs.create_dir(root, recursive=True)
+                sink = fs.open_output_stream(f"{root}/{name}")
+                writer = pq.ParquetWriter(sink, schema, use_dictionary=["label", "error"], compression="snappy")
+            table = pa.Table.from_batches([batch]).cast(schema)
+            writer.write_table(table)
+            rows += batch.num_rows
+            failed += batch.num_rows - pc.sum(pc.is_valid(batch.column(column))).as_py()
+        if writer is None:
+            return None
+        writer.close()
+        size = sink.tell()
+        sink.close()
+    except BaseException:
+        if sink is not None and not sink.closed:
+            sink.close()
+        raise
+    return FileReport(name, rows, rows - failed, failed, size)
+
+
+def writing_tasks(
+    rows: Callable[[Iterator], Iterator] | None,
+    location: locations.Location,
+    s3: S3Settings,
+    run: str,
+    shard: int,
+    column: str = "features",
+) -> Callable[[Iterator], Iterator]:
+    """The function given to `DataFrame.mapInArrow`: `rows` turns the task's input batches into output rows
+    (None: the batches are the rows), which are written as this attempt's one file; the task yields its
+    report (REPORT_SCHEMA)."""
+
+    def run_task(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        partition, attempt = (context.partitionId(), context.taskAttemptId()) if context else (0, 0)
+        name = file_name(run, shard, partition, attempt)
+        report = write_file(location, s3, name, rows(batches) if rows else batches, column)
+        if report is not None:
+            yield pa.RecordBatch.from_pylist(
+                [
+                    {
+                        "file": report.name,
+                        "rows": report.rows,
+                        "ok": report.ok,
+                        "failed": report.failed,
+                        "bytes": report.bytes,
+                    }
+                ],
+                schema=pa.schema(
+                    [("file", pa.string())] + [(name, pa.int64()) for name in ("rows", "ok", "failed", "bytes")]
+                ),
+            )
+
+    return run_task
