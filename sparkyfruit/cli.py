@@ -152,6 +152,11 @@ def encode(
         help="Continue an --output whose run stopped (only uncommitted shards are redone), or add "
         "the images a finished one lacks (same model). [default: off]",
     ),
+    retry_failed: Optional[bool] = typer.Option(
+        None,
+        "--retry-failed/--no-retry-failed",
+        help="With --resume: encode the images whose rows failed again; the new rows replace them. [default: off]",
+    ),
     max_failed: Optional[float] = typer.Option(
         None,
         help="Exit 1 when more than this share (0 to 1) of the images failed. [default: only when none succeeded]",
@@ -193,6 +198,7 @@ def encode(
             pattern=pattern,
             overwrite=overwrite,
             resume=resume,
+            retry_failed=retry_failed,
             max_failed=max_failed,
             quiet=quiet,
             s3_endpoint=s3_endpoint,

@@ -84,6 +84,9 @@ class RunConfig(S3Settings):
     resume: bool = False
     """Continue an --output whose run did not finish (a crash, Ctrl-C: only the shards not yet committed are
     encoded), or add to a finished one the images not yet in it. Same model, size and weights as the output."""
+    retry_failed: bool = False
+    """With --resume: encode again the images whose rows failed (a store that refused them, a file since
+    repaired). Each new row replaces the failed one in the same commit, so no image has two rows."""
     max_failed: float | None = None
     """The share of images (0 to 1) that may fail (unreadable, undecodable) before the run counts as failed
     (exit 1; the output is kept, `inspect` shows the failures). Unset: only a run where no image succeeded
@@ -242,6 +245,11 @@ class RunConfig(S3Settings):
     def _resume_or_overwrite(self) -> RunConfig:
         if self.resume and self.overwrite:
             raise ConfigError("--resume adds to an output and --overwrite replaces it; got both.", "Choose one.")
+        if self.retry_failed and not self.resume:
+            raise ConfigError(
+                "--retry-failed encodes the failed rows of an existing output again, and needs --resume.",
+                "Add --resume (the same command, on the same --output).",
+            )
         return self
 
     @model_validator(mode="after")

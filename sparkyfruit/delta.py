@@ -119,11 +119,12 @@ def commit(
     metadata: dict,
     schema,
     column: str = "features",
+    removed: list[FileReport] = (),
 ) -> int:
-    """One Delta commit that adds exactly `files` (creating the table with its first commit), with
-    `metadata` under the commit's `sparkyfruit` key. Returns the table's new version."""
+    """One Delta commit that adds exactly `files` (creating the table with its first commit) and removes
+    `removed`, with `metadata` under the commit's `sparkyfruit` key. Returns the table's new version."""
     from deltalake import DeltaTable
-    from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+    from deltalake.transaction import AddAction, CommitProperties, RemoveAction, create_table_with_add_actions
 
     now_ms = int(time.time() * 1000)
     actions = [
@@ -136,7 +137,7 @@ def commit(
             json.dumps({"numRecords": report.rows, "nullCount": {column: report.failed, "error": report.ok}}),
         )
         for report in files
-    ]
+    ] + [RemoveAction(report.name, True, now_ms, report.bytes) for report in removed]
     properties = CommitProperties(custom_metadata={"sparkyfruit": metadata})
     uri, options = table_uri(location), storage_options(location, s3)
     try:

@@ -1,5 +1,6 @@
-"""One run: config -> session -> listing -> shards, each source -> featurize -> sink and recorded ->
-manifest, with progress watching across the shards."""
+"""One run, in three steps: plan (before Spark: the output's state, the fail-fast checks, the listing, the
+weights), execute (under Spark: shards, each source -> featurize -> tasks' files -> one commit), finish (the
+manifest), with progress watching across the shards."""
 
 from __future__ import annotations
 
@@ -109,21 +110,74 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
         return _encode_holding(config, held, spark, console, started)
 
 
+@dataclass
+class _Plan:
+    """What a run knows before Spark starts (plan()): the output's state, the driver's listing (keys mode,
+    or any --resume), the staged weights, the network's shape and the shipped environment."""
+
+    state: sink.OutputState
+    images: list | None
+    staged: weights.StagedWeights | None = None
+    network: models.NetworkOutput | None = None
+    shipped: object = None
+
+
 def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, started: float) -> RunResult:
-    """encode(), once the run holds the output's lease."""
-    from sparkyfruit.featurize import SPARK_FILES_PREFIX, featurize_partition
-    from sparkyfruit.sources import df as df_source
-    from sparkyfruit.sources import keys as keys_source
-    from sparkyfruit.sources import no_images_error
-    from sparkyfruit.spark.progress import SparkProgress
+    """encode(), once the run holds the output's lease: plan, then (where anything is left to encode) start
+    Spark, execute the shards, and finish with the manifest."""
     from sparkyfruit.spark.session import start_session
 
     timings = RunTimings()
     show = console is not None and not config.quiet
-    announce = console.print if show else None
+    plan = _plan(config, console if show else None, timings, started)
+    if plan.staged is None:  # nothing new: no Spark at all
+        return _finish_without_spark(config, plan.state, timings, started)
+    with SigintGuard() as sigint:
+        session_started = time.monotonic()
+        mark("session starting")
+        handle = start_session(config, spark, plan.shipped)
+        timings.session = time.monotonic() - session_started
+        mark("session started")
+        try:
+            sigint.watch(handle.spark.sparkContext)
+            if show and handle.ui_url:
+                console.print(f"Spark UI: {handle.ui_url}")
+            if show and handle.log_path:
+                console.print(f"Spark log: {handle.log_path}")
+            record, rows_before = _execute(config, plan, held, handle, sigint, console if show else None, timings)
+            finish_started = time.monotonic()
+            held.check()
+            manifest = sink.finish(
+                config,
+                plan.state,
+                record,
+                spark_version=handle.spark.version,
+                duration_seconds=time.monotonic() - started,
+            )
+            timings.finish = time.monotonic() - finish_started
+            mark("manifest written")
+            resuming = plan.state.previous is not None or plan.state.unfinished is not None
+            added = manifest.counts.rows - rows_before if resuming else None
+            return RunResult.of(manifest, time.monotonic() - started, handle.ui_url, added, timings)
+        finally:
+            if show and handle.class_archive is not None and handle.class_archive.recording is not None:
+                console.print(
+                    "Saving the Spark driver's classes for faster start-ups (once for this Java, Spark "
+                    "and set of jars)..."
+                )
+            handle.stop()
+            mark("session stopped")
+
+
+def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _Plan:
+    """Everything before Spark: the output's state, the checks that fail fast (a wrong endpoint, bucket,
+    credentials, no matching image, unreachable weights), the driver's listing, the staged weights and the
+    shipped environment. A plan without staged weights has nothing left to encode."""
+    from sparkyfruit.sources import keys as keys_source
+    from sparkyfruit.sources import no_images_error
+
+    announce = console.print if console is not None else None
     state = sink.prepare(config)
-    # a wrong endpoint, bucket, credentials, no matching image or unreachable weights fail here, before the
-    # JVM starts
     if (config.input_location.is_s3 or config.mode == "df") and not storage.has_image(
         config.input_location, config.file_pattern, config
     ):
@@ -131,15 +185,8 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
     resuming = state.previous is not None or state.unfinished is not None
     images = keys_source.list_keys(config) if config.mode == "keys" or resuming else None
     timings.listing = time.monotonic() - started
-    if resuming and all(uri in state.done for uri, _, _ in images):  # nothing new: no Spark at all
-        if state.unfinished is None:
-            return RunResult.of(state.previous, time.monotonic() - started, ui_url=None, added=0)
-        # every shard committed, but the run stopped before its manifest
-        sink.begin(config, state, state.unfinished, 0, 0)
-        manifest = sink.finish(
-            config, state, state.unfinished, spark_version=None, duration_seconds=time.monotonic() - started
-        )
-        return RunResult.of(manifest, time.monotonic() - started, None, added=0, timings=timings)
+    if resuming and all(uri in state.done for uri, _, _ in images):
+        return _Plan(state, images)
     staged = weights.stage(
         weights.source_of(config.model, config.weights),
         config,
@@ -153,7 +200,7 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
         shipped = ship_env.ship(announce=announce, yarn=config.master_is_yarn)
-        if show:
+        if console is not None:
             done = [f"packed in {shipped.built_seconds:.0f} s"] if shipped.built_seconds else []
             done += [f"copied in {shipped.uploaded_seconds:.0f} s"] if shipped.uploaded_seconds else []
             console.print(
@@ -161,101 +208,97 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
                 + (", ".join(done) or "cached")
                 + ")"
             )
-    with SigintGuard() as sigint:
-        session_started = time.monotonic()
-        mark("session starting")
-        handle = start_session(config, spark, shipped)
-        timings.session = time.monotonic() - session_started
-        mark("session started")
-        try:
-            sigint.watch(handle.spark.sparkContext)
-            if show and handle.ui_url:
-                console.print(f"Spark UI: {handle.ui_url}")
-            if show and handle.log_path:
-                console.print(f"Spark log: {handle.log_path}")
-            context = handle.spark.sparkContext
-            worker_weights = models.RANDOM
-            if staged.file is not None:
-                context.addFile(str(staged.file))
-                worker_weights = SPARK_FILES_PREFIX + staged.file.name
-            spec = models.ModelSpec.of(config.model, worker_weights, config.batch_size, config)
+    return _Plan(state, images, staged, network, shipped)
 
-            if config.mode == "df":
-                listed_at = time.monotonic()
-                try:
-                    listing = df_source.list_images(handle.spark, config)
-                except SparkyfruitError:
-                    if sigint.received:  # the listing's own Spark job was cancelled
-                        raise InterruptedRun(
-                            "interrupted while Spark listed the input; nothing was written.",
-                            "Run the same command again.",
-                        ) from None
-                    raise
-                timings.listing += time.monotonic() - listed_at
-                mark("spark listed the input")
-            else:
-                listing = keys_source.Listing(handle.spark, images, config)
-            # a stopped run continues with its own shard size, unless one is given now
-            setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
-            indexed = len(listing.uris) if config.mode == "df" else 0
-            sizing = shards.Sizing(setting, context.defaultParallelism, config.images_per_task, indexed)
-            busy = context.accumulator(0.0)  # the seconds tasks spend encoding, for the sizing
-            planner = shards.Planner(listing.uris, state.done, state.next_shard)
-            to_do = planner.remaining
-            record = _run_record(config, state, staged.sha256, setting, network)
-            held.check()
-            sink.begin(config, state, record, to_do, -(-to_do // setting) if setting else None)
-            run = secrets.token_hex(4)  # in the names of the files this process writes
-            rows_before = sum(shard.rows for shard in state.shards)
-            if show:
-                cut = f"of up to {setting:,}" if setting else f"of about {shards.SHARD_SECONDS:.0f} s of work each"
-                console.print(
-                    f"{to_do:,} images in shards {cut}"
-                    + (f"; {rows_before:,} already in the output" if rows_before else "")
-                )
-            description = f"encoding ({config.mode}, {config.model})"
-            progress = SparkProgress(context, description, to_do, console=console, enabled=show)
-            kept = _Kept(config, rows_before, len(state.shards))
-            with progress:
-                while (shard := planner.next(sizing.shard_images())) is not None:
-                    if sigint.received:  # between two shards: the next job would only be cancelled
-                        raise _interrupted(progress, kept)
-                    held.check()
-                    source = listing.source(shard, sizing.task_images())
-                    busy_before = busy.value
-                    rows = featurize_partition(spec, source.fetch, progress.counter, busy)
-                    shard_started = time.monotonic()
-                    mark(f"shard {shard.number} job started")
-                    write = functools.partial(sink.write_shard, source.frame, rows, config, run, shard.number)
-                    committed = _run_job(
-                        functools.partial(write, source.listed),
-                        handle,
-                        sigint,
-                        progress,
-                        kept,
-                    )
-                    timings.shards.append(time.monotonic() - shard_started)
-                    sizing.observe(shard.size, busy.value - busy_before)
-                    mark(f"shard {shard.number} committed")
-                    kept.add(committed)
 
-            finish_started = time.monotonic()
+def _finish_without_spark(config: RunConfig, state: sink.OutputState, timings: RunTimings, started: float):
+    """--resume with nothing new: the finished output's result, or the manifest of a run whose every shard
+    was committed before it stopped."""
+    if state.unfinished is None:
+        return RunResult.of(state.previous, time.monotonic() - started, ui_url=None, added=0)
+    sink.begin(config, state, state.unfinished, 0, 0)
+    manifest = sink.finish(
+        config, state, state.unfinished, spark_version=None, duration_seconds=time.monotonic() - started
+    )
+    return RunResult.of(manifest, time.monotonic() - started, None, added=0, timings=timings)
+
+
+def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, console, timings: RunTimings):
+    """Under a running session: list (df mode), mark the output unfinished, then encode and commit one shard
+    (one Spark job) at a time, each sized by the rate so far. Returns the run record and the rows the output
+    held before."""
+    from sparkyfruit.featurize import SPARK_FILES_PREFIX, featurize_partition
+    from sparkyfruit.sources import keys as keys_source
+    from sparkyfruit.spark.progress import SparkProgress
+
+    state = plan.state
+    context = handle.spark.sparkContext
+    worker_weights = models.RANDOM
+    if plan.staged.file is not None:
+        context.addFile(str(plan.staged.file))
+        worker_weights = SPARK_FILES_PREFIX + plan.staged.file.name
+    spec = models.ModelSpec.of(config.model, worker_weights, config.batch_size, config)
+    if config.mode == "df":
+        listing = _spark_listing(config, handle, sigint, timings)
+    else:
+        listing = keys_source.Listing(handle.spark, plan.images, config)
+    # a stopped run continues with its own shard size, unless one is given now
+    setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
+    indexed = len(listing.uris) if config.mode == "df" else 0
+    sizing = shards.Sizing(setting, context.defaultParallelism, config.images_per_task, indexed)
+    busy = context.accumulator(0.0)  # the seconds tasks spend encoding, for the sizing
+    planner = shards.Planner(listing.uris, state.done, state.next_shard)
+    to_do = planner.remaining
+    record = _run_record(config, state, plan.staged.sha256, setting, plan.network)
+    held.check()
+    sink.begin(config, state, record, to_do - len(state.retried), -(-to_do // setting) if setting else None)
+    run = secrets.token_hex(4)  # in the names of the files this process writes
+    rows_before = sum(shard.rows for shard in state.shards)
+    if console is not None:
+        cut = f"of up to {setting:,}" if setting else f"of about {shards.SHARD_SECONDS:.0f} s of work each"
+        console.print(
+            f"{to_do:,} images in shards {cut}"
+            + (f"; {rows_before:,} already in the output" if rows_before else "")
+            + (f", {len(state.retried):,} of them failed and encoded again" if state.retried else "")
+        )
+    description = f"encoding ({config.mode}, {config.model})"
+    progress = SparkProgress(context, description, to_do, console=console, enabled=console is not None)
+    kept = _Kept(config, rows_before, len(state.shards))
+    with progress:
+        while (shard := planner.next(sizing.shard_images())) is not None:
+            if sigint.received:  # between two shards: the next job would only be cancelled
+                raise _interrupted(progress, kept)
             held.check()
-            manifest = sink.finish(
-                config, state, record, spark_version=handle.spark.version, duration_seconds=time.monotonic() - started
-            )
-            timings.finish = time.monotonic() - finish_started
-            mark("manifest written")
-            added = manifest.counts.rows - rows_before if resuming else None
-            return RunResult.of(manifest, time.monotonic() - started, handle.ui_url, added, timings)
-        finally:
-            if show and handle.class_archive is not None and handle.class_archive.recording is not None:
-                console.print(
-                    "Saving the Spark driver's classes for faster start-ups (once for this Java, Spark "
-                    "and set of jars)..."
-                )
-            handle.stop()
-            mark("session stopped")
+            source = listing.source(shard, sizing.task_images())
+            busy_before = busy.value
+            rows = featurize_partition(spec, source.fetch, progress.counter, busy)
+            shard_started = time.monotonic()
+            mark(f"shard {shard.number} job started")
+            write = functools.partial(sink.write_shard, source.frame, rows, config, run, shard.number)
+            committed = _run_job(functools.partial(write, source.listed, state.retried), handle, sigint, progress, kept)
+            timings.shards.append(time.monotonic() - shard_started)
+            sizing.observe(shard.size, busy.value - busy_before)
+            mark(f"shard {shard.number} committed")
+            kept.add(committed)
+    return record, rows_before
+
+
+def _spark_listing(config: RunConfig, handle, sigint, timings: RunTimings):
+    """df mode: Spark's own listing of the input (its job can be cancelled by Ctrl-C)."""
+    from sparkyfruit.sources import df as df_source
+
+    listed_at = time.monotonic()
+    try:
+        listing = df_source.list_images(handle.spark, config)
+    except SparkyfruitError:
+        if sigint.received:  # the listing's own Spark job was cancelled
+            raise InterruptedRun(
+                "interrupted while Spark listed the input; nothing was written.", "Run the same command again."
+            ) from None
+        raise
+    timings.listing += time.monotonic() - listed_at
+    mark("spark listed the input")
+    return listing
 
 
 def _network_shape(config: RunConfig, staged: weights.StagedWeights) -> models.NetworkOutput:

@@ -41,6 +41,8 @@ class OutputState:
     unfinished: the record of a run that stopped before its manifest (--resume continues it).
     shards: the committed shards; files: the table's data files; done: the image paths they hold.
     legacy: an output of a version before the Delta log, whose counted files begin() commits once.
+    retried: with --retry-failed, the failed images to encode again, each with the file its row is in now
+    (they are left out of `done`).
     """
 
     previous: output_format.Manifest | None = None
@@ -49,6 +51,7 @@ class OutputState:
     files: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     legacy: bool = False
+    retried: dict[str, str] = field(default_factory=dict)
 
     @property
     def next_shard(self) -> int:
@@ -81,11 +84,26 @@ def prepare(config: RunConfig) -> OutputState:
         data = [name for name in names if output_format.DATA_FILE.fullmatch(name)]
         files = data if manifest is not None else [name for record in records for name in record.files]
         legacy = True
-    done = set()
+    done, retried = set(), {}
     if files:
         table = output_format.open_dataset(location, config, files).to_table(columns=["path"])
         done = set(table.column("path").to_pylist())
-    return OutputState(previous, unfinished, shards, files, done, legacy)
+    if files and config.retry_failed:
+        retried = _failed_rows(location, config, files)
+        done -= retried.keys()
+    return OutputState(previous, unfinished, shards, files, done, legacy, retried)
+
+
+def _failed_rows(location, config: RunConfig, files: list[str]) -> dict[str, str]:
+    """The paths of the failed rows in `files`, each with the name of the file that holds it."""
+    import pyarrow.compute as pc
+
+    failed = {}
+    for fragment in output_format.open_dataset(location, config, files).get_fragments():
+        table = fragment.to_table(columns=["path"], filter=pc.field("error").is_valid())
+        name = fragment.path.rsplit("/", 1)[-1]
+        failed.update(dict.fromkeys(table.column("path").to_pylist(), name))
+    return failed
 
 
 def _check_same_run(config: RunConfig, made_by) -> None:
@@ -200,7 +218,12 @@ def _report_of(location, config: RunConfig, name: str) -> delta.FileReport:
     return delta.FileReport(name, counts.rows, counts.ok, counts.failed, size)
 
 
-def _commit(config: RunConfig, shard: delta.CommittedShard, reports: list[delta.FileReport]) -> None:
+def _commit(
+    config: RunConfig,
+    shard: delta.CommittedShard,
+    reports: list[delta.FileReport],
+    removed: list[delta.FileReport] = (),
+) -> None:
     from sparkyfruit import __version__
 
     metadata = {
@@ -211,10 +234,12 @@ def _commit(config: RunConfig, shard: delta.CommittedShard, reports: list[delta.
         "failed": shard.failed,
         "version": __version__,
     }
-    delta.commit(config.output_location, config, reports, metadata, parquet_files.delta_schema())
+    delta.commit(config.output_location, config, reports, metadata, parquet_files.delta_schema(), removed=removed)
 
 
-def write_shard(frame, rows, config: RunConfig, run: str, number: int, listed: list[str]) -> delta.CommittedShard:
+def write_shard(
+    frame, rows, config: RunConfig, run: str, number: int, listed: list[str], retried: dict[str, str] | None = None
+) -> delta.CommittedShard:
     """Encode and write one shard, then commit it: the tasks each write one Parquet file (`rows` turns a
     task's input batches into output rows) and report it; the driver commits exactly the reported files, in
     one Delta commit, and removes what other attempts of the shard's tasks left.
@@ -222,6 +247,9 @@ def write_shard(frame, rows, config: RunConfig, run: str, number: int, listed: l
     `listed` (the shard's image URIs) makes every one of them appear in the output: Spark's file scan skips
     0-byte files and, in df mode, files it could not read; those get an error row of their own here, in a
     file the driver writes and commits with the tasks' files.
+
+    `retried` (--retry-failed: failed image -> the file its old row is in, updated here) makes the same
+    commit replace the old rows of this shard's images: each file that holds one is rewritten without them.
     """
     location, s3 = config.output_location, config.s3_only()
     reports = _write_files(frame, rows, location, s3, run, number, "features")
@@ -233,10 +261,44 @@ def write_shard(frame, rows, config: RunConfig, run: str, number: int, listed: l
             f"Shard {number} wrote {written:,} rows for its {len(listed):,} images; nothing of it was committed.",
             "Continue with --resume; if it happens again, report it with the driver log.",
         )
-    shard = delta.CommittedShard(number, run, len(listed), written, sum(report.failed for report in reports))
-    _commit(config, shard, reports)
-    _remove_other_attempts(location, s3, run, number, reports)
+    retried_before = len(retried or {})
+    replaced, kept = _without_retried_rows(config, run, number, listed, retried or {})
+    again = retried_before - len(retried or {})  # images that had a failed row, which this commit replaces
+    failed = sum(report.failed for report in reports)
+    shard = delta.CommittedShard(number, run, len(listed) - again, written - again, failed)
+    _commit(config, shard, reports + kept, removed=replaced)
+    _remove_other_attempts(location, s3, run, number, reports + kept)
+    storage.delete_files(location, [report.name for report in replaced], s3)
     return shard
+
+
+def _without_retried_rows(config: RunConfig, run: str, number: int, listed: list[str], retried: dict[str, str]):
+    """For the images of this shard that --retry-failed encodes again: the files their old rows are in (to
+    remove), and those files rewritten without them (to add), the rest of `retried` now pointing there."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    location = config.output_location
+    again = [uri for uri in listed if uri in retried]
+    old_files = sorted({retried[uri] for uri in again})
+    replaced, kept = [], []
+    filesystem, root = parquet_files.filesystem(location, config)
+    for index, name in enumerate(old_files):
+        dataset = ds.dataset(f"{root}/{name}", filesystem=filesystem, format="parquet")
+        counts = output_format.count_rows(location, config, files=[name])
+        size = filesystem.get_file_info(f"{root}/{name}").size
+        replaced.append(delta.FileReport(name, counts.rows, counts.ok, counts.failed, size))
+        rest = dataset.to_table(filter=~pc.field("path").isin(again))
+        new_name = parquet_files.file_name(run, number, 99998 - index, "kept")
+        report = parquet_files.write_file(location, config.s3_only(), new_name, iter(rest.to_batches()))
+        if report is not None:
+            kept.append(report)
+            for uri in rest.column("path").to_pylist():
+                if uri in retried:
+                    retried[uri] = new_name
+    for uri in again:
+        del retried[uri]
+    return replaced, kept
 
 
 def write_rows(frame, location: locations.Location, s3, column: str, metadata: dict) -> int:

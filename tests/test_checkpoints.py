@@ -5,6 +5,7 @@ the same paths, the same vectors, no duplicates, none missing. Local and S3 outp
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -46,8 +47,9 @@ class Output:
         self.location = locations.parse_location(uri)
 
     def shards_recorded(self) -> int:
+        """The shards committed: each is one entry of the Delta log."""
         names = sparkyfruit.storage.list_files(self.location, self.s3)
-        return sum(1 for name in names if name.startswith(output_format.SHARDS_FOLDER + "/"))
+        return sum(1 for name in names if re.fullmatch(r"_delta_log/\d{20}\.json", name))
 
     def finished(self) -> bool:
         return output_format.read_manifest(self.location, self.s3) is not None

@@ -30,7 +30,7 @@ def test_sigint_to_the_process_group_exits_130_with_one_line(tmp_path, monkeypat
     monkeypatch.setenv("SPARKYFRUIT_SHARD_SIZE", "32")
     process = start_in_own_group(command)
     deadline = time.monotonic() + 240
-    while not (out / "_shards" / "000001.json").exists():  # a shard has committed
+    while not (out / "_delta_log" / f"{0:020d}.json").exists():  # a shard has committed
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)

@@ -159,3 +159,40 @@ def test_resume_refuses_a_different_network_or_an_unfinished_output(spark, tmp_p
         sparkyfruit.encode(run_config(mode="keys", input=str(images), output=str(out), resume=True))
     with pytest.raises(ConfigError, match="--resume adds to an output and --overwrite replaces it"):
         run_config(mode="keys", input=str(images), output=str(out), resume=True, overwrite=True)
+
+
+def test_retry_failed_replaces_the_failed_rows_in_the_same_commit(spark, tmp_path):
+    """Two images fail (empty files); one is repaired. `--resume --retry-failed` encodes both again: the
+    repaired one gets its vector, the other its error again, each image keeps exactly one row, and the
+    commit that adds the new rows is the one that drops the old ones."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    grow(images, 2)
+    broken = sorted(images.rglob("*.jpg"))[::30][:2]
+    repaired = broken[0].read_bytes()
+    for path in broken:
+        path.write_bytes(b"")
+    settings = dict(mode="keys", input=str(images), output=str(out))
+    first = sparkyfruit.encode(run_config(**settings))
+    assert (first.rows, first.failed) == (48, 2)
+    with pytest.raises(ConfigError, match="--retry-failed .* needs --resume"):
+        run_config(**settings, retry_failed=True)
+    broken[0].write_bytes(repaired)
+    location = locations.parse_location(str(out))
+    version = len(list((out / "_delta_log").glob("*.json")))
+
+    result = sparkyfruit.encode(run_config(**settings, resume=True, retry_failed=True))
+    assert (result.rows, result.ok, result.failed, result.added) == (48, 47, 1, 0)
+    rows = read_output(out)
+    assert len(rows) == 48 and not orphans(out)
+    uri = {path: f"file://{path}" for path in broken}
+    assert rows[uri[broken[0]]][2] is None and len(rows[uri[broken[0]]][1]) == 256
+    assert rows[uri[broken[1]]][2] == "cannot decode image: empty file (0 bytes)"
+    # one commit (the images of both sit in one shard, or each shard's commit replaces its own): the old rows
+    # never coexist with the new ones in any version
+    from deltalake import DeltaTable
+
+    for number in range(version, len(list((out / "_delta_log").glob("*.json")))):
+        table = DeltaTable(str(out), version=number).to_pyarrow_table(columns=["path"])
+        paths = table.column("path").to_pylist()
+        assert len(paths) == len(set(paths)) == 48, number
+    assert sum(shard.images for shard in delta.committed_shards(location, S3Settings())) == 48
