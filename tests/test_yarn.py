@@ -75,7 +75,14 @@ def assert_same_vectors(actual: dict[str, tuple], expected: dict[str, tuple]) ->
 
 
 def read_hdfs_output(uri: str) -> dict[str, tuple]:
-    table = output_format.open_dataset(locations.parse_location(uri), S3Settings()).to_table()
+    """The rows of an HDFS output, read through its Delta log, after checking that the log names exactly the
+    folder's data files (the tasks wrote them to HDFS, the driver committed them)."""
+    from sparkyfruit import delta, storage
+
+    location = locations.parse_location(uri)
+    on_hdfs = [name for name in storage.list_files(location, S3Settings()) if name.endswith(".parquet")]
+    assert on_hdfs and sorted(on_hdfs) == delta.current_files(location, S3Settings())
+    table = output_format.open_dataset(location, S3Settings()).to_table()
     return {row["path"]: (row["label"], row["features"], row["error"]) for row in table.to_pylist()}
 
 
