@@ -472,6 +472,7 @@ def _print_summary(summary) -> None:
         ("weights sha256", summary.weights_sha256 or "-"),
         *([("model sha256", summary.model_sha256)] if summary.model_sha256 else []),
         ("duration", f"{summary.manifest.duration_seconds:.1f} s"),
+        ("table", summary.table),
     ]:
         facts.add_row(name, str(value))
     out.print(facts)

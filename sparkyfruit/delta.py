@@ -96,6 +96,12 @@ def current_files(location: locations.Location, s3: S3Settings) -> list[str]:
     return sorted(uri.rsplit("/", 1)[-1] for uri in _open(location, s3).file_uris())
 
 
+def snapshot(location: locations.Location, s3: S3Settings) -> tuple[int, int]:
+    """The table's current version and its number of data files."""
+    table = _open(location, s3)
+    return table.version(), len(table.file_uris())
+
+
 def committed_shards(location: locations.Location, s3: S3Settings) -> list[CommittedShard]:
     """The shards committed to the table, in order, from the commits' metadata."""
     shards = []

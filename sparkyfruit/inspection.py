@@ -30,6 +30,7 @@ class Summary:
     labels: dict[str, int]
     failures: list[dict[str, str]]
     manifest: Manifest | ReduceManifest = field(repr=False)
+    table: str = ""  # what holds the rows: "Delta Lake, version 3, 8 files" (or an earlier version's folder)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,4 +82,14 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
         labels=labels,
         failures=failures.to_pylist(),
         manifest=manifest,
+        table=_describe_table(location, s3),
     )
+
+
+def _describe_table(location: locations.Location, s3: S3Settings) -> str:
+    from sparkyfruit import delta
+
+    if not delta.is_table(location, s3):
+        return "Parquet files of an earlier version, no Delta log (encode --resume converts it)"
+    version, files = delta.snapshot(location, s3)
+    return f"Delta Lake, version {version}, {files:,} file{'s' if files != 1 else ''}"

@@ -201,7 +201,7 @@ def _convert(config: RunConfig, state: OutputState) -> delta.CommittedShard:
     location = config.output_location
     reports = [_report_of(location, config, name) for name in state.files]
     shard = delta.CommittedShard(
-        state.next_shard,
+        state.next_shard - 1,  # the last recorded shard's number (0 without records): the next one stays next
         "converted",
         sum(shard.images for shard in state.shards) or sum(report.rows for report in reports),
         sum(report.rows for report in reports),
@@ -326,7 +326,7 @@ def _remove_other_attempts(location, s3, run: str, number: int, reports: list[de
     files named for this run's shard that no report names."""
     kept = {report.name for report in reports}
     prefix = parquet_files.shard_prefix(run, number)
-    dead = [name for name in storage.list_files(location, s3) if name.startswith(prefix) and name not in kept]
+    dead = [name for name in storage.list_files(location, s3, starting_with=prefix) if name not in kept]
     storage.delete_files(location, dead, s3)
 
 

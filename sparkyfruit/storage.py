@@ -254,27 +254,37 @@ def is_local_file(location: Location) -> bool:
     return location.is_local and os.path.isfile(location.path)
 
 
-def list_files(location: Location, s3: S3Settings) -> list[str]:
+def list_files(location: Location, s3: S3Settings, starting_with: str = "") -> list[str]:
     """The names, relative to `location` and sorted, of every file (or S3 object) under it, hidden ones
-    included. Folders themselves (and S3's zero-byte "folder/" markers) are not files."""
+    included; with `starting_with` (a name start without "/"), only the files directly under it whose names
+    start so (on S3 one listing of that prefix, not of the whole output). Folders themselves (and S3's
+    zero-byte "folder/" markers) are not files."""
     if location.is_hdfs:
-        return sorted(_hdfs_files(location))
+        return sorted(name for name in _hdfs_files(location) if _starts(name, starting_with))
     if location.is_local:
+        if starting_with:
+            found = os.listdir(location.path) if os.path.isdir(location.path) else []
+            return sorted(n for n in found if n.startswith(starting_with) and os.path.isfile(location.child(n).path))
         names = []
         for root, _, files in os.walk(location.path):
             names += [os.path.relpath(os.path.join(root, name), location.path) for name in files]
         return sorted(names)
-    prefix = f"{location.key}/" if location.key else ""
+    folder = f"{location.key}/" if location.key else ""
+    prefix = folder + starting_with
     try:
         pages = s3_client(s3).get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
         return sorted(
-            obj["Key"][len(prefix) :]
+            obj["Key"][len(folder) :]
             for page in pages
             for obj in page.get("Contents", [])
-            if not obj["Key"].endswith("/")
+            if not obj["Key"].endswith("/") and _starts(obj["Key"][len(folder) :], starting_with)
         )
     except Exception as exc:
         raise describe_s3_failure(exc, s3, location.bucket, "list") from exc
+
+
+def _starts(name: str, starting_with: str) -> bool:
+    return not starting_with or ("/" not in name and name.startswith(starting_with))
 
 
 def read_text(location: Location, s3: S3Settings) -> str | None:

@@ -67,3 +67,4 @@ def test_an_s3_output_is_a_delta_table_of_exactly_the_reported_files_also_on_res
     summary = sparkyfruit.inspect("s3://features/run", s3=config.s3_only())
     assert (summary.rows, summary.ok) == (48, 48)
     assert summary.labels == {CLASSES[0]: 24, CLASSES[1]: 24}
+    assert summary.table == f"Delta Lake, version {len(infos) - 1}, {len(files)} files"

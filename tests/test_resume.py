@@ -196,3 +196,30 @@ def test_retry_failed_replaces_the_failed_rows_in_the_same_commit(spark, tmp_pat
         paths = table.column("path").to_pylist()
         assert len(paths) == len(set(paths)) == 48, number
     assert sum(shard.images for shard in delta.committed_shards(location, S3Settings())) == 48
+
+
+def test_an_output_of_an_earlier_version_stays_readable_and_resume_converts_it(spark, tmp_path):
+    """An output written before the Delta log (Spark's part files, `_SUCCESS`, a shard record, the manifest)
+    is read from its folder; `--resume` converts it with one commit of its files, then adds to it."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    grow(images, 1)
+    settings = dict(mode="keys", input=str(images), output=str(out))
+    sparkyfruit.encode(run_config(**settings))
+    files = sorted(p.name for p in out.glob("*.parquet"))
+    shutil.rmtree(out / "_delta_log")  # what an earlier version left
+    (out / "_SUCCESS").write_bytes(b"")
+    record = output_format.ShardRecord(1, 24, 24, 0, files)
+    output_format.write_shard_record(locations.parse_location(str(out)), record, S3Settings())
+    summary = sparkyfruit.inspect(str(out))
+    assert summary.rows == 24 and "earlier version" in summary.table
+
+    grow(images, 2)
+    result = sparkyfruit.encode(run_config(**settings, resume=True))
+    assert (result.added, result.rows, result.failed) == (24, 48, 0)
+    assert not (out / "_SUCCESS").exists() and not (out / "_shards").exists() and not orphans(out)
+    location = locations.parse_location(str(out))
+    assert set(files) <= set(delta.current_files(location, S3Settings()))  # the old files, committed as they are
+    shards = delta.committed_shards(location, S3Settings())
+    assert shards[0].run == "converted" and (shards[0].images, shards[0].rows) == (24, 24)
+    assert sum(shard.images for shard in shards) == 48
+    assert sparkyfruit.inspect(str(out)).table.startswith("Delta Lake, version 1,")

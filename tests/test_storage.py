@@ -157,3 +157,24 @@ def test_a_local_file_that_cannot_be_deleted_is_an_error_naming_it(tmp_path):
             locations.parse_location(str(tmp_path)), ["part-0.parquet", "part-1.parquet"], S3Settings()
         )
     assert (tmp_path / "part-0.parquet" / "inside").exists() and not (tmp_path / "part-1.parquet").exists()
+
+
+@pytest.mark.s3
+def test_listing_the_files_that_start_with_a_name_looks_only_there(s3, tmp_path):
+    """What a shard's leftovers are found by: its files' name start, directly in the output, on S3 with one
+    listing of that prefix."""
+    from devtools import local_s3
+    from sparkyfruit.s3_settings import S3Settings
+
+    names = ["part-a-00001-0.parquet", "part-a-00001-1.parquet", "part-a-00002-0.parquet", "part-a-00001-x/y"]
+    client = local_s3.client(s3.endpoint)
+    client.create_bucket(Bucket="listing")
+    for name in [*names, "_delta_log/part-a-00001-z.json"]:
+        client.put_object(Bucket="listing", Key=f"out/{name}", Body=b"x")
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    expected = ["part-a-00001-0.parquet", "part-a-00001-1.parquet"]
+    for where, settings in ((str(tmp_path), S3Settings()), ("s3://listing/out", S3Settings(s3_endpoint=s3.endpoint))):
+        location = locations.parse_location(where)
+        assert storage.list_files(location, settings, starting_with="part-a-00001-") == expected, where
+        assert len(storage.list_files(location, settings)) == 5, where
