@@ -175,7 +175,9 @@ def begin(
                 f"({', '.join(foreign[: output_format.SHOWN_FOREIGN])}); nothing was deleted.",
                 "Move them away, or choose another --output.",
             )
-        stale = names
+        # the manifest first (the output stops reading as finished), the log last (until then it names what
+        # is being deleted, so a reader fails on a missing file instead of reading half an output)
+        stale = sorted(names, key=lambda name: (not name.startswith("_sparkyfruit"), name.startswith("_delta_log/")))
     else:
         if state.legacy and state.files:
             state.shards = [_convert(config, state)]
@@ -185,7 +187,7 @@ def begin(
             for name in names
             if output_format.WORK_FILES.fullmatch(name)
             or output_format.LEGACY_FILES.fullmatch(name)
-            or (output_format.DATA_FILE.fullmatch(name.removeprefix(".").removesuffix(".crc")) and name not in counted)
+            or _data_file_of(name) not in counted | {None}
         ]
     storage.delete_files(location, stale, config)
     record.shards = len(state.shards) + shards_to_do if shards_to_do is not None else None
@@ -193,6 +195,12 @@ def begin(
     output_format.write_run_record(location, record, config)
     if state.previous is not None and state.unfinished is None:
         storage.delete(location.child(output_format.MANIFEST_NAME), config)  # the run record holds it now
+
+
+def _data_file_of(name: str) -> str | None:
+    """The data file a name is, or whose checksum it is (`.part-0.parquet.crc`); None for anything else."""
+    stripped = name.removeprefix(".").removesuffix(".crc") if name.endswith(".crc") else name
+    return stripped if output_format.DATA_FILE.fullmatch(stripped) else None
 
 
 def _convert(config: RunConfig, state: OutputState) -> delta.CommittedShard:
