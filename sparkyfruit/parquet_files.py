@@ -9,6 +9,7 @@ that failed or lost to a speculative copy are known by name and removed by the d
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from sparkyfruit import locations
@@ -20,6 +21,9 @@ REPORT_SCHEMA = "file string, rows long, ok long, failed long, bytes long"
 
 _FILESYSTEMS: dict[str, tuple] = {}
 _FILESYSTEMS_LOCK = threading.Lock()
+# a worker's file system holds the credentials resolved when it was built: an instance role's expire within
+# hours, and boto3 refreshes them well before that, so a long-lived Python worker builds it again this often
+FILESYSTEM_SECONDS = 300.0
 
 
 def arrow_schema(column: str = "features"):
@@ -52,16 +56,16 @@ def shard_prefix(run: str, shard: int) -> str:
 
 
 def filesystem(location: locations.Location, s3: S3Settings):
-    """The process's pyarrow file system for the output (built once per Python worker) and the output's path
-    inside it."""
+    """The process's pyarrow file system for the output (kept by the Python worker for its tasks, built again
+    after FILESYSTEM_SECONDS with fresh credentials) and the output's path inside it."""
     from sparkyfruit.storage import pyarrow_filesystem
 
     key = f"{location.scheme}|{location.bucket}|{s3.model_dump_json()}"
     with _FILESYSTEMS_LOCK:
-        if key not in _FILESYSTEMS:
-            _FILESYSTEMS[key] = pyarrow_filesystem(location, s3)[0]
-    root = pyarrow_path(location)
-    return _FILESYSTEMS[key], root
+        built = _FILESYSTEMS.get(key)
+        if built is None or time.monotonic() - built[1] > FILESYSTEM_SECONDS:
+            built = _FILESYSTEMS[key] = (pyarrow_filesystem(location, s3)[0], time.monotonic())
+    return built[0], pyarrow_path(location)
 
 
 def pyarrow_path(location: locations.Location) -> str:

@@ -323,3 +323,16 @@ def test_installed_console_script_encodes_a_local_folder(tmp_path):
     inspect = subprocess.run([script, "inspect", str(out), "--json"], capture_output=True, text=True, timeout=60)
     assert inspect.returncode == 0, inspect.stderr
     assert json.loads(inspect.stdout)["labels"] == {"Apple Braeburn": 24}
+
+
+def test_a_workers_output_file_system_is_kept_then_built_again_with_fresh_credentials(tmp_path, monkeypatch):
+    """Tasks of one Python worker share its file system; after FILESYSTEM_SECONDS it is built again, so the
+    credentials it holds (an instance role's expire) are never older than that."""
+    from sparkyfruit import locations, parquet_files
+    from sparkyfruit.s3_settings import S3Settings
+
+    out = locations.parse_location(str(tmp_path / "out"))
+    first, _ = parquet_files.filesystem(out, S3Settings())
+    assert parquet_files.filesystem(out, S3Settings())[0] is first
+    monkeypatch.setattr(parquet_files, "FILESYSTEM_SECONDS", -1.0)
+    assert parquet_files.filesystem(out, S3Settings())[0] is not first
