@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import io
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -185,6 +184,7 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None, busy=None) ->
         context = TaskContext.get()
         mark("worker task started")
         encoder = encoder_for(spec, threads=max(1, int(context.cpus())) if context else 1)
+        after_batch = _worker_hook()
         ready = time.perf_counter()
         for batch in fetch(batches) if fetch else batches:
             if batch.num_rows == 0:
@@ -200,7 +200,7 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None, busy=None) ->
             if not encoder.encoded_once:
                 encoder.encoded_once = True
                 mark("worker encoded its first batch")
-            _crash_once_if_asked()
+            after_batch()
         if busy is not None:
             busy.add(time.perf_counter() - ready)
         mark("worker task ended")  # its rows reach the progress bar now: Spark sends accumulators at a task's end
@@ -208,40 +208,29 @@ def featurize_partition(spec: ModelSpec, fetch=None, counter=None, busy=None) ->
     return run
 
 
-CRASH_HOOK = "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE"
-CRASH_EXECUTOR_HOOK = "SPARKYFRUIT_TEST_CRASH_EXECUTOR_ONCE"
+# The name of an optional module that only the tests put on the workers' path (tests/worker_hooks/): when a
+# worker can import it, its after_batch() runs after each batch a task hands on (the tests' faults: a worker
+# or an executor killed half-way through a task). Nothing in this package defines it, so a user's run never
+# has one; it is looked up once per Python worker.
+WORKER_HOOKS_MODULE = "sparkyfruit_worker_hooks"
+_after_batch = None
 
 
-def _crash_once_if_asked() -> None:
-    """Fault hooks for the tests, half-way through a task's output. With SPARKYFRUIT_TEST_CRASH_WORKER_ONCE=<file>
-    the first worker to get here creates the file and kills its own process (as the OOM killer would); with
-    SPARKYFRUIT_TEST_CRASH_EXECUTOR_ONCE=<file> it kills its executor's JVM first (a lost node or container)."""
-    for hook in (CRASH_HOOK, CRASH_EXECUTOR_HOOK):
-        marker = os.environ.get(hook)
-        if not marker:
-            continue
+def _worker_hook():
+    """The tests' after_batch(), or a no-op where its module is not on the path."""
+    global _after_batch
+    if _after_batch is None:
+        import importlib
+
         try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            continue
-        if hook == CRASH_EXECUTOR_HOOK and (executor := _executor_jvm()) is not None:
-            os.kill(executor, 9)
-        os.kill(os.getpid(), 9)
+            _after_batch = importlib.import_module(WORKER_HOOKS_MODULE).after_batch
+        except ModuleNotFoundError:
+            _after_batch = _no_hook
+    return _after_batch
 
 
-def _executor_jvm() -> int | None:
-    """The executor JVM above this worker (worker <- pyspark's daemon <- JVM), read from /proc."""
-    pid = os.getpid()
-    for _ in range(3):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                pid = int(stat.read().rsplit(")", 1)[1].split()[1])  # the parent's pid
-            with open(f"/proc/{pid}/comm") as comm:
-                if comm.read().strip() == "java":
-                    return pid
-        except (OSError, ValueError, IndexError):
-            return None
-    return None
+def _no_hook() -> None:
+    pass
 
 
 def _features_array(rows: int, result: dict):

@@ -21,6 +21,16 @@ SAMPLE_BUCKET = "sample"  # where conftest's sample_outputs encode the sample fr
 BROKEN_SAMPLE_FILE = "Kiwi/broken.jpg"  # the one undecodable file beside the sample in those outputs
 
 
+WORKER_HOOKS = ROOT / "tests" / "worker_hooks"  # the tests' faults inside Spark's Python workers
+
+
+def worker_hooks_env(env: dict[str, str], **hooks: str) -> dict[str, str]:
+    """`env` with tests/worker_hooks/ on the Python path (the workers inherit it, also on YARN, whose client
+    passes the submitting environment's PYTHONPATH on) and `hooks`, e.g. SPARKYFRUIT_TEST_CRASH_WORKER_ONCE."""
+    path = os.pathsep.join(filter(None, [str(WORKER_HOOKS), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path, **hooks}
+
+
 def encode_args(images, out, *extra: str) -> list[str]:
     """`encode --input IMAGES --output OUT` with the real-weights model (MobileNet v1 0.25), then `extra`."""
     return ["encode", "--input", str(images), "--output", str(out), *REAL_MODEL, *extra]

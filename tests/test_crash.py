@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.helpers import SAMPLE, SCRIPT, encode_args, read_output
+from tests.helpers import SAMPLE, SCRIPT, encode_args, read_output, worker_hooks_env
 
 
 @pytest.mark.integration
@@ -20,7 +20,7 @@ def test_a_worker_killed_mid_task_is_retried_without_duplicates_or_gaps(tmp_path
     up to 3 attempts) and drops the dead attempt's rows: exactly one row per image."""
     marker = tmp_path / "crashed"
     script = SCRIPT
-    env = {**os.environ, "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE": str(marker), "COLUMNS": "200"}
+    env = worker_hooks_env({**os.environ, "COLUMNS": "200"}, SPARKYFRUIT_TEST_CRASH_WORKER_ONCE=str(marker))
     result = subprocess.run(
         [
             script,

@@ -1,5 +1,6 @@
 """The package's layout holds: no module imports another that imports it back (imports inside functions
-count too), and the modules that read outputs or parse settings import neither Spark nor TensorFlow."""
+count too), the modules that read outputs or parse settings import neither Spark nor TensorFlow, and no test
+hook lives in the package."""
 
 from __future__ import annotations
 
@@ -69,3 +70,15 @@ def test_light_modules_import_neither_spark_nor_tensorflow():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_no_test_hook_lives_in_the_package():
+    """The tests' faults (killing a worker or its executor) live in tests/worker_hooks/, which a user's
+    workers never have on their path: no variable of the tests' acts on a user's run, and without the module
+    featurize's hook does nothing."""
+    from sparkyfruit import featurize
+
+    named = [path.name for path in PACKAGE.rglob("*.py") if "SPARKYFRUIT_TEST_" in path.read_text()]
+    assert not named, named
+    assert featurize._worker_hook() is featurize._no_hook  # the tests' module is not on this process's path
+    assert sys.modules.get(featurize.WORKER_HOOKS_MODULE) is None

@@ -26,6 +26,7 @@ from tests.helpers import (
     read_output,
     run_config,
     seed_hdfs,
+    worker_hooks_env,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.yarn, pytest.mark.spark, pytest.mark.slow]
@@ -194,9 +195,9 @@ def test_cluster_deploy_mode_runs_the_driver_in_the_application_master(yarn, tmp
 
 
 def test_a_killed_executor_container_costs_only_its_tasks(yarn, tmp_path):
-    """An executor's JVM is killed half-way through a task (the crash hook, through spark-defaults.conf's
-    executor environment): YARN reports the container lost, Spark reruns its tasks elsewhere, and the output
-    has every image exactly once."""
+    """An executor's JVM is killed half-way through a task (the tests' worker hook, tests/worker_hooks/, on the
+    Python path, and its variable in spark-defaults.conf's executor environment): YARN reports the container
+    lost, Spark reruns its tasks elsewhere, and the output has every image exactly once."""
     marker = tmp_path / "crashed"
     conf = tmp_path / "spark-conf"
     conf.mkdir()
@@ -213,7 +214,11 @@ def test_a_killed_executor_container_costs_only_its_tasks(yarn, tmp_path):
         "--ship-env",
     ]
     result = subprocess.run(
-        command, capture_output=True, text=True, env=client_env(yarn, SPARK_CONF_DIR=str(conf)), timeout=600
+        command,
+        capture_output=True,
+        text=True,
+        env=worker_hooks_env(client_env(yarn, SPARK_CONF_DIR=str(conf))),
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert marker.exists()  # an executor really died
