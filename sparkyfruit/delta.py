@@ -52,21 +52,18 @@ def storage_options(location: locations.Location, s3: S3Settings) -> dict[str, s
     chain (or --profile) resolves here. They stay in this process: never printed, logged or written."""
     if not location.is_s3:
         return None
-    from sparkyfruit.storage import aws_session
+    from sparkyfruit.storage import resolved_credentials
 
     options = {}
     if s3.effective_region:
         options["AWS_REGION"] = s3.effective_region
     if s3.s3_endpoint:
         parts = urlsplit(s3.s3_endpoint)
-        options["AWS_ENDPOINT_URL"] = f"{parts.scheme or 'https'}://{parts.hostname}" + (
-            f":{parts.port}" if parts.port else ""
-        )
+        options["AWS_ENDPOINT_URL"] = f"{parts.scheme or 'https'}://{parts.netloc.rpartition('@')[2]}"
         options["AWS_ALLOW_HTTP"] = "true" if parts.scheme == "http" else "false"
         options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
-    credentials = aws_session(s3).get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
+    frozen = resolved_credentials(s3)
+    if frozen is not None:
         options["AWS_ACCESS_KEY_ID"] = frozen.access_key
         options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
         if frozen.token:
@@ -79,11 +76,19 @@ def has_log(names: list[str]) -> bool:
     return any(name.startswith(LOG_FOLDER + "/") for name in names)
 
 
-def _open(location: locations.Location, s3: S3Settings):
+def _open(location: locations.Location, s3: S3Settings, missing_ok: bool = False):
+    """The table as its log says now (one read of the log); None where there is no log and `missing_ok`."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     try:
         return DeltaTable(table_uri(location), storage_options=storage_options(location, s3))
+    except TableNotFoundError:
+        if missing_ok:
+            return None
+        raise StorageError(
+            f"{location.uri} has no Delta log.", "Give the --output of a `sparkyfruit encode` run."
+        ) from None
     except Exception as exc:
         raise StorageError(
             f"Could not read the Delta log of {location.uri}: {failure_summary(exc)[:300]}",
@@ -91,15 +96,17 @@ def _open(location: locations.Location, s3: S3Settings):
         ) from None
 
 
-def current_files(location: locations.Location, s3: S3Settings) -> list[str]:
-    """The table's data files now (names relative to the output), as its log says."""
-    return sorted(uri.rsplit("/", 1)[-1] for uri in _open(location, s3).file_uris())
+def current_files(location: locations.Location, s3: S3Settings, missing_ok: bool = False) -> list[str] | None:
+    """The table's data files now (names relative to the output), as its log says; None where the output has
+    no log (one of an earlier version) and `missing_ok`."""
+    table = _open(location, s3, missing_ok)
+    return None if table is None else sorted(uri.rsplit("/", 1)[-1] for uri in table.file_uris())
 
 
-def snapshot(location: locations.Location, s3: S3Settings) -> tuple[int, int]:
-    """The table's current version and its number of data files."""
-    table = _open(location, s3)
-    return table.version(), len(table.file_uris())
+def snapshot(location: locations.Location, s3: S3Settings) -> tuple[int, int] | None:
+    """The table's current version and its number of data files; None without a log."""
+    table = _open(location, s3, missing_ok=True)
+    return None if table is None else (table.version(), len(table.file_uris()))
 
 
 def committed_shards(location: locations.Location, s3: S3Settings) -> list[CommittedShard]:
@@ -126,10 +133,9 @@ def commit(
     schema,
     column: str = "features",
     removed: list[FileReport] = (),
-) -> int:
+) -> None:
     """One Delta commit that adds exactly `files` (creating the table with its first commit) and removes
-    `removed`, with `metadata` under the commit's `sparkyfruit` key. Returns the table's new version."""
-    from deltalake import DeltaTable
+    `removed`, with `metadata` under the commit's `sparkyfruit` key."""
     from deltalake.transaction import AddAction, CommitProperties, RemoveAction, create_table_with_add_actions
 
     now_ms = int(time.time() * 1000)
@@ -145,28 +151,17 @@ def commit(
         for report in files
     ] + [RemoveAction(report.name, True, now_ms, report.bytes) for report in removed]
     properties = CommitProperties(custom_metadata={"sparkyfruit": metadata})
-    uri, options = table_uri(location), storage_options(location, s3)
+    table = _open(location, s3, missing_ok=True)
     try:
-        if DeltaTable.is_deltatable(uri, storage_options=options):
-            table = DeltaTable(uri, storage_options=options)
+        if table is not None:
             table.create_write_transaction(actions, mode="append", schema=schema, commit_properties=properties)
         else:
+            uri, options = table_uri(location), storage_options(location, s3)
             create_table_with_add_actions(
                 uri, schema, actions, mode="error", storage_options=options, commit_properties=properties
             )
-        return DeltaTable(uri, storage_options=options).version()
     except Exception as exc:
         raise StorageError(
             f"Could not commit {len(files)} file(s) to the Delta log of {location.uri}: {failure_summary(exc)[:300]}",
             "Nothing of this shard counts; continue with --resume.",
         ) from None
-
-
-def is_table(location: locations.Location, s3: S3Settings) -> bool:
-    """Whether the output has a Delta log (one written before the log has none)."""
-    from deltalake import DeltaTable
-
-    try:
-        return DeltaTable.is_deltatable(table_uri(location), storage_options=storage_options(location, s3))
-    except Exception as exc:
-        raise StorageError(f"Could not read {location.uri}: {failure_summary(exc)[:300]}") from None

@@ -89,7 +89,8 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
 def _describe_table(location: locations.Location, s3: S3Settings) -> str:
     from sparkyfruit import delta
 
-    if not delta.is_table(location, s3):
+    snapshot = delta.snapshot(location, s3)
+    if snapshot is None:
         return "Parquet files of an earlier version, no Delta log (encode --resume converts it)"
-    version, files = delta.snapshot(location, s3)
+    version, files = snapshot
     return f"Delta Lake, version {version}, {files:,} file{'s' if files != 1 else ''}"

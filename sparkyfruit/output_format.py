@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from sparkyfruit import locations, storage
+from sparkyfruit import delta, locations, storage
 from sparkyfruit.errors import ConfigError, NotAnOutputError, StorageError
 from sparkyfruit.lease import LEASE_NAME, live_holder  # held by a run while it writes: one writer at a time
 from sparkyfruit.s3_settings import S3Settings
@@ -40,7 +40,7 @@ OWN_FILES = re.compile(
     r"_sparkyfruit(\.resuming|\.run|\.lease)?\.json(\.tmp)?"  # the manifests and the lease, and the temporary
     # file of an atomic write
     r"|_shards/\d+\.json(\.tmp)?"  # the shard records of a version before the Delta log
-    r"|_delta_log/.+"  # the Delta log: which data files are the table
+    r"|_delta_log/.+"  # the Delta log (delta.LOG_FOLDER): which data files are the table
     r"|\.?_SUCCESS(\.crc)?"  # the committers' success marker (and the local file system's checksum of it)
     r"|\.?part-[^/]+\.parquet(\.crc)?"  # Spark's data files and their checksums
     r"|(_temporary|__magic[^/]*|_pca_model)/.+"  # committers' work folders; the PCA model of `reduce`
@@ -75,7 +75,7 @@ def foreign_files(
 def log_begun_by_sparkyfruit(location: locations.Location, s3: S3Settings, names: list[str]) -> bool:
     """Whether the folder's Delta log starts with a commit of sparkyfruit's (its metadata names it): a table
     that sparkyfruit made, whose manifest is gone. Another program's Delta table is not ours."""
-    first = "_delta_log/00000000000000000000.json"
+    first = f"{delta.LOG_FOLDER}/{0:020d}.json"
     if first not in names:
         return False
     for line in (storage.read_text(location.child(first), s3) or "").splitlines():
@@ -343,8 +343,6 @@ def write_shard_record(location: locations.Location, record: ShardRecord, s3: S3
 
 def committed_shards(location: locations.Location, s3: S3Settings, names: list[str]) -> list:
     """The shards an output holds (each with `images`): from its Delta log, or an older version's records."""
-    from sparkyfruit import delta
-
     return delta.committed_shards(location, s3) if delta.has_log(names) else shard_records(location, s3, names)
 
 
@@ -491,11 +489,9 @@ def open_dataset(location: locations.Location, s3: S3Settings, files: list[str] 
     to the output)."""
     import pyarrow.dataset as ds
 
-    from sparkyfruit import delta
-
     filesystem, path = storage.pyarrow_filesystem(location, s3)
-    if files is None and delta.is_table(location, s3):
-        files = delta.current_files(location, s3)
+    if files is None:
+        files = delta.current_files(location, s3, missing_ok=True)
     source = path if files is None else [f"{path}/{name}" for name in files]
     try:
         return ds.dataset(source, filesystem=filesystem, format="parquet")
@@ -510,11 +506,8 @@ def open_dataset(location: locations.Location, s3: S3Settings, files: list[str] 
 
 def data_file_uris(location: locations.Location, s3: S3Settings) -> list[str]:
     """The Spark URIs of the output's current data files: its Delta log's (an older output: its folder's)."""
-    from sparkyfruit import delta
-
-    if delta.is_table(location, s3):
-        names = delta.current_files(location, s3)
-    else:
+    names = delta.current_files(location, s3, missing_ok=True)
+    if names is None:
         names = [name for name in storage.list_files(location, s3) if DATA_FILE.fullmatch(name)]
     return [location.child(name).spark_uri(s3.spark_s3_scheme) for name in names]
 

@@ -8,6 +8,7 @@ that failed or lost to a speculative copy are known by name and removed by the d
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +17,8 @@ from sparkyfruit import locations
 from sparkyfruit.delta import FileReport
 from sparkyfruit.s3_settings import S3Settings
 
-# what a task hands back to the driver: one row per file it wrote
-REPORT_SCHEMA = "file string, rows long, ok long, failed long, bytes long"
+# what a task hands back to the driver: one row per file it wrote, FileReport's fields
+REPORT_SCHEMA = "name string, rows long, ok long, failed long, bytes long"
 
 _FILESYSTEMS: dict[str, tuple] = {}
 _FILESYSTEMS_LOCK = threading.Lock()
@@ -58,7 +59,7 @@ def shard_prefix(run: str, shard: int) -> str:
 def filesystem(location: locations.Location, s3: S3Settings):
     """The process's pyarrow file system for the output (kept by the Python worker for its tasks, built again
     after FILESYSTEM_SECONDS with fresh credentials) and the output's path inside it."""
-    from sparkyfruit.storage import pyarrow_filesystem
+    from sparkyfruit.storage import pyarrow_filesystem, pyarrow_path
 
     key = f"{location.scheme}|{location.bucket}|{s3.model_dump_json()}"
     with _FILESYSTEMS_LOCK:
@@ -66,10 +67,6 @@ def filesystem(location: locations.Location, s3: S3Settings):
         if built is None or time.monotonic() - built[1] > FILESYSTEM_SECONDS:
             built = _FILESYSTEMS[key] = (pyarrow_filesystem(location, s3)[0], time.monotonic())
     return built[0], pyarrow_path(location)
-
-
-def pyarrow_path(location: locations.Location) -> str:
-    return f"{location.bucket}/{location.key}".rstrip("/") if location.is_s3 else location.path
 
 
 def write_file(
@@ -132,19 +129,6 @@ def writing_tasks(
         name = file_name(run, shard, partition, attempt)
         report = write_file(location, s3, name, rows(batches) if rows else batches, column)
         if report is not None:
-            yield pa.RecordBatch.from_pylist(
-                [
-                    {
-                        "file": report.name,
-                        "rows": report.rows,
-                        "ok": report.ok,
-                        "failed": report.failed,
-                        "bytes": report.bytes,
-                    }
-                ],
-                schema=pa.schema(
-                    [("file", pa.string())] + [(name, pa.int64()) for name in ("rows", "ok", "failed", "bytes")]
-                ),
-            )
+            yield pa.RecordBatch.from_pylist([dataclasses.asdict(report)])  # str and int64 columns
 
     return run_task

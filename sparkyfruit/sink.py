@@ -326,7 +326,7 @@ def _write_files(frame, rows, location, s3, run: str, number: int, column: str) 
     """Run the job whose tasks write the files; their reports, one per file (only successful attempts')."""
     writing = parquet_files.writing_tasks(rows, location, s3, run, number, column)
     tasks = frame.mapInArrow(writing, parquet_files.REPORT_SCHEMA)
-    return [delta.FileReport(row.file, row.rows, row.ok, row.failed, row.bytes) for row in tasks.collect()]
+    return [delta.FileReport(**row.asDict()) for row in tasks.collect()]
 
 
 def _remove_other_attempts(location, s3, run: str, number: int, reports: list[delta.FileReport]) -> None:

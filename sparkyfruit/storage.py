@@ -441,6 +441,18 @@ def download(location: Location, target: Path, s3: S3Settings) -> Path:
     return target
 
 
+def resolved_credentials(s3: S3Settings):
+    """The credentials boto3's chain (or --profile) resolves now, frozen (access_key, secret_key, token), or
+    None: for the clients that take keys rather than a chain (pyarrow's S3, deltalake's object_store)."""
+    credentials = aws_session(s3).get_credentials()
+    return credentials.get_frozen_credentials() if credentials is not None else None
+
+
+def pyarrow_path(location: Location) -> str:
+    """The location's path inside its pyarrow file system (S3: bucket/key)."""
+    return f"{location.bucket}/{location.key}".rstrip("/") if location.is_s3 else location.path
+
+
 def pyarrow_filesystem(location: Location, s3: S3Settings):
     """A pyarrow file system and the path inside it, for reading outputs without a JVM."""
     from pyarrow import fs
@@ -453,16 +465,15 @@ def pyarrow_filesystem(location: Location, s3: S3Settings):
         host, _, port = location.bucket.partition(":")
         filesystem = HdfsFileSystem(host or None, int(port) if port else None)
         return fs.PyFileSystem(fs.FSSpecHandler(filesystem)), location.path
-    credentials = aws_session(s3).get_credentials()
+    frozen = resolved_credentials(s3)
     kwargs = {}
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
+    if frozen is not None:
         kwargs = {"access_key": frozen.access_key, "secret_key": frozen.secret_key, "session_token": frozen.token}
     if s3.s3_endpoint:
         parts = urlsplit(s3.s3_endpoint)
         kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme or "https", force_virtual_addressing=False)
     filesystem = fs.S3FileSystem(region=s3.effective_region, **kwargs)
-    return filesystem, f"{location.bucket}/{location.key}".rstrip("/")
+    return filesystem, pyarrow_path(location)
 
 
 def delete(location: Location, s3: S3Settings) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 import sparkyfruit
 from devtools import local_s3
-from sparkyfruit import delta, locations, output_format
+from sparkyfruit import delta, locations, output_format, storage
 from tests.helpers import SAMPLE, run_config
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
@@ -59,7 +59,7 @@ def test_an_s3_output_is_a_delta_table_of_exactly_the_reported_files_also_on_res
     # no committer's staging area or marker, and a plain reader of the prefix sees exactly the table's rows
     everything = [entry["Key"] for entry in client.list_objects_v2(Bucket="features", Prefix="run/")["Contents"]]
     assert not [key for key in everything if "__magic" in key or "_temporary" in key or "_SUCCESS" in key]
-    filesystem, path = __import__("sparkyfruit.storage", fromlist=["x"]).pyarrow_filesystem(location, config)
+    filesystem, path = storage.pyarrow_filesystem(location, config)
     plain = ds.dataset(path, filesystem=filesystem, format="parquet").to_table(columns=["path"])
     table = output_format.open_dataset(location, config).to_table(columns=["path"])
     assert sorted(plain.column("path").to_pylist()) == sorted(table.column("path").to_pylist())
