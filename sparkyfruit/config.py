@@ -72,8 +72,8 @@ class RunConfig(S3Settings):
     """Images per shard: each shard is one Spark job whose files commit on their own and are recorded in the
     output, so a run that crashes loses at most the shard under way (`encode --resume` continues it). Unset:
     about 90 s of this cluster's work, at the rate its tasks encoded so far (the first is 2 tasks of 16
-    images per core), at least two tasks per core, and in df mode at most 10 shards (Spark plans each against the
-    whole listing)."""
+    images per core), at least two tasks per core. In df mode, whose tasks are cut once for the whole run, a
+    set size is whole tasks: exact where a task size near two tasks per core divides it, else rounded up."""
     limit: int | None = None
     """Encode only the first N images in path order."""
     pattern: str | None = None

@@ -8,6 +8,7 @@ that failed or lost to a speculative copy are known by name and removed by the d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -19,6 +20,8 @@ from sparkyfruit.s3_settings import S3Settings
 
 # what a task hands back to the driver: one row per file it wrote, FileReport's fields
 REPORT_SCHEMA = "name string, rows long, ok long, failed long, bytes long"
+# the Spark job's local property that names the shard its tasks write (jobs_of_shard)
+SHARD_PROPERTY = "sparkyfruit.shard"
 
 _FILESYSTEMS: dict[str, tuple] = {}
 _FILESYSTEMS_LOCK = threading.Lock()
@@ -113,12 +116,12 @@ def writing_tasks(
     location: locations.Location,
     s3: S3Settings,
     run: str,
-    shard: int,
     column: str = "features",
 ) -> Callable[[Iterator], Iterator]:
     """The function given to `DataFrame.mapInArrow`: `rows` turns the task's input batches into output rows
     (None: the batches are the rows), which are written as this attempt's one file; the task yields its
-    report (REPORT_SCHEMA)."""
+    report (REPORT_SCHEMA). The shard in the file's name is the job's (jobs_of_shard), so one planned
+    DataFrame serves every shard."""
 
     def run_task(batches: Iterator) -> Iterator:
         import pyarrow as pa
@@ -126,9 +129,34 @@ def writing_tasks(
 
         context = TaskContext.get()
         partition, attempt = (context.partitionId(), context.taskAttemptId()) if context else (0, 0)
-        name = file_name(run, shard, partition, attempt)
+        shard = context.getLocalProperty(SHARD_PROPERTY) if context else None
+        if shard is None:
+            raise RuntimeError(f"a writing task ran outside jobs_of_shard (no {SHARD_PROPERTY} property)")
+        name = file_name(run, int(shard), partition, attempt)
         report = write_file(location, s3, name, rows(batches) if rows else batches, column)
         if report is not None:
             yield pa.RecordBatch.from_pylist([dataclasses.asdict(report)])  # str and int64 columns
 
     return run_task
+
+
+def report_frame(frame, rows, location: locations.Location, s3: S3Settings, run: str, column: str = "features"):
+    """The DataFrame of the reports of the tasks that write `frame`'s rows (see writing_tasks)."""
+    return frame.mapInArrow(writing_tasks(rows, location, s3, run, column), REPORT_SCHEMA)
+
+
+def reports_of(rows) -> list[FileReport]:
+    """Collected report rows as FileReports."""
+    return [FileReport(**row.asDict()) for row in rows]
+
+
+@contextlib.contextmanager
+def jobs_of_shard(spark_context, number: int):
+    """The Spark jobs started inside write the files of shard `number` (a job's local property reaches its
+    tasks)."""
+    before = spark_context.getLocalProperty(SHARD_PROPERTY)
+    spark_context.setLocalProperty(SHARD_PROPERTY, str(number))
+    try:
+        yield
+    finally:
+        spark_context.setLocalProperty(SHARD_PROPERTY, before)

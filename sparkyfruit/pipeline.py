@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from sparkyfruit import lease, models, shards, sink, storage, weights
+from sparkyfruit import lease, models, parquet_files, shards, sink, storage, weights
 from sparkyfruit.config import RunConfig
 from sparkyfruit.delta import CommittedShard
 from sparkyfruit.errors import ConfigError, InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
@@ -25,6 +26,7 @@ class RunTimings:
 
     listing: float = 0.0  # listing the input (the driver's, or Spark's in df mode)
     session: float = 0.0  # starting (or joining) Spark
+    planning: float = 0.0  # df mode: Spark planning the run's job (once, or twice without a shard size)
     shards: list[float] = field(default_factory=list)  # each shard's Spark job, its commit and its record
     finish: float = 0.0  # counting the rows and writing the manifest
 
@@ -227,8 +229,7 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
     """Under a running session: list (df mode), mark the output unfinished, then encode and commit one shard
     (one Spark job) at a time, each sized by the rate so far. Returns the run record and the rows the output
     held before."""
-    from sparkyfruit.featurize import SPARK_FILES_PREFIX, featurize_partition
-    from sparkyfruit.sources import keys as keys_source
+    from sparkyfruit.featurize import SPARK_FILES_PREFIX
     from sparkyfruit.spark.progress import SparkProgress
 
     state = plan.state
@@ -238,21 +239,17 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
         context.addFile(str(plan.staged.file))
         worker_weights = SPARK_FILES_PREFIX + plan.staged.file.name
     spec = models.ModelSpec.of(config.model, worker_weights, config.batch_size, config)
-    if config.mode == "df":
-        listing = _spark_listing(config, handle, sigint, timings)
-    else:
-        listing = keys_source.Listing(handle.spark, plan.images, config)
+    listing = _spark_listing(config, handle, sigint, timings) if config.mode == "df" else plan.images
     # a stopped run continues with its own shard size, unless one is given now
     setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
-    indexed = len(listing.uris) if config.mode == "df" else 0
-    sizing = shards.Sizing(setting, context.defaultParallelism, config.images_per_task, indexed)
+    sizing = shards.Sizing(setting, context.defaultParallelism, config.images_per_task)
     busy = context.accumulator(0.0)  # the seconds tasks spend encoding, for the sizing
-    planner = shards.Planner(listing.uris, state.done, state.next_shard)
+    uris = listing.uris if config.mode == "df" else [uri for uri, _, _ in listing]
+    planner = shards.Planner(uris, state.done, state.next_shard)
     to_do = planner.remaining
     record = _run_record(config, state, plan.staged.sha256, setting, plan.network)
     held.check()
     sink.begin(config, state, record, to_do - len(state.retried), -(-to_do // setting) if setting else None)
-    run = secrets.token_hex(4)  # in the names of the files this process writes
     rows_before = sum(shard.rows for shard in state.shards)
     if console is not None:
         cut = f"of up to {setting:,}" if setting else f"of about {shards.SHARD_SECONDS:.0f} s of work each"
@@ -264,23 +261,101 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
     description = f"encoding ({config.mode}, {config.model})"
     progress = SparkProgress(context, description, to_do, console=console, enabled=console is not None)
     kept = _Kept(config, rows_before, len(state.shards))
+    run = secrets.token_hex(4)  # in the names of the files this process writes
+    writing = functools.partial(_writing, config, spec, run, progress.counter, busy)
+    jobs = _df_shards if config.mode == "df" else _keys_shards
     with progress:
-        while (shard := planner.next(sizing.shard_images())) is not None:
+        for job in jobs(config, listing, planner, sizing, state.done, writing, handle, timings):
             if sigint.received:  # between two shards: the next job would only be cancelled
                 raise _interrupted(progress, kept)
             held.check()
-            source = listing.source(shard, sizing.task_images())
             busy_before = busy.value
-            rows = featurize_partition(spec, source.fetch, progress.counter, busy)
             shard_started = time.monotonic()
-            mark(f"shard {shard.number} job started")
-            write = functools.partial(sink.write_shard, source.frame, rows, config, run, shard.number)
-            committed = _run_job(functools.partial(write, source.listed, state.retried), handle, sigint, progress, kept)
+            mark(f"shard {job.number} job started")
+            write = functools.partial(sink.write_shard, job.tasks, config, run, job.number, job.listed, state.retried)
+            committed = _run_job(write, handle, sigint, progress, kept)
             timings.shards.append(time.monotonic() - shard_started)
-            sizing.observe(shard.size, busy.value - busy_before)
-            mark(f"shard {shard.number} committed")
+            sizing.observe(len(job.listed), busy.value - busy_before)
+            mark(f"shard {job.number} committed")
             kept.add(committed)
     return record, rows_before
+
+
+@dataclass
+class _ShardJob:
+    """One shard: its number, its images, and `tasks`, which runs its Spark job and returns the reports of
+    the files its tasks wrote."""
+
+    number: int
+    listed: list[str]
+    tasks: Callable[[], list]
+
+
+def _keys_shards(config: RunConfig, images, planner, sizing, done, writing, handle, timings) -> Iterator[_ShardJob]:
+    """keys mode: each shard a DataFrame of its own listed keys, cut when the shards before it have run."""
+    from sparkyfruit.sources import keys as keys_source
+
+    listing = keys_source.Listing(handle.spark, images, config)
+    context = handle.spark.sparkContext
+    while (shard := planner.next(sizing.shard_images())) is not None:
+        source = listing.source(shard, sizing.task_images())
+        reports = writing(source.frame, source.fetch)
+        collect = functools.partial(_collected, reports)
+        yield _ShardJob(shard.number, source.listed, _in_shard(context, shard.number, collect))
+
+
+def _df_shards(config: RunConfig, listing, planner, sizing, done, writing, handle, timings) -> Iterator[_ShardJob]:
+    """df mode: the input planned once (its first shard, without a shard size, on a plan of its own, of small
+    tasks, before the rate is known); each shard a range of the plan's tasks."""
+    context = handle.spark.sparkContext
+    number, start = planner.number, 0
+    if sizing.setting is None:
+        head = planner.next(sizing.shard_images())
+        if head is None:
+            return
+        planned = _timed(timings, listing.plan, head.start, head.stop, done, sizing.task_images(), writing)
+        tasks, listed = planned.take(len(listing.uris))
+        yield _ShardJob(number, listed, _in_shard(context, number, functools.partial(planned.run, tasks)))
+        number, start = number + 1, head.stop
+        task_images = sizing.task_images()
+    else:
+        task_images = shards.whole_task_images(sizing.setting, sizing.parallelism, sizing.images_per_task)
+    planned = _timed(timings, listing.plan, start, len(listing.uris), done, task_images, writing)
+    while planned is not None and (taken := planned.take(sizing.shard_images())) is not None:
+        tasks, listed = taken
+        yield _ShardJob(number, listed, _in_shard(context, number, functools.partial(planned.run, tasks)))
+        number += 1
+
+
+def _timed(timings: RunTimings, plan, *args):
+    started = time.monotonic()
+    planned = plan(*args)
+    timings.planning += time.monotonic() - started
+    mark("spark planned the input")
+    return planned
+
+
+def _collected(reports) -> list:
+    return parquet_files.reports_of(reports.collect())
+
+
+def _writing(config: RunConfig, spec, run: str, counter, busy, frame, fetch=None):
+    """The DataFrame of the reports of the tasks that encode `frame`'s rows (fetching their bytes with
+    `fetch` first, where the source has one) and write them as this run's files."""
+    from sparkyfruit.featurize import featurize_partition
+
+    rows = featurize_partition(spec, fetch, counter, busy)
+    return parquet_files.report_frame(frame, rows, config.output_location, config.s3_only(), run)
+
+
+def _in_shard(context, number: int, job: Callable[[], list]) -> Callable[[], list]:
+    """`job`, its Spark jobs writing the files of shard `number`."""
+
+    def run() -> list:
+        with parquet_files.jobs_of_shard(context, number):
+            return job()
+
+    return run
 
 
 def _spark_listing(config: RunConfig, handle, sigint, timings: RunTimings):

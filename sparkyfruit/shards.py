@@ -21,9 +21,6 @@ TASK_SECONDS = 5.0
 # bar's first move, come within seconds of the network being loaded
 FIRST_TASK_IMAGES = 16
 FIRST_SHARD_TASKS_PER_CORE = 2
-# df mode plans each shard's job against Spark's index of every listed file (a filter on the file path),
-# a cost that grows with the listing: by default a large df input is cut into at most this many shards
-MOST_SHARDS_OF_A_LISTING = 10
 
 
 @dataclass
@@ -50,16 +47,14 @@ class Sizing:
 
     With the shard_size setting, every shard has that size and tasks hold up to images_per_task. Without
     it, both follow the rate one task slot (a core) encoded at in the shards so far, the network's loading
-    left out: a shard of about SHARD_SECONDS of the whole cluster's work (at least two tasks per core, and in
-    df mode at most MOST_SHARDS_OF_A_LISTING shards of the `indexed` listing), tasks of about TASK_SECONDS of
-    one core's work. The first shard, before any rate is known, is FIRST_SHARD_TASKS_PER_CORE tasks of
-    FIRST_TASK_IMAGES per core.
+    left out: a shard of about SHARD_SECONDS of the whole cluster's work (at least two tasks per core), tasks
+    of about TASK_SECONDS of one core's work. The first shard, before any rate is known, is
+    FIRST_SHARD_TASKS_PER_CORE tasks of FIRST_TASK_IMAGES per core.
     """
 
     setting: int | None
     parallelism: int
     images_per_task: int
-    indexed: int = 0
     slot_rate: float | None = None  # images per second of one task slot, from the shards so far
     images: int = 0
     busy_seconds: float = 0.0
@@ -81,11 +76,25 @@ class Sizing:
     def shard_images(self) -> int:
         if self.setting is not None:
             return self.setting
-        fewest_shards = -(-self.indexed // MOST_SHARDS_OF_A_LISTING)
         if self.slot_rate is None:
-            return max(FIRST_SHARD_TASKS_PER_CORE * self.parallelism * self.task_images(), fewest_shards)
+            return FIRST_SHARD_TASKS_PER_CORE * self.parallelism * self.task_images()
         cluster_rate = self.slot_rate * self.parallelism
-        return max(int(cluster_rate * SHARD_SECONDS), 2 * self.parallelism * self.task_images(), fewest_shards)
+        return max(int(cluster_rate * SHARD_SECONDS), 2 * self.parallelism * self.task_images())
+
+
+def task_count(images: int, parallelism: int, images_per_task: int) -> int:
+    """How many Spark tasks a run of `images` gets: every core at least two, none above `images_per_task`
+    (the images_per_task setting says why)."""
+    return max(1, min(images, max(2 * parallelism, -(-images // images_per_task))))
+
+
+def whole_task_images(shard_images: int, parallelism: int, images_per_task: int) -> int:
+    """The images of one task when every task of a run is cut up front (df mode plans its input once) and
+    shards of `shard_images` are to be whole tasks: about as task_count would cut one shard, made a divisor
+    of the shard where one is close (at least half of it), so that every shard has exactly that size."""
+    wanted = -(-shard_images // task_count(shard_images, parallelism, images_per_task))
+    divisor = max(d for d in range(1, wanted + 1) if shard_images % d == 0)
+    return divisor if 2 * divisor >= wanted else wanted
 
 
 class Planner:

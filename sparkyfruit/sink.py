@@ -5,6 +5,7 @@ run. Owns the resume and overwrite policy."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sparkyfruit import delta, locations, output_format, parquet_files, storage
@@ -246,11 +247,16 @@ def _commit(
 
 
 def write_shard(
-    frame, rows, config: RunConfig, run: str, number: int, listed: list[str], retried: dict[str, str] | None = None
+    tasks: Callable[[], list[delta.FileReport]],
+    config: RunConfig,
+    run: str,
+    number: int,
+    listed: list[str],
+    retried: dict[str, str] | None = None,
 ) -> delta.CommittedShard:
-    """Encode and write one shard, then commit it: the tasks each write one Parquet file (`rows` turns a
-    task's input batches into output rows) and report it; the driver commits exactly the reported files, in
-    one Delta commit, and removes what other attempts of the shard's tasks left.
+    """Encode and write one shard, then commit it: `tasks` runs the shard's Spark job, whose tasks each write
+    one Parquet file and report it (parquet_files.writing_tasks); the driver commits exactly the reported
+    files, in one Delta commit, and removes what other attempts of the shard's tasks left.
 
     `listed` (the shard's image URIs) makes every one of them appear in the output: Spark's file scan skips
     0-byte files and, in df mode, files it could not read; those get an error row of their own here, in a
@@ -260,7 +266,7 @@ def write_shard(
     commit replace the old rows of this shard's images: each file that holds one is rewritten without them.
     """
     location, s3 = config.output_location, config.s3_only()
-    reports = _write_files(frame, rows, location, s3, run, number, "features")
+    reports = tasks()
     if sum(report.rows for report in reports) < len(listed):
         reports.append(_missing_rows(config, run, number, listed, reports))
     written = sum(report.rows for report in reports)
@@ -315,18 +321,12 @@ def write_rows(frame, location: locations.Location, s3, column: str, metadata: d
     from sparkyfruit import __version__
 
     run = secrets.token_hex(4)
-    reports = _write_files(frame, None, location, s3, run, 1, column)
+    with parquet_files.jobs_of_shard(frame.sparkSession.sparkContext, 1):
+        reports = parquet_files.reports_of(parquet_files.report_frame(frame, None, location, s3, run, column).collect())
     schema = parquet_files.delta_schema(column)
     delta.commit(location, s3, reports, {"run": run, **metadata, "version": __version__}, schema, column)
     _remove_other_attempts(location, s3, run, 1, reports)
     return sum(report.rows for report in reports)
-
-
-def _write_files(frame, rows, location, s3, run: str, number: int, column: str) -> list[delta.FileReport]:
-    """Run the job whose tasks write the files; their reports, one per file (only successful attempts')."""
-    writing = parquet_files.writing_tasks(rows, location, s3, run, number, column)
-    tasks = frame.mapInArrow(writing, parquet_files.REPORT_SCHEMA)
-    return [delta.FileReport(**row.asDict()) for row in tasks.collect()]
 
 
 def _remove_other_attempts(location, s3, run: str, number: int, reports: list[delta.FileReport]) -> None:

@@ -17,7 +17,7 @@ from sparkyfruit.evaluate import stratified_split
 from sparkyfruit.featurize import EMPTY_FILE_ERROR, _features_array, decode_image, featurize_batch
 from sparkyfruit.models import ModelSpec
 from sparkyfruit.s3_settings import S3Settings
-from sparkyfruit.sources import task_count
+from sparkyfruit.shards import task_count
 from sparkyfruit.spark.options import spark_options, tool_options
 from tests.helpers import SAMPLE, run_config
 
@@ -221,11 +221,35 @@ def test_shards_follow_the_measured_rate_and_tasks_stay_short():
     assert sizing.task_images() == 1024 and sizing.shard_images() == 2 * 750 * shards.SHARD_SECONDS
     slow = shards.Sizing(setting=None, parallelism=200, images_per_task=1024, slot_rate=0.01)
     assert slow.task_images() == 1 and slow.shard_images() == 2 * 200  # every core still gets two tasks
-    # df mode: a shard's job is planned against the whole listing, so a large one gets at most 10 shards
-    indexed = shards.Sizing(setting=None, parallelism=2, images_per_task=1024, indexed=1_000_000, slot_rate=32.0)
-    assert indexed.shard_images() == 100_000
-    fixed = shards.Sizing(setting=96, parallelism=200, images_per_task=512, indexed=1_000_000, slot_rate=1.0)
+    fixed = shards.Sizing(setting=96, parallelism=200, images_per_task=512, slot_rate=1.0)
     assert (fixed.shard_images(), fixed.task_images()) == (96, 512)  # a setting is taken as given
+
+
+def test_df_tasks_cut_up_front_make_shards_of_the_set_size_when_they_can():
+    # two tasks per core, made a divisor of the shard: every shard is whole tasks and exactly its size
+    assert shards.whole_task_images(32, 2, 1024) == 8
+    assert shards.whole_task_images(30, 2, 1024) == 6  # 8 does not divide 30; 6 does
+    assert shards.whole_task_images(10_000, 2, 1024) == 1000  # none above images_per_task
+    assert shards.whole_task_images(10_007, 2, 1024) == 1001  # a prime: no close divisor, shards of 10,010
+    assert shards.whole_task_images(3, 8, 1024) == 1
+
+
+def test_a_planned_scan_gives_each_shard_whole_consecutive_tasks():
+    from sparkyfruit.sources.df import PlannedScan
+
+    planned = PlannedScan(None, [["a", "b"], ["c", "d"], ["e", "f"], ["g"]])
+    assert planned.take(4) == ([0, 1], ["a", "b", "c", "d"])
+    assert planned.take(1) == ([2], ["e", "f"])  # at least one task, though larger than asked
+    assert planned.take(100) == ([3], ["g"])
+    assert planned.take(4) is None
+    # images that no task reads (the scan leaves out 0-byte files) go with the first shard, for error rows
+    planned = PlannedScan(None, [["a"], ["b"]], unplanned=["z"])
+    assert planned.take(1) == ([0], ["a", "z"])
+    assert planned.take(1) == ([1], ["b"])
+    assert planned.take(1) is None
+    only_unplanned = PlannedScan(None, [], unplanned=["y", "z"])
+    assert only_unplanned.take(5) == ([], ["y", "z"]) and only_unplanned.take(5) is None
+    assert only_unplanned.run([]) == []
 
 
 def test_the_planner_cuts_each_shard_when_asked_as_plan_does():

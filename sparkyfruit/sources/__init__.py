@@ -13,12 +13,6 @@ from dataclasses import dataclass
 from sparkyfruit.errors import StorageError
 
 
-def task_count(images: int, parallelism: int, images_per_task: int) -> int:
-    """How many Spark tasks a run of `images` gets: every core at least two, none above `images_per_task`
-    (the images_per_task setting says why)."""
-    return max(1, min(images, max(2 * parallelism, -(-images // images_per_task))))
-
-
 @dataclass
 class Source:
     """What a source hands to the featurize stage.

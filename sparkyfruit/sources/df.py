@@ -1,22 +1,34 @@
 """Mode "df": Spark lists and reads the files itself with the `binaryFile` source (over S3A for S3).
 
-Spark lists the input once. Each shard is that one listing narrowed to a range of file paths with a filter
-on the `_metadata.file_path` column, which Spark evaluates against its file index while planning: a
-shard's job reads only its own files, and no file is listed or checked again.
+Spark lists the input once, and plans the run's job once (Listing.plan): the files still to encode, cut
+into tasks of an exact number of files. Each shard is then a range of that plan's tasks, run as a Spark job
+of its own (`SparkContext.runJob` over those partitions), so a shard costs the same however large the
+listing. (A run without a shard size plans twice: its first shard, small, before the rate is known, then
+the rest.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import itertools
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from sparkyfruit import locations
+from sparkyfruit import locations, parquet_files
 from sparkyfruit.config import RunConfig
+from sparkyfruit.delta import FileReport
 from sparkyfruit.errors import StorageError, failure_summary
-from sparkyfruit.shards import Shard
-from sparkyfruit.sources import Source, no_images_error, task_count
+from sparkyfruit.sources import no_images_error
 
 FILE_PATH = "_metadata.file_path"
+# Spark packs a scan's files into tasks by bytes, charging each file this much on top of its length
+# (spark.sql.files.openCostInBytes): with the charge far above an image's length, a task's bytes count its
+# files, and a task gets exactly the files asked for (fewer only where they hold over FILE_CHARGE / 2 bytes)
+FILE_CHARGE = 1 << 32
+# how PartitionedFile prints itself (Spark 3.5 and 4): its path is URL-encoded, so holds no ", "
+_PLANNED_FILE = re.compile(r"path: (.+?), range: \d+-\d+, partition values: ")
 
 
 @dataclass
@@ -29,15 +41,129 @@ class Listing:
     spark_paths: list[str]
     config: RunConfig
 
-    def source(self, shard: Shard, images_per_task: int) -> Source:
+    def plan(
+        self, start: int, stop: int, done: Collection[str], task_images: int, writing: Callable
+    ) -> PlannedScan | None:
+        """One plan of the images at positions [start, stop) that `done` does not hold, in tasks of
+        `task_images` files; `writing` turns a DataFrame of (path, label, content, error) rows into the
+        DataFrame of its tasks' reports (parquet_files.report_frame). None when no image is left."""
         from pyspark.sql import functions as F
 
-        positions = shard.positions()
+        positions = [p for p in range(start, stop) if self.uris[p] not in done]
+        if not positions:
+            return None
         path = F.col(FILE_PATH)
-        wanted = (path >= self.spark_paths[shard.start]) & (path <= self.spark_paths[shard.stop - 1])
-        if shard.skip:  # images inside the range that the output already holds
-            wanted = wanted & ~path.isin([self.spark_paths[position] for position in shard.skip])
-        return _source(self.frame.where(wanted), [self.uris[position] for position in positions], images_per_task)
+        # evaluated against Spark's file index while planning: the plan holds only these files
+        wanted = (path >= self.spark_paths[positions[0]]) & (path <= self.spark_paths[positions[-1]])
+        inside = set(positions)
+        skipped = [self.spark_paths[p] for p in range(positions[0], positions[-1]) if p not in inside]
+        if skipped:
+            wanted = wanted & ~path.isin(skipped)
+        reports = writing(_images(self.frame.where(wanted)))
+        spark = self.frame.sparkSession
+        settings = {
+            "spark.sql.files.openCostInBytes": str(FILE_CHARGE),
+            "spark.sql.files.maxPartitionBytes": str((task_images - 1) * FILE_CHARGE + FILE_CHARGE // 2),
+            "spark.sql.files.minPartitionNum": "1",
+        }
+        with _session_settings(spark, settings):  # Spark cuts the scan's tasks when its plan is first used
+            partitions = _planned_files(reports)
+            rdd = reports.rdd
+        partitions = [[self._canonical(path) for path in files] for files in partitions]
+        wanted_uris = {self.uris[p] for p in positions}
+        got = [uri for files in partitions for uri in files]
+        if rdd.getNumPartitions() != len(partitions) or len(got) != len(set(got)) or not wanted_uris.issuperset(got):
+            raise StorageError(
+                f"Spark planned {len(got):,} files ({len(set(got) - wanted_uris):,} not asked for) in "
+                f"{len(partitions):,} tasks for the {len(wanted_uris):,} images left between "
+                f"{self.uris[positions[0]]} and {self.uris[positions[-1]]}.",
+                "Run again; if it happens again, report it with the driver log, or use --mode keys.",
+            )
+        # the scan leaves out 0-byte files: the first shard lists them, and the sink gives them error rows
+        unplanned = sorted(wanted_uris.difference(got))
+        planned = PlannedScan(rdd, partitions, unplanned)
+        return planned
+
+    @staticmethod
+    def _canonical(spark_path: str) -> str:
+        return locations.canonical_image_uri(unquote(_as_file_path(spark_path)))
+
+
+@dataclass
+class PlannedScan:
+    """A planned job over the input: `reports` (an RDD of the tasks' report rows) has one partition per
+    task, and `partitions` holds each task's image URIs. Shards take consecutive tasks (take), each run as
+    a job over just those partitions (run)."""
+
+    reports: object
+    partitions: list[list[str]]
+    unplanned: list[str] = field(default_factory=list)  # images asked for that no task reads (0-byte files)
+    taken: int = 0  # the tasks already in a shard
+    started: bool = False  # whether a shard was taken
+
+    def take(self, images: int) -> tuple[list[int], list[str]] | None:
+        """The next shard: at least one task, then more while the shard stays within `images`; its task
+        (partition) numbers and their images (the first shard also lists the unplanned images, which the
+        sink gives error rows). None when every task and image has a shard."""
+        unplanned = [] if self.started else self.unplanned
+        self.started = True
+        if self.taken >= len(self.partitions):
+            return ([], unplanned) if unplanned else None
+        chosen, count = [self.taken], len(self.partitions[self.taken])
+        while chosen[-1] + 1 < len(self.partitions) and count + len(self.partitions[chosen[-1] + 1]) <= images:
+            chosen.append(chosen[-1] + 1)
+            count += len(self.partitions[chosen[-1]])
+        self.taken = chosen[-1] + 1
+        return chosen, [uri for task in chosen for uri in self.partitions[task]] + unplanned
+
+    def run(self, tasks: list[int]) -> list[FileReport]:
+        """Run the tasks `tasks` of the plan as one Spark job; their reports."""
+        if not tasks:
+            return []
+        context = self.reports.context
+        return parquet_files.reports_of(context.runJob(self.reports, lambda rows: list(rows), tasks))
+
+
+@contextlib.contextmanager
+def _session_settings(spark, settings: dict[str, str]):
+    """The session's SQL settings as `settings` inside, as they were after (the session may be the caller's)."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _planned_files(reports) -> list[list[str]]:
+    """The files of each task of the file scan that `reports`'s plan reads, as Spark's paths, in partition
+    order; read from the JVM's plan. The JVM prints every task's files into one string (commons-lang's
+    ToStringBuilder, which Spark ships) that crosses to Python once: py4j takes tens of milliseconds for each
+    string of some size it returns, so one per task would cost seconds at 100,000 files."""
+    spark = reports.sparkSession
+    leaves = reports._jdf.queryExecution().executedPlan().collectLeaves()
+    scan = leaves.head()
+    if leaves.size() != 1 or not scan.getClass().getName().endswith("FileSourceScanExec"):
+        raise StorageError(f"Spark planned the input unexpectedly: {scan.getClass().getName()}.")
+    jvm = spark._jvm
+    builder = jvm.org.apache.commons.lang3.builder.ToStringBuilder(
+        "", jvm.org.apache.commons.lang3.builder.ToStringStyle.SIMPLE_STYLE
+    )
+    sizes = []
+    for partition in scan.inputRDD().partitions():
+        files = partition.files()
+        sizes.append(jvm.java.lang.reflect.Array.getLength(files))
+        builder.append(files)  # the array's elements, each as PartitionedFile prints itself
+    paths = _PLANNED_FILE.findall(builder.toString())
+    if len(paths) != sum(sizes):
+        raise StorageError(f"Spark's plan names {sum(sizes):,} files, of which {len(paths):,} could be read here.")
+    ends = list(itertools.accumulate(sizes))
+    return [paths[end - size : end] for size, end in zip(sizes, ends)]
 
 
 def list_images(spark, config: RunConfig) -> Listing:
@@ -98,16 +224,10 @@ def _as_file_path(uri: str) -> str:
     return "file:/" + uri[len("file:///") :] if uri.startswith("file:///") else uri
 
 
-def _source(frame, listed: list[str], images_per_task: int) -> Source:
+def _images(frame):
     """Spark's (path, content) rows as the shared (path, label, content, error), paths canonical."""
     from pyspark.sql import functions as F
 
-    # Spark splits the files into tasks of about totalBytes / minPartitionNum (each file charged at least
-    # openCostInBytes): with as many partitions as task_count wants, a task holds about images_per_task
-    # images (fewer when they are large). Read when the job is planned, so it applies to this shard's job.
-    spark = frame.sparkSession
-    tasks = task_count(len(listed), spark.sparkContext.defaultParallelism, images_per_task)
-    spark.conf.set("spark.sql.files.minPartitionNum", str(tasks))
     path = F.col("path")
     canonical = (
         F.when(path.startswith("s3a://"), F.concat(F.lit("s3://"), path.substr(7, 1 << 30)))
@@ -117,10 +237,9 @@ def _source(frame, listed: list[str], images_per_task: int) -> Source:
         .otherwise(path)
     )
     parts = F.split(canonical, "/")  # the column form of locations.label_of
-    images = frame.select(canonical.alias("path"), "content").select(
+    return frame.select(canonical.alias("path"), "content").select(
         "path",
         F.when(F.size(parts) >= 5, F.element_at(parts, -2)).alias("label"),
         "content",
         F.lit(None).cast("string").alias("error"),
     )
-    return Source(images, fetch=None, listed=listed, count=len(listed))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sparkyfruit import locations, storage
 from sparkyfruit.config import RunConfig, S3Settings
-from sparkyfruit.shards import Shard
-from sparkyfruit.sources import Source, no_images_error, task_count
+from sparkyfruit.shards import Shard, task_count
+from sparkyfruit.sources import Source, no_images_error
 
 
 def list_keys(config: RunConfig) -> list[tuple[str, int | None, str | None]]:
