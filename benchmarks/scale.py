@@ -75,6 +75,7 @@ def encode_child(settings: dict) -> dict:
         "duration_s": result.duration_seconds,
         "listing_s": timings.listing,
         "session_s": timings.session,
+        "planning_s": getattr(timings, "planning", 0.0),  # (absent before df planned once)
         "shard_s": timings.shards,
         "finish_s": timings.finish,
         "jobs": spark_jobs,
@@ -191,7 +192,9 @@ def encode_row(source: str, mode: str, n: int, settings: dict, env: dict) -> dic
         "listing_s": round(measured["listing_s"], 2),
         "session_s": round(measured["session_s"], 2),
         "to_first_task_s": round(sum(job["to_first_task_s"] or 0 for job in jobs), 2),
-        "outside_jobs_s": round(outside_jobs, 2),  # planning + commit + shard records, all shards
+        "outside_jobs_s": round(outside_jobs, 2),  # planning (before) + commit + shard records, all shards
+        "planning_s": round(measured.get("planning_s", 0.0), 2),  # df: planning the run's job, outside the shards
+        "per_shard_s": round((outside_jobs + measured.get("planning_s", 0.0)) / len(shard_s), 3),
         "finish_s": round(measured["finish_s"], 2),
         "driver_python_mb": round(measured["driver_python_mb"]),
         "jvm_mb": round(measured["jvm_mb"]),
@@ -411,6 +414,8 @@ def print_tables(report: dict) -> None:
         "session_s",
         "to_first_task_s",
         "outside_jobs_s",
+        "planning_s",
+        "per_shard_s",
         "finish_s",
         "driver_python_mb",
         "jvm_mb",
