@@ -159,7 +159,7 @@ def accuracy(work: Path) -> tuple[list[dict], Path]:
     for size in ACCURACY_SIZES:
         index = work / f"even-index-{size}"
         encode_sample(even, index, size)
-        manifest = output_format.finished_manifest(locations.parse_location(str(index)), S3Settings())
+        manifest = output_format.finished_output(locations.parse_location(str(index)), S3Settings()).manifest
         encoder = encoder_for_manifest(manifest, S3Settings())
         row = {"image_size": size, "index_rows": manifest.counts.ok, "queries": len(odd)}
         for k in (1, 5):
@@ -181,7 +181,7 @@ def synthetic_index(source: Path, rows: int, target: Path) -> Path:
     from sparkyfruit import locations, output_format
     from sparkyfruit.s3_settings import S3Settings
 
-    loaded = output_format.load_vectors(str(source), S3Settings())
+    loaded = output_format.load_vectors(output_format.finished_output(str(source), S3Settings()))
     generator = np.random.default_rng(1)
     picks = generator.integers(0, len(loaded.paths), rows)
     vectors = loaded.vectors[picks] + generator.normal(0, 0.05, (rows, loaded.vectors.shape[1])).astype(np.float32)
@@ -198,7 +198,7 @@ def synthetic_index(source: Path, rows: int, target: Path) -> Path:
         }
     )
     pq.write_table(table, target / "part-00000-synthetic.parquet")
-    manifest = output_format.finished_manifest(locations.parse_location(str(source)), S3Settings())
+    manifest = output_format.finished_output(locations.parse_location(str(source)), S3Settings()).manifest
     manifest = dataclasses.replace(manifest, output=f"file://{target}", counts=output_format.Counts(rows, rows, 0))
     output_format.write_manifest(locations.parse_location(str(target)), manifest, S3Settings())
     return target
@@ -214,7 +214,7 @@ def latency(work: Path, source: Path, repeats: int) -> list[dict]:
     rows = []
     for size in INDEX_SIZES:
         index = synthetic_index(source, size, work / f"index-{size}")
-        manifest = output_format.finished_manifest(locations.parse_location(str(index)), S3Settings())
+        manifest = output_format.finished_output(locations.parse_location(str(index)), S3Settings()).manifest
         encoder = encoder_for_manifest(manifest, S3Settings())
         similar(queries[:1], str(index), S3Settings(), k=K, encoder=encoder)  # the network's first trace
         for count in QUERY_COUNTS:

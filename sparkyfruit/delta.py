@@ -8,9 +8,10 @@ failed rows it added, which is what `--resume` and `inspect` read back as the co
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sparkyfruit import locations
@@ -96,33 +97,39 @@ def _open(location: locations.Location, s3: S3Settings, missing_ok: bool = False
         ) from None
 
 
-def current_files(location: locations.Location, s3: S3Settings, missing_ok: bool = False) -> list[str] | None:
-    """The table's data files now (names relative to the output), as its log says; None where the output has
-    no log (one of an earlier version) and `missing_ok`."""
-    table = _open(location, s3, missing_ok)
-    return None if table is None else sorted(uri.rsplit("/", 1)[-1] for uri in table.file_uris())
+@dataclass
+class TableSnapshot:
+    """The table at one version, from one read of its log: `files`, its data files now (names relative to
+    the output); `shards`, the shards committed to it, in order, from the commits' metadata (read on first
+    use, from the same log)."""
 
+    version: int
+    files: list[str]
+    table: object = field(repr=False)
 
-def snapshot(location: locations.Location, s3: S3Settings) -> tuple[int, int] | None:
-    """The table's current version and its number of data files; None without a log."""
-    table = _open(location, s3, missing_ok=True)
-    return None if table is None else (table.version(), len(table.file_uris()))
-
-
-def committed_shards(location: locations.Location, s3: S3Settings) -> list[CommittedShard]:
-    """The shards committed to the table, in order, from the commits' metadata."""
-    shards = []
-    for commit in _open(location, s3).history():
-        meta = commit.get("sparkyfruit")
-        if isinstance(meta, str):  # some writers keep custom metadata as a JSON string
-            meta = json.loads(meta)
-        if isinstance(meta, dict) and "shard" in meta:
-            shards.append(
-                CommittedShard(
-                    int(meta["shard"]), str(meta.get("run", "")), meta["images"], meta["rows"], meta["failed"]
+    @functools.cached_property
+    def shards(self) -> list[CommittedShard]:
+        shards = []
+        for commit in self.table.history():
+            meta = commit.get("sparkyfruit")
+            if isinstance(meta, str):  # some writers keep custom metadata as a JSON string
+                meta = json.loads(meta)
+            if isinstance(meta, dict) and "shard" in meta:
+                shards.append(
+                    CommittedShard(
+                        int(meta["shard"]), str(meta.get("run", "")), meta["images"], meta["rows"], meta["failed"]
+                    )
                 )
-            )
-    return sorted(shards, key=lambda shard: shard.number)
+        return sorted(shards, key=lambda shard: shard.number)
+
+
+def read_table(location: locations.Location, s3: S3Settings, missing_ok: bool = False) -> TableSnapshot | None:
+    """The table as its log says now; None where the output has no log (one of an earlier version, or none)
+    and `missing_ok`."""
+    table = _open(location, s3, missing_ok)
+    if table is None:
+        return None
+    return TableSnapshot(table.version(), sorted(uri.rsplit("/", 1)[-1] for uri in table.file_uris()), table)
 
 
 def commit(

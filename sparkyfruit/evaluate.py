@@ -96,7 +96,8 @@ def evaluate(
 ) -> Evaluation:
     if method not in METHODS:
         raise ConfigError(f"Unknown --method {method!r}.", f"Choose one of: {', '.join(METHODS)}.")
-    loaded = output_format.load_vectors(output, s3, at_most=AT_MOST, seed=seed)
+    stored = output_format.finished_output(output, s3)
+    loaded = output_format.load_vectors(stored, at_most=AT_MOST, seed=seed)
     labels, vectors, column = loaded.labels, loaded.vectors, loaded.column
     if len(set(labels)) < 2:
         raise ConfigError(

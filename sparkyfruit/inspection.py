@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from sparkyfruit import locations, output_format
+from sparkyfruit import delta, locations, output_format
 from sparkyfruit.errors import NotAnOutputError, StorageError
 from sparkyfruit.output_format import MANIFEST_NAME, Manifest, ReduceManifest, count_rows, open_dataset
 from sparkyfruit.s3_settings import S3Settings
@@ -42,11 +42,12 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
 
     s3 = s3 or S3Settings()
     location = locations.parse_location(output, "OUTPUT")
-    manifest = output_format.finished_manifest(location, s3)
+    stored = output_format.finished_output(location, s3)
+    manifest = stored.manifest
     column = output_format.vector_column(manifest)
     # a reduce output: the network is its source's
     network = manifest.source_manifest if isinstance(manifest, ReduceManifest) else manifest
-    counts = count_rows(location, s3, column)  # the same reader that produced the manifest's counts
+    counts = count_rows(location, s3, column, stored.files)  # the same reader that produced the manifest's counts
     expected = manifest.counts
     if counts.rows != expected.rows or counts.failed != expected.failed:
         raise NotAnOutputError(
@@ -54,7 +55,7 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
             f"{MANIFEST_NAME} records {expected.rows} ({expected.failed} failed).",
             "The output was changed after the run; rerun encode with --overwrite.",
         )
-    dataset = open_dataset(location, s3)
+    dataset = open_dataset(location, s3, stored.files)
     try:
         table = dataset.to_table(columns=["label"])
         failures = dataset.head(MAX_FAILURES_SHOWN, columns=["path", "error"], filter=pc.field("error").is_valid())
@@ -82,15 +83,12 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
         labels=labels,
         failures=failures.to_pylist(),
         manifest=manifest,
-        table=_describe_table(location, s3),
+        table=_describe_table(stored.table),
     )
 
 
-def _describe_table(location: locations.Location, s3: S3Settings) -> str:
-    from sparkyfruit import delta
-
-    snapshot = delta.snapshot(location, s3)
-    if snapshot is None:
+def _describe_table(table: delta.TableSnapshot | None) -> str:
+    if table is None:
         return "Parquet files of an earlier version, no Delta log (encode --resume converts it)"
-    version, files = snapshot
-    return f"Delta Lake, version {version}, {files:,} file{'s' if files != 1 else ''}"
+    files = len(table.files)
+    return f"Delta Lake, version {table.version}, {files:,} file{'s' if files != 1 else ''}"

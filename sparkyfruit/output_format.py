@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -341,11 +342,6 @@ def write_shard_record(location: locations.Location, record: ShardRecord, s3: S3
     storage.write_text(location.child(shard_record_name(record.number)), json.dumps(dataclasses.asdict(record)), s3)
 
 
-def committed_shards(location: locations.Location, s3: S3Settings, names: list[str]) -> list:
-    """The shards an output holds (each with `images`): from its Delta log, or an older version's records."""
-    return delta.committed_shards(location, s3) if delta.has_log(names) else shard_records(location, s3, names)
-
-
 def shard_records(location: locations.Location, s3: S3Settings, names: list[str] | None = None) -> list[ShardRecord]:
     """The output's shard records in shard order (`names`: its file listing, when already made)."""
     names = storage.list_files(location, s3) if names is None else names
@@ -362,17 +358,69 @@ def shard_records(location: locations.Location, s3: S3Settings, names: list[str]
     return sorted(records, key=lambda record: record.number)
 
 
-def finished_manifest(location: locations.Location, s3: S3Settings) -> dict:
-    """The manifest of a finished output; for anything else, a NotAnOutputError that says what it is."""
+@dataclass
+class StoredOutput:
+    """What an output holds, read in one call (read_output): its manifest (a finished output), else its run
+    record (an unfinished one), and its Delta table's snapshot (None for an output of a version before the
+    log, or for none)."""
+
+    location: locations.Location
+    manifest: Manifest | ReduceManifest | None
+    run_record: RunRecord | None
+    table: delta.TableSnapshot | None
+    s3: S3Settings = field(repr=False)
+    names: list[str] | None = field(default=None, repr=False)  # the folder's listing, where already made
+
+    @functools.cached_property
+    def shards(self) -> list[delta.CommittedShard]:
+        """The committed shards, in order: the log's commits, or an earlier version's shard records."""
+        if self.table is not None:
+            return self.table.shards
+        records = shard_records(self.location, self.s3, self._names())
+        return [delta.CommittedShard(r.number, "", r.images, r.rows, r.failed) for r in records]
+
+    @functools.cached_property
+    def files(self) -> list[str]:
+        """The data files that count (names relative to the output): the table's; an earlier version's:
+        every data file of a finished output, the recorded shards' files of an unfinished one."""
+        if self.table is not None:
+            return self.table.files
+        if self.manifest is not None:
+            return [name for name in self._names() if DATA_FILE.fullmatch(name)]
+        return [name for record in shard_records(self.location, self.s3, self._names()) for name in record.files]
+
+    def _names(self) -> list[str]:
+        if self.names is None:
+            self.names = storage.list_files(self.location, self.s3)
+        return self.names
+
+
+def read_output(location: locations.Location, s3: S3Settings, names: list[str] | None = None) -> StoredOutput:
+    """An output's state: its manifest or run record, and one read of its Delta log (`names`: the folder's
+    listing, where the caller has made it; an output without a log is listed when its files are asked for).
+    Without a manifest or a run record it is no output, and nothing more is read."""
     manifest = read_manifest(location, s3)
-    if manifest is None:
-        raise not_an_output(location, s3)
-    return manifest
+    run_record = read_run_record(location, s3) if manifest is None else None
+    if (manifest is None and run_record is None) or (names is not None and not delta.has_log(names)):
+        table = None  # not an output, or one written before the Delta log
+    else:  # a log the listing shows must be readable
+        table = delta.read_table(location, s3, missing_ok=names is None)
+    return StoredOutput(location, manifest, run_record, table, s3, names)
 
 
-def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputError:
+def finished_output(output: str | locations.Location, s3: S3Settings) -> StoredOutput:
+    """A finished output's state (`output`: its location, or as the user gave it); for anything else, a
+    NotAnOutputError that says what it is."""
+    location = output if isinstance(output, locations.Location) else locations.parse_location(output, "OUTPUT")
+    stored = read_output(location, s3)
+    if stored.manifest is None:
+        raise not_an_output(location, s3, stored)
+    return stored
+
+
+def not_an_output(location: locations.Location, s3: S3Settings, stored: StoredOutput | None = None) -> NotAnOutputError:
     """What a location without a manifest is (a file, a folder of images, an unfinished run, something
-    else), with advice that fits it."""
+    else), with advice that fits it (`stored`: its state, where already read)."""
     where = location.shown
     if storage.is_local_file(location):
         return NotAnOutputError(
@@ -385,17 +433,20 @@ def not_an_output(location: locations.Location, s3: S3Settings) -> NotAnOutputEr
         )
     foreign = foreign_files(names, location, s3)
     holder = live_holder(location, s3) if not foreign and LEASE_NAME in names else None
+    record = None
+    if not foreign and RUN_NAME in names:  # an unfinished run: its record says how far it got
+        if stored is None or stored.run_record is None:
+            stored = read_output(location, s3, names)
+        record = stored.run_record
     if holder is not None:
-        record = read_run_record(location, s3) if RUN_NAME in names else None
-        so_far = f": {record.progress(committed_shards(location, s3, names))}" if record is not None else ""
+        so_far = f": {record.progress(stored.shards)}" if record is not None else ""
         return NotAnOutputError(
             f"{where} is being written now by a run ({holder.describe()}){so_far}.",
             "Wait for it to end, then run this again.",
         )
-    if not foreign and RUN_NAME in names:
-        record = read_run_record(location, s3)
+    if record is not None:
         return NotAnOutputError(
-            f"{where} is unfinished: {record.progress(committed_shards(location, s3, names))}.",
+            f"{where} is unfinished: {record.progress(stored.shards)}.",
             "Continue it: rerun that encode with --resume.",
         )
     if not foreign:
@@ -430,19 +481,19 @@ class Vectors:
         return len(self.paths) < self.rows
 
 
-def load_vectors(output: str, s3: S3Settings, at_most: int | None = None, seed: int = 0) -> Vectors:
-    """The rows of a finished output that have a vector and a label, read batch by batch. Beyond `at_most`
-    rows, a sample of about that many: a row is kept by a seeded hash of its path, so the same output
-    gives the same sample, and memory stays bounded by the sample, not the output."""
+def load_vectors(stored: StoredOutput, at_most: int | None = None, seed: int = 0) -> Vectors:
+    """The rows of a finished output (finished_output) that have a vector and a label, read batch by batch.
+    Beyond `at_most` rows, a sample of about that many: a row is kept by a seeded hash of its path, so the
+    same output gives the same sample, and memory stays bounded by the sample, not the output."""
     import zlib
 
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    location = locations.parse_location(output, "OUTPUT")
-    column = vector_column(finished_manifest(location, s3))
-    dataset = open_dataset(location, s3)
+    location = stored.location
+    column = vector_column(stored.manifest)
+    dataset = open_dataset(location, stored.s3, stored.files)
     total = dataset.count_rows()  # Parquet metadata
     share = 1.0 if at_most is None or total <= at_most else at_most / total
     threshold, salt = int(share * 2**32), str(seed).encode()
@@ -491,7 +542,8 @@ def open_dataset(location: locations.Location, s3: S3Settings, files: list[str] 
 
     filesystem, path = storage.pyarrow_filesystem(location, s3)
     if files is None:
-        files = delta.current_files(location, s3, missing_ok=True)
+        table = delta.read_table(location, s3, missing_ok=True)
+        files = None if table is None else table.files
     source = path if files is None else [f"{path}/{name}" for name in files]
     try:
         return ds.dataset(source, filesystem=filesystem, format="parquet")
@@ -504,12 +556,9 @@ def open_dataset(location: locations.Location, s3: S3Settings, files: list[str] 
         raise StorageError(f"Could not read the Parquet files in {location.uri}: {exc}") from None
 
 
-def data_file_uris(location: locations.Location, s3: S3Settings) -> list[str]:
-    """The Spark URIs of the output's current data files: its Delta log's (an older output: its folder's)."""
-    names = delta.current_files(location, s3, missing_ok=True)
-    if names is None:
-        names = [name for name in storage.list_files(location, s3) if DATA_FILE.fullmatch(name)]
-    return [location.child(name).spark_uri(s3.spark_s3_scheme) for name in names]
+def data_file_uris(stored: StoredOutput) -> list[str]:
+    """The Spark URIs of the output's data files (StoredOutput.files)."""
+    return [stored.location.child(name).spark_uri(stored.s3.spark_s3_scheme) for name in stored.files]
 
 
 def count_rows(

@@ -42,14 +42,14 @@ def plot_output(output: str, target: str | Path, s3: S3Settings, summary) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sparkyfruit.output_format import load_vectors
+    from sparkyfruit.output_format import finished_output, load_vectors
 
     target = Path(target)
     if target.suffix.lower() != ".png":
         raise ConfigError(f"--plot writes a PNG; got {str(target)!r}.", "Give a file name ending in .png.")
     if not target.parent.is_dir():
         raise ConfigError(f"--plot folder does not exist: {str(target.parent)!r}.", "Create it, or pick another path.")
-    loaded = load_vectors(output, s3, at_most=POINTS)  # a scatter shows no more
+    loaded = load_vectors(finished_output(output, s3), at_most=POINTS)  # a scatter shows no more
     labels, vectors, column = loaded.labels, loaded.vectors, loaded.column
     shown = f"a sample of {len(vectors):,} of {loaded.rows:,}" if loaded.sampled else f"{len(vectors):,}"
     points, share = project_2d(vectors)

@@ -57,7 +57,8 @@ def reduce(
         raise ConfigError(f"--variance must be in (0, 1]; got {variance}.", "E.g. --variance 0.95.")
     source_location = locations.parse_location(source, "OUTPUT")
     target = locations.parse_location(output, "--output")
-    source_manifest = output_format.finished_manifest(source_location, s3)
+    source_output = output_format.finished_output(source_location, s3)
+    source_manifest = source_output.manifest
     if isinstance(source_manifest, output_format.ReduceManifest):
         raise NotAnOutputError(
             f"{source_location.uri} is a reduce output; reduce works on an encode output.",
@@ -70,17 +71,18 @@ def reduce(
     from sparkyfruit.spark.session import tool_session
 
     with tool_session(s3, "sparkyfruit-reduce", source_location.is_s3 or target.is_s3, spark) as session:
-        return _fit_and_write(session, source_location, target, s3, source_manifest, dim, k, variance)
+        return _fit_and_write(session, source_output, target, s3, dim, k, variance)
 
 
-def _fit_and_write(spark, source, target, s3, source_manifest, dim, k, variance) -> Reduction:
+def _fit_and_write(spark, source_output, target, s3, dim, k, variance) -> Reduction:
     from pyspark.ml.feature import PCA
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
 
     started = time.monotonic()
     scheme = s3.spark_s3_scheme
-    rows = spark.read.parquet(*output_format.data_file_uris(source, s3))
+    source, source_manifest = source_output.location, source_output.manifest
+    rows = spark.read.parquet(*output_format.data_file_uris(source_output))
     vectors = rows.where(F.col("features").isNotNull()).select(array_to_vector("features").alias("vector")).cache()
     usable = vectors.count()
     if usable < 2:

@@ -124,14 +124,15 @@ def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=
         raise ConfigError("similar needs at least one QUERY image.", "Give image files, folders or s3:// keys.")
     started = time.monotonic()
     location = locations.parse_location(index, "--index")
-    manifest = output_format.finished_manifest(location, s3)
+    stored = output_format.finished_output(location, s3)
+    manifest = stored.manifest
     if not isinstance(manifest, output_format.Manifest):
         raise ConfigError(
             f"--index {location.shown} is a `reduce` output: its PCA vectors cannot be compared with a new image's.",
             "Give the encode output that it was reduced from.",
         )
     images = [image for query in queries for image in _expand(query, s3)]
-    loaded = output_format.load_vectors(index, s3)
+    loaded = output_format.load_vectors(stored)
     nearest = NearestRows(loaded.vectors)
     encoder = encoder or encoder_for_manifest(manifest, s3)
     if encoder.dim != loaded.vectors.shape[1]:

@@ -66,8 +66,8 @@ def prepare(config: RunConfig) -> OutputState:
     names = [name for name in storage.list_files(location, config) if name != LEASE_NAME] if config.resume else []
     if not names:
         return OutputState()
-    manifest = output_format.read_manifest(location, config)
-    unfinished = None if manifest is not None else output_format.read_run_record(location, config)
+    stored = output_format.read_output(location, config, names)
+    manifest, unfinished = stored.manifest, stored.run_record
     made_by = manifest or unfinished
     if made_by is None:
         raise ConfigError(
@@ -77,14 +77,8 @@ def prepare(config: RunConfig) -> OutputState:
         )
     _check_same_run(config, made_by)
     previous = manifest if manifest is not None else unfinished.previous
-    if delta.has_log(names):
-        shards, files, legacy = delta.committed_shards(location, config), delta.current_files(location, config), False
-    else:  # written before the Delta log: its shard records say what counts (a finished output: every file)
-        records = output_format.shard_records(location, config, names)
-        shards = [delta.CommittedShard(r.number, "", r.images, r.rows, r.failed) for r in records]
-        data = [name for name in names if output_format.DATA_FILE.fullmatch(name)]
-        files = data if manifest is not None else [name for record in records for name in record.files]
-        legacy = True
+    # written before the Delta log: its shard records and files say what counts, until begin() commits them
+    shards, files, legacy = stored.shards, stored.files, stored.table is None
     done, retried = set(), {}
     if files:
         table = output_format.open_dataset(location, config, files).to_table(columns=["path"])

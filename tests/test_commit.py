@@ -37,15 +37,15 @@ def test_an_s3_output_is_a_delta_table_of_exactly_the_reported_files_also_on_res
     first = sparkyfruit.encode(config)
     assert first.rows == 24
     first_files = data_keys(client, "features", "run")
-    assert first_files and set(delta.current_files(location, config)) == first_files
+    assert first_files and set(delta.read_table(location, config).files) == first_files
 
     shutil.copytree(SAMPLE / CLASSES[1], images / CLASSES[1])
     resumed = sparkyfruit.encode(run_config(**settings, resume=True))
     assert (resumed.added, resumed.rows, resumed.failed) == (24, 48, 0)
     files = data_keys(client, "features", "run")
-    assert files > first_files and set(delta.current_files(location, config)) == files
+    assert files > first_files and set(delta.read_table(location, config).files) == files
     # one commit per shard, each naming its run, shard and counts; two runs, two run ids
-    shards = delta.committed_shards(location, config)
+    shards = delta.read_table(location, config).shards
     assert sum(shard.images for shard in shards) == 48 and sum(shard.rows for shard in shards) == 48
     assert len({shard.run for shard in shards}) == 2 and len({shard.number for shard in shards}) == len(shards)
     log = [

@@ -66,7 +66,7 @@ def test_resume_twice_over_a_growing_input_equals_one_fresh_run(spark, tmp_path,
 def orphans(out) -> set[str]:
     """Parquet files in the folder that the table does not name."""
     on_disk = {p.name for p in out.glob("*.parquet")}
-    return on_disk - set(delta.current_files(locations.parse_location(str(out)), S3Settings()))
+    return on_disk - set(delta.read_table(locations.parse_location(str(out)), S3Settings()).files)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_a_run_that_dies_at_each_stage_is_continued_to_a_clean_table(spark, tmp_
         assert left and all("-00002-" in name for name in left)  # shard 2's files, never committed
         with pytest.raises(sparkyfruit.errors.NotAnOutputError, match="unfinished: 1 of 3 shards, 30 of 72 images"):
             sparkyfruit.inspect(str(out))
-        shard_1 = delta.current_files(locations.parse_location(str(out)), S3Settings())
+        shard_1 = delta.read_table(locations.parse_location(str(out)), S3Settings()).files
         # the --resume dies after deleting one of those files
         real_delete = storage.delete_files
 
@@ -120,7 +120,7 @@ def test_a_run_that_dies_at_each_stage_is_continued_to_a_clean_table(spark, tmp_
         assert not orphans(out) and not (out / "_sparkyfruit.json").exists()
         with pytest.raises(sparkyfruit.errors.NotAnOutputError, match="unfinished: 3 of 3 shards, 72 of 72 images"):
             sparkyfruit.inspect(str(out))
-        shard_1 = delta.current_files(locations.parse_location(str(out)), S3Settings())
+        shard_1 = delta.read_table(locations.parse_location(str(out)), S3Settings()).files
 
     result = sparkyfruit.encode(run_config(**settings, resume=True))
     assert (result.rows, result.failed) == (72, 0)
@@ -195,7 +195,7 @@ def test_retry_failed_replaces_the_failed_rows_in_the_same_commit(spark, tmp_pat
         table = DeltaTable(str(out), version=number).to_pyarrow_table(columns=["path"])
         paths = table.column("path").to_pylist()
         assert len(paths) == len(set(paths)) == 48, number
-    assert sum(shard.images for shard in delta.committed_shards(location, S3Settings())) == 48
+    assert sum(shard.images for shard in delta.read_table(location, S3Settings()).shards) == 48
 
 
 def test_an_output_of_an_earlier_version_stays_readable_and_resume_converts_it(spark, tmp_path):
@@ -218,8 +218,8 @@ def test_an_output_of_an_earlier_version_stays_readable_and_resume_converts_it(s
     assert (result.added, result.rows, result.failed) == (24, 48, 0)
     assert not (out / "_SUCCESS").exists() and not (out / "_shards").exists() and not orphans(out)
     location = locations.parse_location(str(out))
-    assert set(files) <= set(delta.current_files(location, S3Settings()))  # the old files, committed as they are
-    shards = delta.committed_shards(location, S3Settings())
+    assert set(files) <= set(delta.read_table(location, S3Settings()).files)  # the old files, committed as they are
+    shards = delta.read_table(location, S3Settings()).shards
     assert shards[0].run == "converted" and (shards[0].images, shards[0].rows) == (24, 24)
     assert sum(shard.images for shard in shards) == 48
     assert sparkyfruit.inspect(str(out)).table.startswith("Delta Lake, version 1,")

@@ -48,7 +48,7 @@ def sample_index(spark, tmp_path_factory):
     (even / "Banana" / "0_broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     index = work / "index"
     sparkyfruit.encode(run_config(mode="keys", input=str(even), output=str(index)))
-    manifest = output_format.finished_manifest(locations.parse_location(str(index)), S3Settings())
+    manifest = output_format.finished_output(locations.parse_location(str(index)), S3Settings()).manifest
     return index, odd, manifest, encoder_for_manifest(manifest, S3Settings())
 
 

@@ -107,26 +107,42 @@ def test_reduce_refuses_bad_requests(encoded, tmp_path):
 
 def test_the_plot_counts_a_failed_image_once(encoded):
     from sparkyfruit.config import S3Settings
-    from sparkyfruit.output_format import load_vectors
+    from sparkyfruit.output_format import finished_output, load_vectors
     from sparkyfruit.plot import bar_rows
 
-    loaded = load_vectors(str(encoded), S3Settings())
+    loaded = load_vectors(finished_output(str(encoded), S3Settings()))
     rows = dict(bar_rows(loaded.labels, sparkyfruit.inspect(str(encoded)).failed))
     assert rows["Kiwi"] == 24 and rows["failed"] == 1 and sum(rows.values()) == 193  # broken.jpg is a Kiwi
 
 
 def test_a_sample_of_the_vectors_is_the_same_each_time_and_says_it_is_one(encoded):
     from sparkyfruit.config import S3Settings
-    from sparkyfruit.output_format import load_vectors
+    from sparkyfruit.output_format import finished_output, load_vectors
 
-    whole = load_vectors(str(encoded), S3Settings())
-    sample = load_vectors(str(encoded), S3Settings(), at_most=60)
+    stored = finished_output(str(encoded), S3Settings())
+    whole = load_vectors(stored)
+    sample = load_vectors(stored, at_most=60)
     assert (whole.rows, len(whole.paths), whole.sampled) == (192, 192, False)
     assert sample.rows == 192 and sample.sampled and 30 < len(sample.paths) < 100
-    assert load_vectors(str(encoded), S3Settings(), at_most=60).paths == sample.paths  # the same sample
+    assert load_vectors(stored, at_most=60).paths == sample.paths  # the same sample
     assert sample.paths == sorted(sample.paths) and set(sample.paths) <= set(whole.paths)
     row = whole.paths.index(sample.paths[0])
     assert (sample.vectors[0] == whole.vectors[row]).all() and sample.labels[0] == whole.labels[row]
+
+
+def test_an_outputs_state_is_read_in_one_call_with_one_read_of_its_log(encoded, monkeypatch):
+    from sparkyfruit import delta, output_format
+    from sparkyfruit.config import S3Settings
+
+    opened = []
+    real_open = delta._open
+    monkeypatch.setattr(delta, "_open", lambda *args, **kwargs: opened.append(args) or real_open(*args, **kwargs))
+    summary = sparkyfruit.inspect(str(encoded))
+    assert len(opened) == 1 and summary.table.startswith("Delta Lake, version ")
+    stored = output_format.finished_output(str(encoded), S3Settings())
+    assert len(opened) == 2 and [shard.number for shard in stored.shards] == [1, 2]  # shards: the same read
+    assert stored.files == stored.table.files and len(stored.files) == int(summary.table.split(", ")[-1].split()[0])
+    assert len(opened) == 2
 
 
 def test_inspect_plot_writes_a_readable_png(encoded, tmp_path):

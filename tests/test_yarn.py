@@ -82,7 +82,7 @@ def read_hdfs_output(uri: str) -> dict[str, tuple]:
 
     location = locations.parse_location(uri)
     on_hdfs = [name for name in storage.list_files(location, S3Settings()) if name.endswith(".parquet")]
-    assert on_hdfs and sorted(on_hdfs) == delta.current_files(location, S3Settings())
+    assert on_hdfs and sorted(on_hdfs) == delta.read_table(location, S3Settings()).files
     table = output_format.open_dataset(location, S3Settings()).to_table()
     return {row["path"]: (row["label"], row["features"], row["error"]) for row in table.to_pylist()}
 
