@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-stamp
 # the default set; .ci/run's pyspark 3.5.8 pass widens it with the version-sensitive integration cases
 TEST_SET ?= not integration
 
-.PHONY: install demo lint test test-integration test-fast bench bench-scale clean
+.PHONY: install demo lint test test-integration test-fast bench bench-scale bench-engines clean
 
 $(STAMP): pyproject.toml
 	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.7 GB) into $(VENV), once..."
@@ -68,6 +68,12 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
+
+# every backbone of keras.applications at 100 and 224 px, run by TensorFlow, LiteRT (XNNPACK), ONNX Runtime and
+# OpenVINO: conversion, images/s, difference to TensorFlow's vectors (hours here; --models for a few)
+bench-engines: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m benchmarks.engines $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .venv-pyspark* demo-out .pytest_cache .cache build *.egg-info
