@@ -150,6 +150,11 @@ def reports_of(rows) -> list[FileReport]:
     return [FileReport(**row.asDict()) for row in rows]
 
 
+def collected_reports(reports) -> list[FileReport]:
+    """Run the job of `reports` (report_frame's DataFrame); the FileReports of its tasks."""
+    return reports_of(reports.collect())
+
+
 @contextlib.contextmanager
 def jobs_of_shard(spark_context, number: int):
     """The Spark jobs started inside write the files of shard `number` (a job's local property reaches its

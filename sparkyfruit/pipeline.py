@@ -263,9 +263,12 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
     kept = _Kept(config, rows_before, len(state.shards))
     run = secrets.token_hex(4)  # in the names of the files this process writes
     writing = functools.partial(_writing, config, spec, run, progress.counter, busy)
-    jobs = _df_shards if config.mode == "df" else _keys_shards
+    if config.mode == "df":
+        jobs = _df_shards(listing, planner, sizing, state.done, writing, context, timings)
+    else:
+        jobs = _keys_shards(config, plan.images, planner, sizing, writing, handle.spark)
     with progress:
-        for job in jobs(config, listing, planner, sizing, state.done, writing, handle, timings):
+        for job in jobs:
             if sigint.received:  # between two shards: the next job would only be cancelled
                 raise _interrupted(progress, kept)
             held.check()
@@ -291,23 +294,20 @@ class _ShardJob:
     tasks: Callable[[], list]
 
 
-def _keys_shards(config: RunConfig, images, planner, sizing, done, writing, handle, timings) -> Iterator[_ShardJob]:
+def _keys_shards(config: RunConfig, images, planner, sizing, writing, spark) -> Iterator[_ShardJob]:
     """keys mode: each shard a DataFrame of its own listed keys, cut when the shards before it have run."""
     from sparkyfruit.sources import keys as keys_source
 
-    listing = keys_source.Listing(handle.spark, images, config)
-    context = handle.spark.sparkContext
+    listing = keys_source.Listing(spark, images, config)
     while (shard := planner.next(sizing.shard_images())) is not None:
         source = listing.source(shard, sizing.task_images())
-        reports = writing(source.frame, source.fetch)
-        collect = functools.partial(_collected, reports)
-        yield _ShardJob(shard.number, source.listed, _in_shard(context, shard.number, collect))
+        collect = functools.partial(parquet_files.collected_reports, writing(source.frame, source.fetch))
+        yield _ShardJob(shard.number, source.listed, _in_shard(spark.sparkContext, shard.number, collect))
 
 
-def _df_shards(config: RunConfig, listing, planner, sizing, done, writing, handle, timings) -> Iterator[_ShardJob]:
+def _df_shards(listing, planner, sizing, done, writing, context, timings) -> Iterator[_ShardJob]:
     """df mode: the input planned once (its first shard, without a shard size, on a plan of its own, of small
     tasks, before the rate is known); each shard a range of the plan's tasks."""
-    context = handle.spark.sparkContext
     number, start = planner.number, 0
     if sizing.setting is None:
         head = planner.next(sizing.shard_images())
@@ -333,10 +333,6 @@ def _timed(timings: RunTimings, plan, *args):
     timings.planning += time.monotonic() - started
     mark("spark planned the input")
     return planned
-
-
-def _collected(reports) -> list:
-    return parquet_files.reports_of(reports.collect())
 
 
 def _writing(config: RunConfig, spec, run: str, counter, busy, frame, fetch=None):

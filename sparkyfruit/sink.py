@@ -77,7 +77,7 @@ def prepare(config: RunConfig) -> OutputState:
         )
     _check_same_run(config, made_by)
     previous = manifest if manifest is not None else unfinished.previous
-    # written before the Delta log: its shard records and files say what counts, until begin() commits them
+    # without a Delta log (an earlier version's output) begin() commits what counts before the first shard
     shards, files, legacy = stored.shards, stored.files, stored.table is None
     done, retried = set(), {}
     if files:
@@ -316,7 +316,7 @@ def write_rows(frame, location: locations.Location, s3, column: str, metadata: d
 
     run = secrets.token_hex(4)
     with parquet_files.jobs_of_shard(frame.sparkSession.sparkContext, 1):
-        reports = parquet_files.reports_of(parquet_files.report_frame(frame, None, location, s3, run, column).collect())
+        reports = parquet_files.collected_reports(parquet_files.report_frame(frame, None, location, s3, run, column))
     schema = parquet_files.delta_schema(column)
     delta.commit(location, s3, reports, {"run": run, **metadata, "version": __version__}, schema, column)
     _remove_other_attempts(location, s3, run, 1, reports)

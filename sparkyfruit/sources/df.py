@@ -80,9 +80,7 @@ class Listing:
                 "Run again; if it happens again, report it with the driver log, or use --mode keys.",
             )
         # the scan leaves out 0-byte files: the first shard lists them, and the sink gives them error rows
-        unplanned = sorted(wanted_uris.difference(got))
-        planned = PlannedScan(rdd, partitions, unplanned)
-        return planned
+        return PlannedScan(rdd, partitions, sorted(wanted_uris.difference(got)))
 
     @staticmethod
     def _canonical(spark_path: str) -> str:
@@ -99,14 +97,12 @@ class PlannedScan:
     partitions: list[list[str]]
     unplanned: list[str] = field(default_factory=list)  # images asked for that no task reads (0-byte files)
     taken: int = 0  # the tasks already in a shard
-    started: bool = False  # whether a shard was taken
 
     def take(self, images: int) -> tuple[list[int], list[str]] | None:
         """The next shard: at least one task, then more while the shard stays within `images`; its task
         (partition) numbers and their images (the first shard also lists the unplanned images, which the
         sink gives error rows). None when every task and image has a shard."""
-        unplanned = [] if self.started else self.unplanned
-        self.started = True
+        unplanned, self.unplanned = self.unplanned, []
         if self.taken >= len(self.partitions):
             return ([], unplanned) if unplanned else None
         chosen, count = [self.taken], len(self.partitions[self.taken])
