@@ -139,6 +139,11 @@ def encode(
         help="On a cluster: pack this virtualenv (cached) and run the executors' Python from it. [default: off]",
     ),
     batch_size: Optional[int] = typer.Option(None, help="Images per model call. [default: 64]"),
+    engine: Optional[str] = typer.Option(
+        None,
+        help="What runs the network: auto (LiteRT/XNNPACK where it gives TensorFlow's vectors, else "
+        "TensorFlow), tensorflow, or litert. [default: auto]",
+    ),
     limit: Optional[int] = typer.Option(None, help="Encode only the first N images in path order."),
     pattern: Optional[str] = typer.Option(
         None, help="Glob on file names, e.g. '*.jpg' or '*_100.{jpg,png}'. [default: jpg/jpeg/png, any case]"
@@ -194,6 +199,7 @@ def encode(
             master=master,
             ship_env=ship_env,
             batch_size=batch_size,
+            engine=engine,
             limit=limit,
             pattern=pattern,
             overwrite=overwrite,
@@ -469,6 +475,7 @@ def _print_summary(summary) -> None:
         ("image size", summary.image_size),
         ("pooling", summary.pooling or "- (the layer gives a vector)"),
         ("mode", summary.mode),
+        ("engine", summary.engine),
         ("weights sha256", summary.weights_sha256 or "-"),
         *([("model sha256", summary.model_sha256)] if summary.model_sha256 else []),
         ("duration", f"{summary.manifest.duration_seconds:.1f} s"),

@@ -64,6 +64,10 @@ class RunConfig(S3Settings):
     images need more than Spark's default 1g."""
     batch_size: int = 64
     """Images per model call (and per Arrow batch)."""
+    engine: Literal["auto", "tensorflow", "litert"] = "auto"
+    """What runs the network. auto: LiteRT (XNNPACK), with the network converted once on the driver and
+    cached, where it converts and gives TensorFlow's vectors (cosine >= 0.99999 on a check batch), else
+    TensorFlow; TensorFlow too where the driver sees a GPU. --resume keeps the output's engine."""
     images_per_task: int = 1024
     """Images per Spark task, at most. The progress bar moves as tasks finish, and small tasks keep every
     core busy to the end; each task also has a fixed cost (scheduling, a Python worker's hand-off), which

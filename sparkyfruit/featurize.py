@@ -1,13 +1,12 @@
 """The shared stage: (path, label, content, error) -> (path, label, features, error).
 
-The only module that runs TensorFlow. Each Python worker builds the network once and keeps it for every
-task it runs (Spark reuses Python workers). An image that cannot be decoded becomes a row with an error
-text and null features; it never fails the job.
+The only module that runs the network (on the engine of engines.py). Each Python worker loads it once and
+keeps it for every task it runs (Spark reuses Python workers). An image that cannot be decoded becomes a
+row with an error text and null features; it never fails the job.
 """
 
 from __future__ import annotations
 
-import gc
 import io
 import sys
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparkyfruit.models import ModelSpec, build_model, import_tensorflow
+from sparkyfruit.engines import load_encoder
+from sparkyfruit.models import ModelSpec
 from sparkyfruit.timeline import mark
 
 # the one text for a 0-byte image, whichever source found it
@@ -26,60 +26,33 @@ EMPTY_FILE_ERROR = "cannot decode image: empty file (0 bytes)"
 # A ModelSpec's weights value with this prefix names a file shipped to executors by SparkContext.addFile.
 SPARK_FILES_PREFIX = "sparkfiles:"
 
-_ENCODERS: dict[ModelSpec, Encoder] = {}
+_ENCODERS: dict[ModelSpec, object] = {}  # a TensorFlowEncoder or LiteRTEncoder (engines.py) per spec
 
 
-class Encoder:
-    """A built network plus its preprocessing, for one ModelSpec."""
-
-    def __init__(self, spec: ModelSpec, threads: int = 1):
-        tf = import_tensorflow()
-        mark("worker imported tensorflow")
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # TF already initialised in this process: its thread pools are fixed
-        self.spec = spec
-        self.encoded_once = False  # for the start-up timeline: the first batch pays the network's trace
-        self.model, self.preprocess = build_model(spec)
-        self.dim = int(self.model.output_shape[-1])  # the built network says its dimension
-        # One graph for every batch size: traced once, on the first batch. Keras's own predict_on_batch
-        # traces again for the first batch of another size (a task's last one), which costs as much as the
-        # first trace.
-        shape = (None, spec.image_size, spec.image_size, 3)
-        self._forward = tf.function(
-            lambda images: self.model(images, training=False),
-            input_signature=[tf.TensorSpec(shape, tf.float32)],
-            jit_compile=False,
-        )
-        mark("worker built the model")
-        gc.freeze()  # the model's objects are long-lived: keep them out of every later gc pass
-
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """(N, size, size, 3) float32 RGB 0..255 -> (N, dim) float32. Preprocesses `images` in place."""
-        batch = self.preprocess(images)
-        return np.asarray(self._forward(batch), dtype=np.float32)
-
-
-def encoder_for(spec: ModelSpec, threads: int = 1) -> Encoder:
-    """The worker's encoder for `spec`, built on first use and kept for every later task."""
+def encoder_for(spec: ModelSpec, threads: int = 1):
+    """The worker's encoder for `spec`, loaded on first use and kept for every later task."""
     encoder = _ENCODERS.get(spec)
     if encoder is None:
-        built = spec
-        if spec.weights.startswith(SPARK_FILES_PREFIX):
-            from pyspark import SparkFiles
-
-            built = replace(spec, weights=SparkFiles.get(spec.weights[len(SPARK_FILES_PREFIX) :]))
-        encoder = _ENCODERS[spec] = Encoder(built, threads)
+        encoder = _ENCODERS[spec] = load_encoder(
+            replace(spec, weights=_local(spec.weights), converted=_local(spec.converted)), threads
+        )
         # once per Python worker, into the executor's log: which environment a cluster really ran
         print(
-            f"sparkyfruit worker: python {sys.executable}, sparkyfruit from {Path(__file__).parent}, {spec.name} built",
+            f"sparkyfruit worker: python {sys.executable}, sparkyfruit from {Path(__file__).parent}, "
+            f"{spec.name} on {spec.engine}",
             file=sys.stderr,
             flush=True,
         )
     return encoder
+
+
+def _local(file: str | None) -> str | None:
+    """A file of the spec on this worker: one shipped with the job (SPARK_FILES_PREFIX) is where Spark put it."""
+    if file is None or not file.startswith(SPARK_FILES_PREFIX):
+        return file
+    from pyspark import SparkFiles
+
+    return SparkFiles.get(file[len(SPARK_FILES_PREFIX) :])
 
 
 # JPEG colour spaces whose decode by libjpeg-turbo straight to RGB gives Pillow's pixels exactly; Pillow's own
@@ -144,7 +117,7 @@ def _error_text(exc: BaseException) -> str:
     return f"cannot decode image: {type(exc).__name__}: {exc}"
 
 
-def featurize_batch(encoder: Encoder, contents: list, errors: list) -> dict:
+def featurize_batch(encoder, contents: list, errors: list) -> dict:
     """The contents and source errors of one batch -> the errors, which rows decoded, and their vectors."""
     size = encoder.spec.image_size
     errors = list(errors)

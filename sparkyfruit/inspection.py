@@ -23,6 +23,7 @@ class Summary:
     image_size: int
     weights_sha256: str | None
     mode: str
+    engine: str  # what ran the network, with its version: "litert 2.3.0"
     pooling: str | None  # how a feature map became the vector; None where the layer gave a vector
     layer: str | None  # a saved model's layer
     model_sha256: str | None  # a saved model's file
@@ -76,6 +77,7 @@ def inspect(output: str, s3: S3Settings | None = None) -> Summary:
         image_size=network.image_size,
         weights_sha256=network.weights_sha256,
         mode=network.mode,
+        engine=" ".join(filter(None, (network.engine, network.engine_version))),
         pooling=network.pooling if network.pooled else None,
         layer=network.layer,
         model_sha256=network.model_sha256,

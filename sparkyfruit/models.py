@@ -194,6 +194,8 @@ class ModelSpec:
     pooling: str = "avg"
     layer: str | None = None  # a saved model's layer whose output is the vector
     preprocess: str | None = None  # the backbone whose preprocess_input applies; None = the network's own
+    engine: str = "tensorflow"  # what runs it (engines.py): tensorflow builds it, litert loads `converted`
+    converted: str | None = None  # litert: the converted model's file on the worker
 
     @classmethod
     def of(cls, model: str, weights: str, batch_size: int, network) -> ModelSpec:
@@ -213,7 +215,7 @@ class ModelSpec:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """TensorFlow's native code logs an INFO banner on import that TF_CPP_MIN_LOG_LEVEL does not reach;
     in a worker it repeats once per process. Import failures still surface as Python exceptions."""
     saved = os.dup(2)
@@ -229,7 +231,7 @@ def _native_stderr_silenced():
 def import_tensorflow():
     """`import tensorflow`, without its native banner; returns the module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         import tensorflow
 
     return tensorflow

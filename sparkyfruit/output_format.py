@@ -170,6 +170,8 @@ class Manifest:
     preprocess: str | None = None  # a saved model's preprocessing (a backbone's name, or "none")
     model_sha256: str | None = None  # a saved model's file
     pattern: str | None = None  # the --pattern setting (None: the default image pattern)
+    engine: str = "tensorflow"  # what ran the network (engines.py); an output of an earlier version: TensorFlow
+    engine_version: str | None = None
     format: str = ENCODE_FORMAT
 
     @property
@@ -213,6 +215,8 @@ class RunRecord:
     pooled: bool = True  # see Manifest
     dim: int | None = None  # the vector's length, where the driver knows it before any image is encoded
     pattern: str | None = None  # see Manifest
+    engine: str = "tensorflow"  # see Manifest
+    engine_version: str | None = None
     format: str = RUN_FORMAT
 
     def progress(self, shards: list[ShardRecord]) -> str:

@@ -8,9 +8,9 @@ import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from sparkyfruit import lease, models, parquet_files, shards, sink, storage, weights
+from sparkyfruit import engines, lease, models, parquet_files, shards, sink, storage, weights
 from sparkyfruit.config import RunConfig
 from sparkyfruit.delta import CommittedShard
 from sparkyfruit.errors import ConfigError, InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
@@ -115,12 +115,14 @@ def encode(config: RunConfig, spark=None, console=None) -> RunResult:
 @dataclass
 class _Plan:
     """What a run knows before Spark starts (plan()): the output's state, the driver's listing (keys mode,
-    or any --resume), the staged weights, the network's shape and the shipped environment."""
+    or any --resume), the staged weights, the network's shape, the engine being prepared (the network
+    converted while the JVM starts) and the shipped environment."""
 
     state: sink.OutputState
     images: list | None
     staged: weights.StagedWeights | None = None
     network: models.NetworkOutput | None = None
+    engine: engines.Preparing | None = None
     shipped: object = None
 
 
@@ -180,6 +182,8 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
 
     announce = console.print if console is not None else None
     state = sink.prepare(config)
+    made_by = state.unfinished or state.previous
+    wanted = engines.engine_to_use(config.engine, made_by.engine if made_by else None, config.output_location.uri)
     if (config.input_location.is_s3 or config.mode == "df") and not storage.has_image(
         config.input_location, config.file_pattern, config
     ):
@@ -199,6 +203,8 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
     )
     sink.check_same_weights(config, state, staged.sha256)
     network = _network_shape(config, staged)
+    local = models.ModelSpec.of(config.model, str(staged.file or models.RANDOM), config.batch_size, config)
+    engine = engines.Preparing(local, staged.sha256, wanted)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
         shipped = ship_env.ship(announce=announce, yarn=config.master_is_yarn)
@@ -210,7 +216,7 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
                 + (", ".join(done) or "cached")
                 + ")"
             )
-    return _Plan(state, images, staged, network, shipped)
+    return _Plan(state, images, staged, network, engine, shipped)
 
 
 def _finish_without_spark(config: RunConfig, state: sink.OutputState, timings: RunTimings, started: float):
@@ -229,16 +235,14 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
     """Under a running session: list (df mode), mark the output unfinished, then encode and commit one shard
     (one Spark job) at a time, each sized by the rate so far. Returns the run record and the rows the output
     held before."""
-    from sparkyfruit.featurize import SPARK_FILES_PREFIX
     from sparkyfruit.spark.progress import SparkProgress
 
     state = plan.state
     context = handle.spark.sparkContext
-    worker_weights = models.RANDOM
-    if plan.staged.file is not None:
-        context.addFile(str(plan.staged.file))
-        worker_weights = SPARK_FILES_PREFIX + plan.staged.file.name
-    spec = models.ModelSpec.of(config.model, worker_weights, config.batch_size, config)
+    engine = plan.engine.result()
+    if console is not None:
+        console.print(engine.notice or f"Engine: {engine.label}")
+    spec = _worker_spec(config, plan.staged, engine, context)
     listing = _spark_listing(config, handle, sigint, timings) if config.mode == "df" else plan.images
     # a stopped run continues with its own shard size, unless one is given now
     setting = config.shard_size or (state.unfinished.shard_size if state.unfinished else None)
@@ -247,7 +251,7 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
     uris = listing.uris if config.mode == "df" else [uri for uri, _, _ in listing]
     planner = shards.Planner(uris, state.done, state.next_shard)
     to_do = planner.remaining
-    record = _run_record(config, state, plan.staged.sha256, setting, plan.network)
+    record = _run_record(config, state, plan.staged.sha256, setting, plan.network, engine)
     held.check()
     sink.begin(config, state, record, to_do - len(state.retried), -(-to_do // setting) if setting else None)
     rows_before = sum(shard.rows for shard in state.shards)
@@ -282,6 +286,21 @@ def _execute(config: RunConfig, plan: _Plan, held: lease.Lease, handle, sigint, 
             mark(f"shard {job.number} committed")
             kept.add(committed)
     return record, rows_before
+
+
+def _worker_spec(config: RunConfig, staged: weights.StagedWeights, engine: engines.PreparedEngine, context):
+    """The network as the workers load it, with the one file they need shipped with the job: LiteRT's
+    converted model, or TensorFlow's weights (none for a random network)."""
+    from sparkyfruit.featurize import SPARK_FILES_PREFIX
+
+    spec = models.ModelSpec.of(config.model, models.RANDOM, config.batch_size, config)
+    if engine.converted is not None:
+        context.addFile(str(engine.converted))
+        return engines.worker_spec(spec, engine, SPARK_FILES_PREFIX + engine.converted.name)
+    if staged.file is not None:
+        context.addFile(str(staged.file))
+        spec = replace(spec, weights=SPARK_FILES_PREFIX + staged.file.name)
+    return engines.worker_spec(spec, engine)
 
 
 @dataclass
@@ -392,6 +411,7 @@ def _run_record(
     weights_sha256: str | None,
     size: int | None,
     network: models.NetworkOutput,
+    engine: engines.PreparedEngine,
 ) -> RunRecord:
     """The run record of this run: a new one, or the stopped run's, continued."""
     unfinished = state.unfinished
@@ -415,6 +435,8 @@ def _run_record(
         shards=0,
         previous=state.previous,
         continued=unfinished.continued + 1 if unfinished else 0,
+        engine=engine.name,
+        engine_version=engine.version,
     )
 
 

@@ -105,7 +105,8 @@ def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=
     index: a finished encode output (local, s3:// or hdfs://).
     s3: S3 settings for the queries and the index.
     k: neighbours per query.
-    encoder: a featurize.Encoder for the index's network, already built (tests and benchmarks reuse one).
+    encoder: an encoder (engines.load_encoder) of the index's network and engine, already loaded (tests and
+        benchmarks reuse one).
 
     Returns
     -------
@@ -176,9 +177,9 @@ def _answers(batch: list[str], result: dict, found, loaded: output_format.Vector
 
 
 def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings):
-    """The network that made an output, rebuilt in this process from its manifest; its weights file must be
-    the one the manifest's sha256 names."""
-    from sparkyfruit.featurize import Encoder
+    """The network that made an output, on the engine that ran it, loaded in this process from its manifest;
+    its weights file must be the one the manifest's sha256 names."""
+    from sparkyfruit import engines
 
     source = weights.source_of(manifest.model, manifest.weights)
     staged = weights.stage(source, s3, model=manifest.model, alpha=manifest.alpha, image_size=manifest.image_size)
@@ -190,7 +191,9 @@ def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings):
             "Restore that file, or encode the images again with the new one.",
         )
     local = str(staged.file) if staged.file is not None else models.RANDOM
-    return Encoder(models.ModelSpec.of(manifest.model, local, QUERY_BATCH, manifest), threads=os.cpu_count() or 1)
+    spec = models.ModelSpec.of(manifest.model, local, QUERY_BATCH, manifest)
+    engine = engines.prepare(spec, staged.sha256, manifest.engine)  # the index's: a query's vector is comparable
+    return engines.load_encoder(engines.worker_spec(spec, engine), threads=os.cpu_count() or 1)
 
 
 def _expand(query: str, s3: S3Settings) -> list[str]:

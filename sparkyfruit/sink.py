@@ -400,6 +400,8 @@ def finish(
         layer=config.layer,
         preprocess=config.preprocess,
         pattern=config.pattern,
+        engine=record.engine,
+        engine_version=record.engine_version,
         dim=counts.dim or record.dim,
         counts=counts.as_counts(),
         duration_seconds=round(duration_seconds, 3),

@@ -174,7 +174,7 @@ def test_a_saved_model_is_read_at_its_layer(saved_model):
 def test_a_saved_models_layer_gives_the_vectors_keras_gives(saved_model):
     import keras
 
-    from sparkyfruit.featurize import Encoder
+    from sparkyfruit.engines import TensorFlowEncoder as Encoder
 
     images = np.random.RandomState(0).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
     whole = keras.models.load_model(saved_model, compile=False)

@@ -111,6 +111,12 @@ def test_queries_can_be_s3_keys_and_prefixes(sample_index, fruit_bucket, s3_serv
 @pytest.mark.slow
 def test_only_the_indexs_own_network_can_query_it(sample_index, spark, tmp_path):
     index, odd, manifest, _ = sample_index
+    # its queries are encoded by the engine that made it, and an index of TensorFlow's by TensorFlow
+    assert (
+        manifest.engine == "litert" and type(encoder_for_manifest(manifest, S3Settings())).__name__ == "LiteRTEncoder"
+    )
+    on_tensorflow = dataclasses.replace(manifest, engine="tensorflow")
+    assert type(encoder_for_manifest(on_tensorflow, S3Settings())).__name__ == "TensorFlowEncoder"
     other = dataclasses.replace(manifest, weights_sha256="0" * 64)  # the weights file changed since
     with pytest.raises(ConfigError, match="are not the ones this output was encoded with"):
         encoder_for_manifest(other, S3Settings())

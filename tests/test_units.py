@@ -143,7 +143,7 @@ def test_a_jpeg_that_declares_a_huge_size_meets_pillows_bomb_limit_not_a_huge_al
 @pytest.mark.slow
 def test_the_encoder_traces_its_network_once_for_every_batch_size():
     """A task's last batch is smaller than the rest: it must reuse the graph, and give Keras's own vectors."""
-    from sparkyfruit.featurize import Encoder
+    from sparkyfruit.engines import TensorFlowEncoder as Encoder
 
     # all cores: this process may build other networks after this test, with the thread pools set here
     encoder = Encoder(ModelSpec("mobilenet", 0.25, 32, "none", batch_size=8), threads=os.cpu_count())

@@ -4,18 +4,24 @@ tests/helpers.worker_hooks_env), and then calls after_batch() after each batch a
 
 With SPARKYFRUIT_TEST_CRASH_WORKER_ONCE=<file> the first worker to get there creates the file and kills its
 own process (as the OOM killer would); with SPARKYFRUIT_TEST_CRASH_EXECUTOR_ONCE=<file> it kills its
-executor's JVM first (a lost node or container).
+executor's JVM first (a lost node or container). With SPARKYFRUIT_TEST_MODULES=<file> each batch appends
+a line to the file: the worker's pid and whether it has imported TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 CRASH_WORKER = "SPARKYFRUIT_TEST_CRASH_WORKER_ONCE"
 CRASH_EXECUTOR = "SPARKYFRUIT_TEST_CRASH_EXECUTOR_ONCE"
+MODULES = "SPARKYFRUIT_TEST_MODULES"
 
 
 def after_batch() -> None:
+    if os.environ.get(MODULES):
+        with open(os.environ[MODULES], "a") as seen:  # one short write: lines of processes never mix
+            seen.write(f"{os.getpid()} tensorflow={'tensorflow' in sys.modules}\n")
     for hook in (CRASH_WORKER, CRASH_EXECUTOR):
         marker = os.environ.get(hook)
         if not marker:
