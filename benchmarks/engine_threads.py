@@ -54,7 +54,7 @@ def measure(spec_fields: dict, engine: str, processes: int, threads: int, second
     """The images/s of `processes` processes of `threads` threads each, summed."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: TF fixes its pools once
     with context.Pool(processes) as pool:
-        start_at = time.time() + 40  # every process loaded and warm before any is timed
+        start_at = time.time() + 25  # every process loaded and warm before any is timed
         rates = pool.starmap(_rate, [(spec_fields, engine, threads, seconds, start_at)] * processes)
     return round(sum(rates), 1)
 

@@ -299,16 +299,19 @@ class Bench:
                 report["rows"].append(row("notebook baseline (folder)", size, n, small, t_small, t_n, raw, None))
             for where, source in (("folder", None), ("S3", endpoint)):
                 group = []
-                for mode in ("df", "keys"):
-                    t_small = self.sparkyfruit(mode, size, small, source)
-                    t_n = self.sparkyfruit(mode, size, n, source)
-                    group.append(row(f"sparkyfruit {mode} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e))
+                for engine in args.engines:
+                    for mode in ("df", "keys"):
+                        extra = ("--engine", engine)
+                        t_small = self.sparkyfruit(mode, size, small, source, extra=extra)
+                        t_n = self.sparkyfruit(mode, size, n, source, extra=extra)
+                        name = f"sparkyfruit {mode}" + ("" if engine == "auto" else f", --engine {engine}")
+                        group.append(row(f"{name} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e))
                 for name in ("ray", "daft"):
                     t_small, t_n = self.peer(name, size, small, source), self.peer(name, size, n, source)
                     group.append(row(f"{PEER_NAMES[name]} ({where})", size, n, small, t_small, t_n, raw, notebook_e2e))
                 against_best_peer(group)
                 report["rows"] += group
-        report["latency"] = self._latency(endpoint, proxy)
+        report["latency"] = [] if args.skip_latency else self._latency(endpoint, proxy)
         size = first_size
         cold = {
             f"{mode} ({where})": self.sparkyfruit(mode, size, 10, source, "cold start")["wall_s"]
@@ -512,11 +515,16 @@ def main() -> None:
     parser.add_argument("--daft", default=PEER_DEFAULTS["daft"], help="benchmarks.peers settings for Daft")
     parser.add_argument("--notebook", action="store_true", help="also the notebook baseline (issue 3's)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true", help="no runs through the latency proxy")
+    parser.add_argument(
+        "--engines", default="auto,tensorflow", help="the --engine values of sparkyfruit's rows (the default first)"
+    )
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "featurize.json"))
     parser.add_argument("extra", nargs="*", help="extra arguments for every sparkyfruit encode (after --)")
     args = parser.parse_args()
     args.sizes = [tuple(int(x) for x in pair.split(":")) for pair in args.sizes.split(",")]
     args.memory_sizes = [int(s) for s in args.memory_sizes.split(",")]
+    args.engines = args.engines.split(",")
     args.peer_settings = {"ray": args.ray, "daft": args.daft}
     started = time.perf_counter()
     report = Bench(args).run()

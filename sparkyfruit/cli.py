@@ -138,7 +138,7 @@ def encode(
         "--ship-env/--no-ship-env",
         help="On a cluster: pack this virtualenv (cached) and run the executors' Python from it. [default: off]",
     ),
-    batch_size: Optional[int] = typer.Option(None, help="Images per model call. [default: 64]"),
+    batch_size: Optional[int] = typer.Option(None, help="Images per batch (and per TensorFlow call). [default: 64]"),
     engine: Optional[str] = typer.Option(
         None,
         help="What runs the network: auto (LiteRT/XNNPACK where it gives TensorFlow's vectors, else "
