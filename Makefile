@@ -70,10 +70,12 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 # every backbone of keras.applications at 100 and 224 px, run by TensorFlow, LiteRT (XNNPACK), ONNX Runtime and
-# OpenVINO: conversion, images/s, difference to TensorFlow's vectors (hours here; --models for a few)
+# OpenVINO: conversion, images/s, difference to TensorFlow's vectors (hours here; --models for a few); then
+# one process with N threads against N processes with one thread each (LiteRT and TensorFlow)
 bench-engines: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.engines $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.engine_threads
 
 clean:
 	rm -rf .venv .venv-pyspark* demo-out .pytest_cache .cache build *.egg-info

@@ -11,11 +11,12 @@ cheap-model case):
 - Ray Data and Daft with MobileNetV2, the same way (benchmarks/peers.py);
 - the start-up split: 10-image runs of both modes, from the folder and from the local S3 server, with the
   timeline that the driver and the workers write (sparkyfruit/timeline.py): Python and the CLI, the JVM and
-  session, Spark's listing (df), the first Python task, the TensorFlow import, the model build, the first
-  batch (the network's trace), the rest of the job (write, commit), and the stop; next to the fixed cost
-  read off the two sizes.
+  session (the driver's conversion of the network runs beside it), Spark's listing (df), the first Python
+  task, the engine's load (LiteRT's converted model; or TensorFlow's import, the model build and the first
+  batch's trace), the rest of the job (write, commit), and the stop; for each of --engines; next to the
+  fixed cost read off the two sizes.
 
-    python -m benchmarks.overhead [--n 8000] [--repeats 2]     (part of make bench)
+    python -m benchmarks.overhead [--n 8000] [--repeats 2] [--startup-only] [--engines auto,tensorflow]
 
 Prints a table and writes JSON to benchmarks/results/overhead.json.
 """
@@ -50,14 +51,21 @@ STARTUP_IMAGES = 10
 
 
 class OverheadBench(Bench):
-    def timeline_run(self, mode: str, endpoint: str | None) -> dict:
+    def timeline_run(self, mode: str, endpoint: str | None, engine: str = "auto") -> dict:
         """The fastest of --repeats 10-image runs, with its timeline split into phases."""
         best = None
         for _ in range(self.args.repeats):
             path = self.work / f"timeline-{self.runs}.txt"
             launched = time.time()
             result = self.sparkyfruit(
-                mode, SIZE, STARTUP_IMAGES, endpoint, "start-up", repeats=1, env={"SPARKYFRUIT_TIMELINE": str(path)}
+                mode,
+                SIZE,
+                STARTUP_IMAGES,
+                endpoint,
+                f"start-up, {engine}",
+                repeats=1,
+                extra=("--engine", engine),
+                env={"SPARKYFRUIT_TIMELINE": str(path)},
             )
             result["phases"] = phases(path.read_text(), launched, result["wall_s"])
             if best is None or result["wall_s"] < best["wall_s"]:
@@ -67,7 +75,7 @@ class OverheadBench(Bench):
     def measure_all(self, endpoint: str) -> dict:
         args = self.args
         report = {"machine": machine(), "size": SIZE, "repeats": args.repeats, "rows": [], "startup": {}}
-        for model, alpha, times in MODELS:
+        for model, alpha, times in () if args.startup_only else MODELS:
             n = args.n * times
             small = n // 4
             raw = self.raw(SIZE, model, alpha)
@@ -98,9 +106,11 @@ class OverheadBench(Bench):
         # (sparkyfruit/spark/session.py); a user pays that once per machine
         for _ in range(2):
             self.sparkyfruit("df", SIZE, STARTUP_IMAGES, endpoint, "first runs from S3", repeats=1)
-        for where, source in (("folder", None), ("S3", endpoint)):
-            for mode in ("df", "keys"):
-                report["startup"][f"{mode} ({where})"] = self.timeline_run(mode, source)["phases"]
+        for engine in args.engines:
+            for where, source in (("folder", None), ("S3", endpoint)):
+                for mode in ("df", "keys"):
+                    name = f"{mode} ({where})" + ("" if engine == "auto" else f", {engine}")
+                    report["startup"][name] = self.timeline_run(mode, source, engine)["phases"]
         return report
 
 
@@ -112,17 +122,20 @@ def per_image_ms(t_small: dict, t_n: dict, images: int, network_ms: float) -> di
     return {"cpu_ms_per_image": by_kind, "network_ms": network_ms, "overhead_ms": total - network_ms}
 
 
-# (phase, its end event, the event it starts from); worker events take the first worker to reach them
+# (phase, its end event, the events it may start from, the first found); worker events take the first worker
+# to reach them
 PHASES = (
-    ("Python and the CLI", "run started", None),
-    ("JVM and session", "session started", "session starting"),
-    ("Spark lists the input (df)", "spark listed the input", "session started"),
-    ("first Python task", "worker task started", "shard 1 job started"),
-    ("TensorFlow import", "worker imported tensorflow", "worker task started"),
-    ("model build", "worker built the model", "worker imported tensorflow"),
-    ("first batch (trace)", "worker encoded its first batch", "worker built the model"),
-    ("rest of the job (write, commit)", "shard 1 committed", "worker encoded its first batch"),
-    ("manifest and stop", "session stopped", "shard 1 committed"),
+    ("Python and the CLI", "run started", ()),
+    ("JVM and session", "session started", ("session starting",)),
+    ("engine ready after the session (conversion)", "driver prepared the engine", ("session started",)),
+    ("Spark lists the input (df)", "spark listed the input", ("driver prepared the engine", "session started")),
+    ("first Python task", "worker task started", ("shard 1 job started",)),
+    ("LiteRT model load", "worker loaded the converted model", ("worker task started",)),
+    ("TensorFlow import", "worker imported tensorflow", ("worker task started",)),
+    ("model build", "worker built the model", ("worker imported tensorflow",)),
+    ("first batch", "worker encoded its first batch", ("worker built the model", "worker loaded the converted model")),
+    ("rest of the job (write, commit)", "shard 1 committed", ("worker encoded its first batch",)),
+    ("manifest and stop", "session stopped", ("shard 1 committed",)),
 )
 
 
@@ -133,9 +146,10 @@ def phases(timeline: str, launched: float, wall: float) -> dict:
         stamp, _, event = line.split(" ", 2)
         first.setdefault(event, float(stamp) - launched)
     split = {}
-    for name, end, start in PHASES:
-        if end in first:
-            split[name] = first[end] - (first.get(start, 0.0) if start else 0.0)
+    for name, end, starts in PHASES:
+        began = next((first[start] for start in starts if start in first), 0.0 if not starts else None)
+        if end in first and began is not None:
+            split[name] = max(0.0, first[end] - began)
     stopped = first.get("session stopped")
     if stopped is not None:
         split["exit"] = wall - stopped
@@ -172,16 +186,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8000, help="images of the large run; N/4 is the small one")
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the fastest counts")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up split")
+    parser.add_argument("--engines", default="auto,tensorflow", help="the --engine values of the start-up split")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "overhead.json"))
     parser.add_argument("--table", metavar="JSON", help="only print the table of an earlier run's JSON")
     args = parser.parse_args()
     if args.table:
         print_table(json.loads(Path(args.table).read_text()))
         return
-    args.model, args.extra = MODELS[0][0], []
+    args.model, args.extra, args.engines = MODELS[0][0], [], args.engines.split(",")
     args.peer_settings = dict(PEER_DEFAULTS)
     bench = OverheadBench(args)
-    sets = sorted({STARTUP_IMAGES, *(n for _, _, times in MODELS for n in (args.n * times // 4, args.n * times))})
+    sizes = () if args.startup_only else (n for _, _, times in MODELS for n in (args.n * times // 4, args.n * times))
+    sets = sorted({STARTUP_IMAGES, *sizes})
     for count in sets:
         make_images(count, bench.work / f"set-{count}")
     server = bench.server = local_s3.start(log_path=bench.work / "s3.log")

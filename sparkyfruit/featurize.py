@@ -23,7 +23,8 @@ from sparkyfruit.timeline import mark
 # the one text for a 0-byte image, whichever source found it
 EMPTY_FILE_ERROR = "cannot decode image: empty file (0 bytes)"
 
-# A ModelSpec's weights value with this prefix names a file shipped to executors by SparkContext.addFile.
+# A ModelSpec's file (its weights, or LiteRT's converted model) with this prefix was shipped to the executors
+# by SparkContext.addFile.
 SPARK_FILES_PREFIX = "sparkfiles:"
 
 _ENCODERS: dict[ModelSpec, object] = {}  # a TensorFlowEncoder or LiteRTEncoder (engines.py) per spec
