@@ -300,13 +300,16 @@ def describe_saved_model(path: str, layer: str | None, pooling: str, shown: str 
     from sparkyfruit.errors import ConfigError
 
     shown = shown or path
+    check_model_file(path, shown)
 
     import_tensorflow()
     try:
         saved = load_saved_model(path)
     except Exception as exc:  # Keras raises many types for a file it cannot read
+        # its message names our staged copy, which the user never gave: say what failed, not where
+        reason = str(exc).replace(str(path), Path(shown).name)
         raise ConfigError(
-            f"--model {shown!r} cannot be loaded by Keras: {type(exc).__name__}: {exc}",
+            f"--model {shown} cannot be loaded by Keras: {type(exc).__name__}: {reason}",
             "Give a model saved with model.save('name.keras') (or .h5).",
         ) from None
     names = [each.name for each in saved.layers]
@@ -333,10 +336,86 @@ def describe_saved_model(path: str, layer: str | None, pooling: str, shown: str 
 
 
 def load_saved_model(path: str):
-    """A saved Keras model (.keras or .h5), for inference only."""
+    """A saved Keras model (.keras or .h5), for inference only. `safe_mode` refuses a layer that would
+    deserialize Python code (a Lambda); it is explicit because Keras before 3.11.3 ignored it for .h5 files
+    (CVE-2025-9905), and pyproject requires a Keras that honours it. The driver checks the file first
+    (check_model_file), so a worker never meets such a layer."""
     import keras
 
-    return keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+# layers whose config carries Python code (a marshalled function), which sparkyfruit never runs
+CODE_LAYERS = ("Lambda",)
+
+
+def check_model_file(path: str | Path, shown: str) -> None:
+    """Refuse, before Keras reads it, a model file that is not a Keras model or that has a layer carrying
+    Python code: raises ConfigError naming the layer. Reads only the file's stored architecture (JSON), so
+    no code in it can run. `shown`: the model as the user gave it."""
+    from sparkyfruit.errors import ConfigError
+
+    refusal = _refusal_of_model_file(Path(path), Path(shown).name)
+    if refusal:
+        raise ConfigError(*refusal)
+
+
+def _refusal_of_model_file(path: Path, name: str) -> tuple[str, str] | None:
+    """(what, what to do) when the file at `path` must not be loaded; None when it may be."""
+    config = _saved_config(path)
+    if config is None:
+        return (
+            f"--model {name} is not a Keras model file: a .keras file is a zip archive and a .h5 file is HDF5, "
+            "and this is neither.",
+            "Give a model saved with model.save('name.keras') (or .h5).",
+        )
+    for layer in _layers(config):
+        if layer.get("class_name") in CODE_LAYERS:
+            layer_name = (layer.get("config") or {}).get("name", "?")
+            return (
+                f"--model {name} has a {layer['class_name']} layer {layer_name!r}, which carries Python code; "
+                "sparkyfruit never runs code from a model file, so it was not loaded.",
+                "Save the model with that computation written as a registered Keras layer, or without it.",
+            )
+    return None
+
+
+def _saved_config(path: Path) -> dict | None:
+    """The stored architecture of a .keras (zip: config.json) or .h5 (the `model_config` attribute) file;
+    {} when the file is of the right kind without one (weights only); None when it is neither kind."""
+    import json
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                return {}
+            return json.loads(archive.read("config.json"))
+    with open(path, "rb") as handle:
+        if handle.read(8) != b"\x89HDF\r\n\x1a\n":
+            return None
+    import h5py
+
+    with h5py.File(path, "r") as stored:
+        raw = stored.attrs.get("model_config")
+    if raw is None:
+        return {}
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _layers(config) -> list[dict]:
+    """Every layer config nested anywhere in a stored architecture (functional models, Sequential models,
+    and models used as layers of others)."""
+    found = []
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            found.append(config)
+        for value in config.values():
+            found.extend(_layers(value))
+    elif isinstance(config, list):
+        for value in config:
+            found.extend(_layers(value))
+    return found
 
 
 def saved_model_at(saved, layer: str | None, pooling: str):

@@ -245,3 +245,36 @@ def test_a_saved_model_on_s3_at_a_feature_map_is_pooled_and_similar_uses_it(spar
         [first.removeprefix("file://")], str(tmp_path / "o"), S3Settings(s3_endpoint=s3.endpoint)
     ).answers
     assert answer.neighbors[0].path == first and answer.neighbors[0].similarity == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_model_whose_layer_carries_code_is_refused_and_its_code_never_runs(tmp_path):
+    """A Lambda layer deserializes Python code: refused on the driver from the file's stored architecture,
+    with one line naming the layer, before Keras (or Spark) reads it."""
+    models.import_tensorflow()
+    import keras
+
+    ran = tmp_path / "the-lambda-ran"
+    # a lambda is saved as its bytecode, which loading would run: here it leaves a mark (an attack does worse)
+    plant = eval(f"lambda images: (__import__('pathlib').Path({str(ran)!r}).touch(), images)[1]")
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(plant, name="sneaky")(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "carries-code.keras")
+    ran.unlink(missing_ok=True)  # saving traced it once
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a model at all")
+    base = ["encode", "--input", str(SAMPLE), "--master", MASTER, "--image-size", "32"]
+    for model, expected in (
+        ("carries-code.keras", "--model carries-code.keras has a Lambda layer 'sneaky', which carries Python code"),
+        ("garbage.keras", "--model garbage.keras is not a Keras model file: a .keras file is a zip archive"),
+    ):
+        result = CliRunner().invoke(
+            app, [*base, "--model", str(tmp_path / model), "--output", str(tmp_path / "o")], env={"COLUMNS": "400"}
+        )
+        assert result.exit_code == 2, result.output
+        assert expected in result.output and len(result.output.strip().splitlines()) == 1, result.output
+        assert "Traceback" not in result.output and "sparkyfruit-" not in result.output
+    assert not ran.exists() and not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):  # and Keras itself, as the workers call it
+        models.load_saved_model(str(tmp_path / "carries-code.keras"))
+    assert not ran.exists()
