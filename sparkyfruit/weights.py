@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkyfruit import locations, models, storage
+from sparkyfruit import locations, models, scratch, storage
 from sparkyfruit.errors import ConfigError, StorageError
 
 IMAGENET, RANDOM, S3, FILE = "imagenet", "random", "s3", "file"
@@ -82,8 +82,7 @@ def stage(value: str, s3, *, model: str, alpha: float, image_size: int, announce
     kind = kind_of(value)
     if kind == RANDOM:
         return StagedWeights(None, None)
-    staging = Path(tempfile.gettempdir()) / "sparkyfruit-weights"
-    staging.mkdir(exist_ok=True)
+    staging = scratch.folder("weights")
     downloaded = None
     if kind == IMAGENET:
         source = fetch_imagenet(imagenet_download(model, alpha, image_size), announce)
@@ -94,8 +93,18 @@ def stage(value: str, s3, *, model: str, alpha: float, image_size: int, announce
         source = Path(locations.parse_location(value).path)
     digest = models.sha256_of(source)
     staged = staging / f"{digest[:16]}-{source.name.removeprefix(f'.{os.getpid()}-')}"
-    if not staged.exists():
-        shutil.copyfile(source, staged)
+    # what is shipped is checked, not assumed: a copy cut short by a kill, or a file put there by anything
+    # else, is replaced; a new copy takes its name only once whole (a rename), and only if it matches
+    if not staged.is_file() or models.sha256_of(staged) != digest:
+        partial = staging / f".{os.getpid()}-partial-{staged.name}"
+        shutil.copyfile(source, partial)
+        if models.sha256_of(partial) != digest:
+            partial.unlink()
+            raise StorageError(
+                f"the weights file {value} changed while it was being copied; nothing was shipped.",
+                "Run again once the file is no longer being written.",
+            )
+        os.replace(partial, staged)
     if downloaded is not None:
         downloaded.unlink()
     return StagedWeights(staged, digest)

@@ -70,7 +70,7 @@ def test_the_secret_key_appears_nowhere(s3, tmp_path, mode, how):
         [script, "inspect", str(out), "--json"], capture_output=True, text=True, env=env, timeout=60
     )
     assert inspect.returncode == 0, inspect.stderr
-    logs = sorted((tmp_path / "sparkyfruit-logs").glob("*.log"))
+    logs = sorted((tmp_path / f"sparkyfruit-{os.getuid()}" / "logs").glob("*.log"))
     assert logs, "the run wrote no driver log under its TMPDIR"
     places = {
         "stdout": stdout,

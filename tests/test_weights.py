@@ -3,7 +3,11 @@ it to the workers; offline, one line names the URL and the fix. The other kinds 
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
+import stat
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from typer.testing import CliRunner
 import sparkyfruit
 from sparkyfruit import models, weights
 from sparkyfruit.cli import ENCODE_EXAMPLE, app
+from sparkyfruit.errors import ConfigError
 from tests.helpers import ROOT, SAMPLE, WEIGHTS, read_output, run_config
 
 
@@ -27,6 +32,36 @@ from tests.helpers import ROOT, SAMPLE, WEIGHTS, read_output, run_config
 )
 def test_kinds_of_a_weights_value(value, kind):
     assert weights.kind_of(value) == kind
+
+
+def test_staged_files_are_private_whole_and_checked_so_a_planted_file_is_never_shipped(tmp_path, monkeypatch):
+    """The scratch folder is the user's own (0700); the staged file is the one whose sha256 the run records,
+    whatever was at its name before (a planted file, or a copy cut short)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = tmp_path / f"sparkyfruit-{os.getuid()}"
+    mine.mkdir(mode=0o777)
+    os.chmod(mine, 0o777)  # as an older release left it: closed on use
+    source = tmp_path / "fine-tuned.h5"
+    source.write_bytes(b"the real weights " * 1000)
+    stage = functools.partial(weights.stage, str(source), None, model="mobilenet", alpha=0.25, image_size=100)
+    first = stage()
+    assert first.file.parent == mine / "weights" and first.sha256 == models.sha256_of(source)
+    assert first.file.read_bytes() == source.read_bytes()
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700 and stat.S_IMODE(first.file.parent.stat().st_mode) == 0o700
+    for planted in (b"planted by someone else", source.read_bytes()[:100]):  # a plant, a truncated copy
+        first.file.write_bytes(planted)
+        again = stage()
+        assert again == first and again.file.read_bytes() == source.read_bytes()
+    assert [each.name for each in first.file.parent.iterdir()] == [first.file.name]  # no partial copy left
+
+    (mine / "weights").rename(tmp_path / "elsewhere")
+    (mine / "weights").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=r"the scratch folder .*/weights is not a folder; .*set TMPDIR"):
+        stage()
+    monkeypatch.setattr(os, "getuid", lambda: 4242)
+    (tmp_path / "sparkyfruit-4242").mkdir()  # a folder under the name of user 4242, made by someone else
+    with pytest.raises(ConfigError, match=r"the scratch folder .*sparkyfruit-4242 belongs to user id \d+"):
+        stage()
 
 
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"

@@ -6,19 +6,19 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 
 def log_folder() -> Path:
-    return Path(tempfile.gettempdir()) / "sparkyfruit-logs"
+    """This user's private folder of driver logs (scratch.py); made, and checked, on each call."""
+    from sparkyfruit import scratch
+
+    return scratch.folder("logs")
 
 
 def new_log_path() -> Path:
-    folder = log_folder()
-    folder.mkdir(exist_ok=True)
-    return folder / f"driver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    return log_folder() / f"driver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
 @contextlib.contextmanager
