@@ -1,5 +1,5 @@
-"""How a run's Spark session is made, without starting one: the Spark and Hadoop options, the jars pulled,
-the spark-submit flags."""
+"""How a run's Spark session is made, mostly without starting one: the Spark and Hadoop options, the jars
+pulled, the spark-submit flags; and, in the test session, that Ctrl-C cancels only the run's own jobs."""
 
 import pytest
 
@@ -77,3 +77,37 @@ def test_spark_submit_flags_name_the_jars_a_local_start_pulls():
     options = spark_options(config)
     assert spark_submit_flags(config) == f"--packages {options['spark.jars.packages']}"
     assert options["spark.jars.packages"] == s3a_packages(bundled_hadoop_version())
+
+
+@pytest.mark.spark
+def test_ctrl_c_cancels_only_this_runs_jobs_and_not_the_sessions_others(spark):
+    """In a shared session (a notebook's), Ctrl-C during a run cancels the run's jobs (its thread's tag) and
+    leaves a job of the session's other user running to its end."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from sparkyfruit.spark.interrupt import SigintGuard
+
+    context = spark.sparkContext
+    others: dict = {}
+
+    def the_other_users_job():
+        try:
+            others["count"] = context.parallelize(range(2), 2).map(lambda x: (time.sleep(6), x)[1]).count()
+        except Exception as exc:  # noqa: BLE001 - the test reports what stopped it
+            others["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+
+    other = threading.Thread(target=the_other_users_job)
+    other.start()
+    with SigintGuard() as guard:
+        guard.watch(context)
+        threading.Timer(2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(Exception, match="(?i)cancel"):
+            context.parallelize(range(2), 2).map(lambda x: (time.sleep(20), x)[1]).count()
+        assert time.monotonic() - started < 15 and guard.received
+    other.join(60)
+    assert others == {"count": 2}
+    assert guard.tag not in (context.getJobTags() or set())
