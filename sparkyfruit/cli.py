@@ -416,7 +416,10 @@ def similar(
     from sparkyfruit.similar import similar as run_similar
 
     s3 = _or_fail(_s3_settings, s3_endpoint, s3_region, profile)
-    result = _or_fail(run_similar, queries, index, s3, k=k)
+    # what runs, named on stderr: the model file (from the index's manifest) and its sha256
+    result = _or_fail(
+        run_similar, queries, index, s3, k=k, announce=lambda line: err.print(escape(line), soft_wrap=True)
+    )
     for answer in result.answers:
         if as_json:
             print(json.dumps(answer.to_json()), flush=True)

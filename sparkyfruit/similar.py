@@ -96,7 +96,7 @@ def vote(labels: list[str], similarities: np.ndarray) -> str:
     return max(scores, key=lambda label: (scores[label], -labels.index(label)))
 
 
-def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=None) -> Similar:
+def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=None, announce=None) -> Similar:
     """The k nearest rows of the encode output `index` for each query image, and a predicted label.
 
     Parameters
@@ -107,6 +107,7 @@ def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=
     k: neighbours per query.
     encoder: an encoder (engines.load_encoder) of the index's network and engine, already loaded (tests and
         benchmarks reuse one).
+    announce: a print function, told which network (model file and sha256) encodes the queries.
 
     Returns
     -------
@@ -135,7 +136,7 @@ def similar(queries: list[str], index: str, s3: S3Settings, k: int = 5, encoder=
     images = [image for query in queries for image in _expand(query, s3)]
     loaded = output_format.load_vectors(stored)
     nearest = NearestRows(loaded.vectors)
-    encoder = encoder or encoder_for_manifest(manifest, s3)
+    encoder = encoder or encoder_for_manifest(manifest, s3, announce)
     if encoder.dim != loaded.vectors.shape[1]:
         raise ConfigError(
             f"The network rebuilt from {location.shown}'s manifest gives {encoder.dim}-d vectors, and the output "
@@ -176,20 +177,34 @@ def _answers(batch: list[str], result: dict, found, loaded: output_format.Vector
     return answers
 
 
-def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings):
-    """The network that made an output, on the engine that ran it, loaded in this process from its manifest;
-    its weights file must be the one the manifest's sha256 names."""
+def encoder_for_manifest(manifest: output_format.Manifest, s3: S3Settings, announce=None):
+    """The network that made an output, on the engine that ran it, loaded in this process from its manifest.
+    The manifest is not trusted to name what runs: a saved model is loaded only when the manifest records
+    its sha256, the staged file has that sha256, and the file carries no code (models.check_model_file);
+    a weights file must match the recorded sha256 too. `announce` (a print function) is told what runs."""
     from sparkyfruit import engines
 
     source = weights.source_of(manifest.model, manifest.weights)
-    staged = weights.stage(source, s3, model=manifest.model, alpha=manifest.alpha, image_size=manifest.image_size)
     recorded = manifest.shipped_sha256
+    saved_model = models.is_saved_model(manifest.model)
+    if saved_model and not recorded:
+        raise ConfigError(
+            f"The index's manifest names the saved model {source} without its sha256; sparkyfruit loads a model "
+            "file only when the output records which file it was, so it did not fetch it.",
+            "Encode the images again with this release, which records it.",
+        )
+    staged = weights.stage(source, s3, model=manifest.model, alpha=manifest.alpha, image_size=manifest.image_size)
     if recorded and staged.sha256 != recorded:
         raise ConfigError(
             f"The weights {source} are not the ones this output was encoded with (sha256 {staged.sha256[:12]}..., "
             f"the manifest says {recorded[:12]}...): their vectors cannot be compared.",
             "Restore that file, or encode the images again with the new one.",
         )
+    if saved_model:
+        models.check_model_file(staged.file, source)
+    if announce is not None:
+        what = f"saved model {source}" if saved_model else f"{manifest.model}, weights {weights.label(source)}"
+        announce(f"Network: {what}" + (f" (sha256 {staged.sha256[:12]}...)" if staged.sha256 else ""))
     local = str(staged.file) if staged.file is not None else models.RANDOM
     spec = models.ModelSpec.of(manifest.model, local, QUERY_BATCH, manifest)
     engine = engines.prepare(spec, staged.sha256, manifest.engine)  # the index's: a query's vector is comparable

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 import sparkyfruit
 from devtools.sample_split import split_even_odd
-from sparkyfruit import locations, output_format
+from sparkyfruit import locations, models, output_format
 from sparkyfruit.cli import app
 from sparkyfruit.errors import ConfigError
 from sparkyfruit.reduce import reduce
 from sparkyfruit.s3_settings import S3Settings
 from sparkyfruit.similar import NearestRows, encoder_for_manifest, similar, vote
-from tests.helpers import run_config
+from tests.helpers import WEIGHTS, run_config
 
 
 def test_nearest_rows_are_the_exact_cosine_ranking():
@@ -78,7 +78,7 @@ def test_an_index_row_that_failed_is_never_a_neighbour(sample_index):
 @pytest.mark.spark
 @pytest.mark.slow
 def test_similar_json_answers_each_query_and_reports_the_one_it_cannot_decode(sample_index, tmp_path):
-    index, odd, _, _ = sample_index
+    index, odd, manifest, _ = sample_index
     broken = tmp_path / "photo.jpg"
     broken.write_bytes(b"not an image")
     queries = [str(odd[0]), str(broken), str(odd[-1])]
@@ -91,6 +91,9 @@ def test_similar_json_answers_each_query_and_reports_the_one_it_cannot_decode(sa
     assert [set(n) for n in first["neighbors"]] == [{"path", "label", "similarity"}] * 3
     assert failed["label"] is None and failed["neighbors"] == [] and failed["error"].startswith("cannot decode image")
     assert "1 of 3 query images could not be read or decoded" in result.stderr
+    # what ran, named: the network, its weights file and that file's sha256
+    weights_file = f"file://{WEIGHTS.resolve()}"
+    assert f"Network: mobilenet, weights {weights_file} (sha256 {manifest.weights_sha256[:12]}...)" in result.stderr
 
 
 @pytest.mark.spark
@@ -120,6 +123,15 @@ def test_only_the_indexs_own_network_can_query_it(sample_index, spark, tmp_path)
     other = dataclasses.replace(manifest, weights_sha256="0" * 64)  # the weights file changed since
     with pytest.raises(ConfigError, match="are not the ones this output was encoded with"):
         encoder_for_manifest(other, S3Settings())
+    # a manifest is not trusted to name what runs: a saved model only with its sha256, and only a model file
+    unrecorded = dataclasses.replace(manifest, model="s3://models/planted.keras", weights_sha256=None)
+    with pytest.raises(ConfigError, match="names the saved model s3://models/planted.keras without its sha256"):
+        encoder_for_manifest(unrecorded, S3Settings())
+    planted = tmp_path / "planted.keras"
+    planted.write_bytes(b"not a model")
+    recorded = dataclasses.replace(manifest, model=str(planted), model_sha256=models.sha256_of(planted))
+    with pytest.raises(ConfigError, match="--model planted.keras is not a Keras model file"):
+        encoder_for_manifest(recorded, S3Settings())
     reduce(str(index), str(tmp_path / "pca"), S3Settings(), k=4, spark=spark)
     result = CliRunner().invoke(app, ["similar", str(odd[0]), "--index", str(tmp_path / "pca")])
     assert result.exit_code == 2 and "is a `reduce` output" in result.output, result.output
