@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from sparkyfruit import locations, models, weights
 from sparkyfruit.errors import ConfigError
-from sparkyfruit.s3_settings import ENV_PREFIX, S3Settings
+from sparkyfruit.s3_settings import ENV_PREFIX, S3Settings, endpoint_shown
 
 SAVED_MODEL_SIZE = 224  # a saved model's default --image-size, unless its input has a fixed size
 
@@ -373,11 +373,9 @@ class RunConfig(S3Settings):
         return self.mode == "df" and self.input_location.is_s3 and self.spark_s3_scheme == "s3a"
 
     def redacted(self) -> dict[str, Any]:
-        """The resolved settings, safe to print or store: no credentials ever live here, and an endpoint
-        URL loses any user:password part."""
-        dump = self.model_dump(mode="json")
-        dump["s3_endpoint"] = self.endpoint_for_display
-        return dump
+        """The resolved settings, safe to print or store: no credentials ever live here (an endpoint URL
+        that holds a user name or password is refused)."""
+        return self.model_dump(mode="json")
 
 
 def _readable_file(value: str, flag: str, what: str) -> str:
@@ -441,7 +439,7 @@ def settings_with_sources(config_file: str | Path | None = None) -> list[dict[st
         else:
             value, source = info.default, "default"
         if name == "s3_endpoint" and value:
-            value = S3Settings.model_construct(s3_endpoint=str(value)).endpoint_for_display
+            value = endpoint_shown(str(value))
         rows.append({"name": name, "value": value, "source": source, "help": info.description or ""})
     return rows
 

@@ -52,8 +52,17 @@ class S3Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
-                f"--s3-endpoint must be an http(s) URL; got {value!r}.",
+                f"--s3-endpoint must be an http(s) URL; got {endpoint_shown(value)!r}.",
                 "Write it like http://127.0.0.1:9000 or https://s3.example.com.",
+            )
+        if "@" in parts.netloc:
+            # refused, not stripped: a URL with keys in it gets copied (shell history, scripts, notebooks),
+            # and Spark's UI would show fs.s3a.endpoint to anyone who can open it
+            raise ConfigError(
+                f"--s3-endpoint {endpoint_shown(value)} holds a user name or password; sparkyfruit takes no keys "
+                "in a URL, which Spark's UI and logs would show.",
+                "Give the bare URL (like http://127.0.0.1:9000), and the keys with --profile or the environment "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).",
             )
         return value.rstrip("/")
 
@@ -71,13 +80,13 @@ class S3Settings(BaseSettings):
     def effective_region(self) -> str | None:
         return self.s3_region or ("us-east-1" if self.s3_endpoint else None)
 
-    @property
-    def endpoint_for_display(self) -> str | None:
-        """The endpoint without any user:password part."""
-        if not self.s3_endpoint:
-            return None
-        parts = urlsplit(self.s3_endpoint)
-        return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
-
     def s3_only(self) -> S3Settings:
         return S3Settings.model_construct(**{name: getattr(self, name) for name in S3Settings.model_fields})
+
+
+def endpoint_shown(value: str) -> str:
+    """An endpoint URL as it may be printed: any user:password part replaced by ***."""
+    parts = urlsplit(value)
+    if "@" not in parts.netloc:
+        return value
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))

@@ -75,7 +75,7 @@ def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str
         NoCredentialsError,
     )
 
-    where = f"bucket {bucket!r} at {s3.endpoint_for_display or 'AWS S3'}"
+    where = f"bucket {bucket!r} at {s3.s3_endpoint or 'AWS S3'}"
     if isinstance(exc, NoCredentialsError) and s3.s3_endpoint and not _reachable(s3.s3_endpoint):
         # botocore looks for credentials before it connects: the closed port is the first thing to fix
         exc = EndpointConnectionError(endpoint_url=s3.s3_endpoint)
@@ -87,7 +87,7 @@ def describe_s3_failure(exc: Exception, s3: S3Settings, bucket: str, action: str
     if isinstance(exc, EndpointConnectionError):
         if s3.s3_endpoint:
             return StorageError(
-                f"Could not connect to {s3.endpoint_for_display} to {action} bucket {bucket!r}.",
+                f"Could not connect to {s3.s3_endpoint} to {action} bucket {bucket!r}.",
                 "Check --s3-endpoint (scheme, host, port) and that the server is running.",
             )
         return StorageError(

@@ -2,7 +2,7 @@ import pytest
 
 from sparkyfruit.config import RunConfig
 from sparkyfruit.errors import ConfigError
-from tests.helpers import SAMPLE
+from tests.helpers import SAMPLE, cli
 
 
 def test_precedence_flag_over_env_over_file_over_default(images, tmp_path, monkeypatch):
@@ -65,11 +65,20 @@ def test_config_file_errors(images, tmp_path):
         RunConfig.load(tmp_path / "missing.toml", input=images, output=str(tmp_path / "o"))
 
 
-def test_redacted_dump_drops_endpoint_userinfo(images, tmp_path):
-    config = RunConfig.load(input=images, output=str(tmp_path / "o"), s3_endpoint="http://user:pa55word@minio:9000")
-    dump = config.redacted()
-    assert dump["s3_endpoint"] == "http://minio:9000"
-    assert "pa55word" not in str(dump)
+def test_an_endpoint_with_credentials_is_refused_without_repeating_them(images, tmp_path, monkeypatch):
+    """Keys in --s3-endpoint would reach fs.s3a.endpoint, which Spark's UI shows: refused before anything
+    runs, with the URL shown without them, and config show hides them too."""
+    endpoint = "http://user:pa55word@minio:9000"
+    result = cli("encode", "--input", images, "--output", tmp_path / "o", "--s3-endpoint", endpoint)
+    assert result.exit_code == 2, result.output
+    assert "--s3-endpoint http://***@minio:9000 holds a user name or password" in result.output
+    assert "--profile" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "pa55word" not in result.output and "user:" not in result.output and not (tmp_path / "o").exists()
+    with pytest.raises(ConfigError, match="got 'ftp://\\*\\*\\*@minio'"):
+        RunConfig.load(input=images, output=str(tmp_path / "o"), s3_endpoint="ftp://user:pa55word@minio")
+    monkeypatch.setenv("SPARKYFRUIT_S3_ENDPOINT", endpoint)
+    shown = cli("config", "show")
+    assert "http://***@minio:9000" in shown.output and "pa55word" not in shown.output
 
 
 @pytest.mark.parametrize(

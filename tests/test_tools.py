@@ -168,6 +168,6 @@ def test_config_show_reports_each_value_and_where_it_comes_from(tmp_path, monkey
     assert rows["model"]["value"] == "resnet50" and rows["model"]["source"].startswith("file ")
     assert rows["batch_size"]["value"] == "32" and rows["batch_size"]["source"] == "env SPARKYFRUIT_BATCH_SIZE"
     assert rows["image_size"] == {**rows["image_size"], "value": None, "source": "default"}  # the network's own
-    assert rows["s3_endpoint"]["value"] == "http://127.0.0.1:9000" and "pass" not in output
+    assert rows["s3_endpoint"]["value"] == "http://***@127.0.0.1:9000" and "pass" not in output
     code, output = cli("config", "show", "--config", str(tmp_path / "missing.toml"))
     assert code == 2 and "--config file not found" in output

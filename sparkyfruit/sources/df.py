@@ -193,7 +193,7 @@ def list_images(spark, config: RunConfig) -> Listing:
             ) from None
         if not location.is_s3:
             raise StorageError(f"Spark could not list {location.uri}: {failure_summary(exc)[:400]}") from None
-        endpoint = config.endpoint_for_display or "AWS S3"
+        endpoint = config.s3_endpoint or "AWS S3"
         raise StorageError(
             f"Spark could not list {location.uri} at {endpoint}: {failure_summary(exc)[:400]}",
             "Check the bucket, --s3-endpoint, --s3-region and the credentials (env, --profile, instance role).",
