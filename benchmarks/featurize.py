@@ -117,7 +117,7 @@ class Bench:
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYSPARK_PYTHON": PYTHON,
-            # the JVM class archives (sparkyfruit/spark/class_cache.py) start empty: the first runs record them
+            # the JVM class archives (sparkyfruit/spark/class_cache.py) start empty: the second runs record them
             "XDG_CACHE_HOME": str(self.work / "cache"),
         }
 
@@ -277,9 +277,10 @@ class Bench:
             "peer_settings": args.peer_settings,
             "rows": [],
         }
-        # A machine's first run from a folder records the driver JVM's class archive as it exits; the first
-        # run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next S3 run (a
-        # measured one below, where the fastest of the repeats counts) records the archive with those jars.
+        # A machine's first run from a folder leaves the class archive's marker, and the second (a measured one
+        # below, where the fastest of the repeats counts) records the driver JVM's class archive as it exits; the
+        # first run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next two S3
+        # runs leave the marker and record the archive with those jars.
         first_size = args.sizes[0][0]
         report["first_run_10_images_s"] = {
             f"df ({where})": self.sparkyfruit("df", first_size, 10, source, "first run", repeats=1)["wall_s"]

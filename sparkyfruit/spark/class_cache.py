@@ -5,6 +5,10 @@ jars again shortens every start (docs/performance.md, cold start rows of benchma
 first run with a given Java, Spark installation and set of packages records the archive as its JVM
 exits; every later run with the same ones maps it. The folder keeps the few most recently used.
 
+Recording costs the run that does it tens of seconds as its JVM exits (writing some 200 MB), after its
+output is done. So it is not the first run with a set of jars that records, but the second: a one-off run,
+or a throw-away virtualenv, never pays for an archive it would not use. The first run leaves a marker.
+
 A truncated archive crashes the JVM, so the JVM records into a temporary file that is renamed into
 place only after the JVM has exited cleanly.
 
@@ -23,8 +27,10 @@ from pathlib import Path
 
 from sparkyfruit import processes
 
-# archives kept in the cache folder, most recently used first
-MAX_ARCHIVES = 3
+# archives kept in the cache folder, most recently used first (each about 180-210 MB)
+MAX_ARCHIVES = 2
+# markers of identities seen once (empty files), most recently used first
+MAX_MARKERS = 20
 
 
 @dataclass
@@ -94,8 +100,13 @@ def class_archive(spark_home: Path, packages: str | None) -> ClassArchive | None
     if final.is_file():
         os.utime(final)  # recently used: the last to be pruned
         return ClassArchive(f"-XX:SharedArchiveFile={final}", final=final)
+    seen = folder / f"driver-classes-{key}.seen"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if not seen.is_file():  # the first run with these jars: remember them, record next time
+            seen.touch()
+            _prune(folder, keep=MAX_MARKERS, pattern="driver-classes-*.seen")
+            return None
     except OSError:
         return None
     _remove_abandoned_recordings(folder)
@@ -104,10 +115,10 @@ def class_archive(spark_home: Path, packages: str | None) -> ClassArchive | None
     return ClassArchive(f"-XX:ArchiveClassesAtExit={recording}", recording=recording, final=final)
 
 
-def _prune(folder: Path, keep: int) -> None:
-    """Keep the `keep` most recently used archives: each virtualenv (and each set of S3A jars) has its own,
-    each large, and one for a venv that is gone is never used again."""
-    archives = sorted(folder.glob("driver-classes-*.jsa"), key=lambda path: path.stat().st_mtime, reverse=True)
+def _prune(folder: Path, keep: int, pattern: str = "driver-classes-*.jsa") -> None:
+    """Keep the `keep` most recently used archives (or markers): each virtualenv (and each set of S3A jars)
+    has its own, each large, and one for a venv that is gone is never used again."""
+    archives = sorted(folder.glob(pattern), key=lambda path: path.stat().st_mtime, reverse=True)
     for stale in archives[keep:]:
         stale.unlink(missing_ok=True)
 
