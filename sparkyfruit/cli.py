@@ -19,7 +19,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from sparkyfruit import __version__
-from sparkyfruit.errors import InterruptedRun, SparkyfruitError
+from sparkyfruit.errors import ConfigError, InterruptedRun, SparkyfruitError
 
 
 class _Command(TyperCommand):
@@ -99,9 +99,11 @@ def encode(
         "lists keys, executors GET them. [default: df]",
     ),
     input: Optional[str] = typer.Option(
-        None, "--input", "-i", help="s3://bucket/prefix, s3a://..., or a local folder."
+        None, "--input", "-i", help="A local folder, s3://bucket/prefix (or s3a://...), or hdfs://namenode/path."
     ),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="A local folder or s3://bucket/prefix."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", help="A local folder, s3://bucket/prefix, or hdfs://namenode/path."
+    ),
     config: Optional[Path] = typer.Option(
         None, "--config", help="TOML file with settings (same names as the flags, with '_' for '-')."
     ),
@@ -232,9 +234,12 @@ def encode(
             soft_wrap=True,
         )
     elif not settings.quiet:
+        # both rates: the whole run's (start-up included) and the encoding's, which the progress bar showed
         out.print(
             f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
-            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s -> {escape(result.output)}",
+            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s overall, "
+            f"{result.encoding_images_per_second:.1f} images/s encoding ({result.encoding_seconds:.1f} s) -> "
+            f"{escape(result.output)}",
             soft_wrap=True,
         )
     if result.failed and not settings.quiet:
@@ -263,11 +268,13 @@ def inspect(
 
             written = plot_output(output, plot, s3, summary)
     except SparkyfruitError as error:
+        if as_json and getattr(error, "state", None):  # an unfinished output: its state on stdout, still exit 1
+            print(json.dumps(error.state))
         _fail(error)
     if plot is not None and not as_json:
         err.print(f"figure: {written}")
     if as_json:
-        data = summary.to_dict()
+        data = {"finished": True, **summary.to_dict()}
         data.pop("manifest")
         print(json.dumps(data))
         return
@@ -327,7 +334,11 @@ def evaluate(
     output: str = typer.Argument(..., help="An encode or reduce output (local or s3://)."),
     test_fraction: float = typer.Option(0.5, help="Share of each label held out for testing."),
     seed: int = typer.Option(0, help="Seed of the stratified split."),
-    method: str = typer.Option("centroid", help="centroid (nearest class mean, no Spark) or logistic (Spark ML)."),
+    method: str = typer.Option(
+        "centroid",
+        help="centroid (nearest class mean, in this process, no JVM) or logistic (Spark ML's logistic regression: "
+        "starts Spark, tens of seconds).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     s3_endpoint: Optional[str] = S3_ENDPOINT_OPTION,
     s3_region: Optional[str] = S3_REGION_OPTION,
@@ -337,7 +348,9 @@ def evaluate(
     from sparkyfruit.evaluate import evaluate as run_evaluate
 
     s3 = _or_fail(_s3_settings, s3_endpoint, s3_region, profile)
-    report = _or_fail(run_evaluate, output, s3, test_fraction=test_fraction, seed=seed, method=method)
+    report = _or_fail(
+        run_evaluate, output, s3, test_fraction=test_fraction, seed=seed, method=method, announce=err.print
+    )
     if as_json:
         print(json.dumps(report.to_json()))
         return
@@ -445,16 +458,23 @@ config_app = typer.Typer(help="Settings: what a run would use, and where each va
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("show", cls=_Command, epilog="Example: sparkyfruit config show --config examples/run.toml --json")
+@config_app.command(
+    "show",
+    cls=_Command,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Example: sparkyfruit config show --config examples/run.toml --batch-size 32 --json",
+)
 def config_show(
+    context: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
-    """The resolved settings (env SPARKYFRUIT_* over the --config file over defaults), secrets redacted.
-    Flags given to encode win over all of these."""
+    """The settings an encode would use (its flags, given here too, over env SPARKYFRUIT_* over the --config
+    file over defaults) and where each comes from, secrets hidden."""
     from sparkyfruit.config import settings_with_sources
 
-    rows = _or_fail(settings_with_sources, config)
+    flags = _or_fail(_encode_flags, context.args)
+    rows = _or_fail(settings_with_sources, config, flags)
     if as_json:
         print(json.dumps(rows))
         return
@@ -464,6 +484,18 @@ def config_show(
     for row in rows:
         table.add_row(row["name"], "-" if row["value"] is None else str(row["value"]), row["source"])
     out.print(table)
+
+
+def _encode_flags(args: list[str]) -> dict:
+    """encode's flags among `args`, parsed by encode's own options: {setting: value} of those given. Raises
+    ConfigError for anything encode does not take."""
+    command = typer.main.get_command(app).get_command(None, "encode")
+    try:
+        parsed = command.make_context("encode", list(args))
+    except Exception as exc:  # click's usage errors (newer typer releases carry a click of their own)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        raise ConfigError(f"config show takes encode's flags; {message}", "See sparkyfruit encode --help.") from None
+    return {name: value for name, value in parsed.params.items() if value is not None and name != "config"}
 
 
 def _print_summary(summary) -> None:

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from sparkyfruit import locations, models, weights
@@ -28,6 +28,7 @@ class RunConfig(S3Settings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, use_attribute_docstrings=True
     )
+    _image_size_given: bool = PrivateAttr(default=False)
 
     mode: str = "df"
     """How images are read: 'df' (Spark binaryFile over S3A) or 'keys' (driver lists, executors GET)."""
@@ -101,6 +102,10 @@ class RunConfig(S3Settings):
     ship_env: bool = False
     """On a cluster master: pack this virtualenv (venv-pack, cached by content) and run the executors'
     Python from it. Off: the executors' own Python must have sparkyfruit installed."""
+    ship_env_private: bool = False
+    """With --ship-env on YARN: upload the packed environment with each run into the application's own
+    staging folder on HDFS, readable by you only, instead of keeping one copy on HDFS that every user of the
+    cluster can read (which YARN caches once per node). Files that hold credentials are never packed."""
     jvm_class_cache: bool = True
     """Keep start-up caches in ~/.cache/sparkyfruit: an archive of the driver JVM's classes (AppCDS, recorded
     as the first run's JVM exits and mapped by later runs, which then start faster) and, on a local master,
@@ -144,6 +149,11 @@ class RunConfig(S3Settings):
     @classmethod
     def _input(cls, value: str) -> str:
         location = locations.parse_location(value, "--input")
+        if location.is_local and os.path.isfile(location.path):
+            raise ConfigError(
+                f"--input is a file, not a folder: {value!r}.",
+                "Give the folder of images (one subfolder per label) that holds it.",
+            )
         if location.is_local and not os.path.isdir(location.path):
             raise ConfigError(
                 f"--input folder does not exist: {value!r}.", "Check the path, or use s3://bucket/prefix."
@@ -268,6 +278,7 @@ class RunConfig(S3Settings):
 
     @model_validator(mode="after")
     def _saved_model_or_backbone(self) -> RunConfig:
+        self._image_size_given = self.image_size is not None
         if models.is_saved_model(self.model):
             if self.weights != models.IMAGENET or self.alpha is not None:
                 raise ConfigError(
@@ -276,6 +287,7 @@ class RunConfig(S3Settings):
                     "Leave them out.",
                 )
             self.alpha = 1.0
+            # a saved model with a fixed input size uses it where none is given (pipeline._network_shape)
             self.image_size = self.image_size or SAVED_MODEL_SIZE
             return self
         for name in ("layer", "preprocess"):
@@ -372,6 +384,17 @@ class RunConfig(S3Settings):
         faster."""
         return self.mode == "df" and self.input_location.is_s3 and self.spark_s3_scheme == "s3a"
 
+    @property
+    def image_size_given(self) -> bool:
+        """Whether --image-size (or its env or file setting) was given, rather than the network's own."""
+        return self._image_size_given
+
+    @property
+    def env_kept_on_hdfs(self) -> bool:
+        """--ship-env on YARN keeps one copy of the packed environment on HDFS, readable by every user of the
+        cluster, unless ship_env_private asks for Spark's per-run upload into the application's own folder."""
+        return self.ship_env and self.master_is_yarn and not self.ship_env_private
+
     def redacted(self) -> dict[str, Any]:
         """The resolved settings, safe to print or store: no credentials ever live here (an endpoint URL
         that holds a user name or password is refused)."""
@@ -419,10 +442,13 @@ def config_error_from(exc: ValidationError) -> ConfigError:
     return ConfigError(f"Invalid {flag}: {message} (got {error.get('input')!r}).", f"Set it with {where}.")
 
 
-def settings_with_sources(config_file: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every RunConfig setting as {name, value, source, help}: where its value comes from (env, the file,
-    or the default), with the endpoint's user:password part removed. No flags here: they win over all of
-    this for the one command they are given to."""
+def settings_with_sources(
+    config_file: str | Path | None = None, flags: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every RunConfig setting as {name, value, source, help}: where its value comes from (encode's `flags`,
+    {setting: value} as given, then env, the file, or the default), with the endpoint's user:password part
+    hidden."""
+    flags = flags or {}
     file_values: dict[str, Any] = {}
     if config_file is not None:
         _check_config_file(Path(config_file))
@@ -430,7 +456,9 @@ def settings_with_sources(config_file: str | Path | None = None) -> list[dict[st
     rows = []
     for name, info in RunConfig.model_fields.items():
         env_name = f"{ENV_PREFIX}{name.upper()}"
-        if env_name in os.environ:
+        if name in flags:
+            value, source = flags[name], f"flag --{name.replace('_', '-')}"
+        elif env_name in os.environ:
             value, source = os.environ[env_name], f"env {env_name}"
         elif name in file_values:
             value, source = file_values[name], f"file {config_file}"
@@ -457,6 +485,7 @@ def reference_markdown() -> str:
 
 # settings for env/TOML only: rarely changed, and the encode --help stays readable
 NO_FLAG = {
+    "ship_env_private",
     "s3_retry_mode",
     "s3_max_attempts",
     "s3_connect_timeout",

@@ -28,7 +28,12 @@ class StorageError(SparkyfruitError):
 
 
 class NotAnOutputError(SparkyfruitError):
-    """A path that is not a finished sparkyfruit output."""
+    """A path that is not a finished sparkyfruit output. `state`: for an output still being written or
+    stopped before its end, how far it got (JSON-ready: what `inspect --json` prints for it)."""
+
+    def __init__(self, message: str, hint: str | None = None, state: dict | None = None):
+        super().__init__(message, hint)
+        self.state = state
 
 
 class RunFailedError(SparkyfruitError):

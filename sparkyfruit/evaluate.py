@@ -92,7 +92,14 @@ def logistic_regression(train_x: np.ndarray, train_y: list[str], test_x: np.ndar
 
 
 def evaluate(
-    output: str, s3: S3Settings, *, test_fraction: float = 0.5, seed: int = 0, method: str = "centroid", spark=None
+    output: str,
+    s3: S3Settings,
+    *,
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    method: str = "centroid",
+    spark=None,
+    announce=None,
 ) -> Evaluation:
     if method not in METHODS:
         raise ConfigError(f"Unknown --method {method!r}.", f"Choose one of: {', '.join(METHODS)}.")
@@ -111,6 +118,11 @@ def evaluate(
     else:
         from sparkyfruit.spark.session import tool_session
 
+        if spark is None and announce is not None:
+            announce(
+                "--method logistic fits Spark ML's logistic regression: starting Spark (a JVM) for it, which takes "
+                "longer than the fit. --method centroid needs no JVM."
+            )
         # the vectors come from the driver: the session never touches S3
         with tool_session(S3Settings(), "sparkyfruit-evaluate", False, spark) as session:
             predicted = logistic_regression(vectors[train], train_y, vectors[test], session)

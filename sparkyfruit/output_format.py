@@ -90,10 +90,16 @@ def log_begun_by_sparkyfruit(location: locations.Location, s3: S3Settings, names
 
 
 def check_writable(
-    location: locations.Location, s3: S3Settings, *, overwrite: bool, resume: bool = False, flag: str = "--output"
+    location: locations.Location,
+    s3: S3Settings,
+    *,
+    overwrite: bool,
+    resume: bool | None = None,
+    flag: str = "--output",
 ) -> None:
     """Before any work: a command may write to `location` only if it is empty, or holds only what
-    sparkyfruit wrote and `overwrite` (replace) or `resume` (add) is given. Raises ConfigError otherwise."""
+    sparkyfruit wrote and `overwrite` (replace) or `resume` (add) is given. `resume` None: the command has
+    no --resume (reduce), so its message does not offer one. Raises ConfigError otherwise."""
     names = check_not_foreign(location, s3, flag)
     check_replaceable(names, location, overwrite=overwrite, resume=resume, flag=flag)
 
@@ -119,7 +125,12 @@ def check_not_foreign(location: locations.Location, s3: S3Settings, flag: str = 
 
 
 def check_replaceable(
-    names: list[str], location: locations.Location, *, overwrite: bool, resume: bool = False, flag: str = "--output"
+    names: list[str],
+    location: locations.Location,
+    *,
+    overwrite: bool,
+    resume: bool | None = None,
+    flag: str = "--output",
 ) -> None:
     """Refuse (ConfigError) to write over an output (its listing `names`, all sparkyfruit's) unless
     `overwrite` or `resume` is given. A lease alone (this run's own) does not count."""
@@ -127,7 +138,7 @@ def check_replaceable(
         raise ConfigError(
             f"{flag} {location.shown} already holds a sparkyfruit output; nothing was touched.",
             "Pass --overwrite to replace it"
-            + (", --resume to add new images to it," if flag == "--output" else "")
+            + (", --resume to add new images to it," if resume is not None else "")
             + f" or choose another {flag}.",
         )
 
@@ -226,6 +237,19 @@ class RunRecord:
             return f"{len(shards)} of {self.shards} shards, {done:,} of {self.images:,} images"
         plural = "s" if len(shards) != 1 else ""
         return f"{len(shards)} shard{plural} committed, {done:,} of {self.images:,} images"
+
+    def progress_state(self, shards: list[ShardRecord]) -> dict[str, Any]:
+        """How far it got, for JSON: the shards and images committed, and of how many."""
+        return {
+            "shards_committed": len(shards),
+            "shards": self.shards,
+            "images_committed": sum(shard.images for shard in shards),
+            "images": self.images,
+            "started_at": self.started_at,
+            "model": self.model,
+            "mode": self.mode,
+            "input": self.input,
+        }
 
 
 @dataclass
@@ -442,16 +466,19 @@ def not_an_output(location: locations.Location, s3: S3Settings, stored: StoredOu
         if stored is None or stored.run_record is None:
             stored = read_output(location, s3, names)
         record = stored.run_record
+    progress = record.progress_state(stored.shards) if record is not None else {}
     if holder is not None:
         so_far = f": {record.progress(stored.shards)}" if record is not None else ""
         return NotAnOutputError(
             f"{where} is being written now by a run ({holder.describe()}){so_far}.",
             "Wait for it to end, then run this again.",
+            state={"output": location.uri, "finished": False, "state": "being written", **progress},
         )
     if record is not None:
         return NotAnOutputError(
             f"{where} is unfinished: {record.progress(stored.shards)}.",
             "Continue it: rerun that encode with --resume.",
+            state={"output": location.uri, "finished": False, "state": "stopped", **progress},
         )
     if not foreign:
         return NotAnOutputError(

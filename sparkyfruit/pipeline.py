@@ -63,7 +63,20 @@ class RunResult:
 
     @property
     def images_per_second(self) -> float:
+        """Overall: the output's rows over the whole run, start-up included."""
         return self.rows / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+    @property
+    def encoding_seconds(self) -> float:
+        """The seconds of the shards' Spark jobs (each with its commit): the run less its start-up, listing
+        and finish. What the progress bar's rate measures."""
+        return sum(self.timings.shards)
+
+    @property
+    def encoding_images_per_second(self) -> float:
+        """The images this run encoded over `encoding_seconds`."""
+        encoded = self.added if self.added is not None else self.rows
+        return encoded / self.encoding_seconds if self.encoding_seconds > 0 else 0.0
 
     @classmethod
     def of(cls, manifest: Manifest, duration_seconds: float, ui_url: str | None, added: int | None, timings=None):
@@ -207,7 +220,7 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
     engine = engines.Preparing(local, staged.sha256, wanted)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
-        shipped = ship_env.ship(announce=announce, yarn=config.master_is_yarn)
+        shipped = ship_env.ship(announce=announce, keep_on_hdfs=config.env_kept_on_hdfs)
         if console is not None:
             done = [f"packed in {shipped.built_seconds:.0f} s"] if shipped.built_seconds else []
             done += [f"copied in {shipped.uploaded_seconds:.0f} s"] if shipped.uploaded_seconds else []
@@ -397,6 +410,8 @@ def _network_shape(config: RunConfig, staged: weights.StagedWeights) -> models.N
     if not config.is_saved_model:
         return models.NetworkOutput(config.dim, pooled=True, input_size=None)
     described = models.describe_saved_model(str(staged.file), config.layer, config.pooling, shown=config.model)
+    if described.input_size is not None and not config.image_size_given:
+        config.image_size = described.input_size  # its own size, as a backbone runs at its default size
     if described.input_size is not None and described.input_size != config.image_size:
         raise ConfigError(
             f"--model {config.model} takes {described.input_size} px images; got --image-size {config.image_size}.",

@@ -104,6 +104,8 @@ def _failed_rows(location, config: RunConfig, files: list[str]) -> dict[str, str
 def _check_same_run(config: RunConfig, made_by) -> None:
     """--resume adds to an output only with its network, input and pattern."""
     location = config.output_location
+    if config.is_saved_model and not config.image_size_given:
+        config.image_size = made_by.image_size  # the model's own size, which the output's run found
     wanted = config.network()
     differ = [
         f"{name} {getattr(made_by, name)!r} there, {value!r} now"

@@ -35,6 +35,10 @@ def invoke(*args):
         (["--output", "gs://bucket/out"], "--output has an unsupported scheme 'gs'"),
         (["--input", "/no/such/folder"], "--input folder does not exist: '/no/such/folder'."),
         (
+            ["--input", str(SAMPLE / "Banana" / "10_100.jpg")],
+            f"--input is a file, not a folder: '{SAMPLE / 'Banana' / '10_100.jpg'}'. Give the folder of images",
+        ),
+        (
             ["--input", "hdfs://namenode:8020/Training", "--mode", "keys"],
             "--mode keys reads S3 objects or local files, and --input is on HDFS",
         ),
@@ -123,7 +127,8 @@ def test_help_and_version_do_not_load_spark_or_tensorflow():
         "from sparkyfruit.cli import app\n"
         "from typer.testing import CliRunner\n"
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'encode' in r.output, r.output\n"
-        "r = CliRunner().invoke(app, ['encode', '--help']); assert '--s3-endpoint' in r.output, r.output\n"
+        "r = CliRunner().invoke(app, ['encode', '--help'], env={'COLUMNS': '200'})\n"
+        "assert '--s3-endpoint' in r.output and 'hdfs://namenode/path' in r.output, r.output\n"
         "r = CliRunner().invoke(app, ['--version']); assert 'sparkyfruit 0.1' in r.output, r.output\n"
         "assert 'pyspark 4' in r.output or 'pyspark 3' in r.output, r.output\n"
         "assert 'tensorflow 2' in r.output and 'python 3' in r.output, r.output\n"
@@ -163,4 +168,4 @@ def test_keys_mode_reports_an_empty_prefix(s3, tmp_path):
         "--s3-endpoint",
         s3.endpoint,
     )
-    assert code == 1 and "No images under s3://empty/Training match jpg, jpeg or png (any case)" in output
+    assert code == 2 and "No images under s3://empty/Training match jpg, jpeg or png (any case)" in output

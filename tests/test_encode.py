@@ -230,6 +230,7 @@ def test_local_folder_to_s3_output_then_inspect(spark, s3, tmp_path):
     assert as_json.exit_code == 0, as_json.output
     summary = json.loads(as_json.output)
     assert {"rows", "ok", "failed", "dim", "model", "image_size", "weights_sha256", "mode", "labels"} <= set(summary)
+    assert summary["finished"] is True
     assert (summary["rows"], summary["ok"], summary["failed"], summary["dim"], summary["mode"]) == (
         40,
         40,

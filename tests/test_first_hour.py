@@ -250,6 +250,12 @@ def test_inspect_of_a_file_and_of_an_unfinished_output(tmp_path):
         f"{unfinished} is unfinished: 1 of 8 shards, 24 of 192 images.",
         "rerun that encode with --resume",
     )
+    # --json: the unfinished state on stdout (a script can read how far it got), the line on stderr, exit 1
+    as_json = runner.invoke(app, ["inspect", str(unfinished), "--json"], env={"COLUMNS": "400"})
+    assert as_json.exit_code == 1 and "is unfinished: 1 of 8 shards" in as_json.stderr
+    state = json.loads(as_json.stdout)
+    assert (state["finished"], state["state"], state["output"]) == (False, "stopped", f"file://{unfinished}")
+    assert (state["shards_committed"], state["shards"], state["images_committed"], state["images"]) == (1, 8, 24, 192)
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.csv").write_text("1")
@@ -273,7 +279,7 @@ def test_no_matching_image_is_one_readable_line_before_spark(tmp_path, monkeypat
         code, output = invoke(
             "encode", "--mode", mode, "--input", str(empty.parent), "--output", str(tmp_path / "o"), *REAL_MODEL
         )
-        assert_one_line(code, output, 1, f"No images under file://{empty.parent} match jpg, jpeg or png (any case).")
+        assert_one_line(code, output, 2, f"No images under file://{empty.parent} match jpg, jpeg or png (any case).")
         code, output = invoke(
             "encode",
             "--mode",
@@ -286,7 +292,7 @@ def test_no_matching_image_is_one_readable_line_before_spark(tmp_path, monkeypat
             "*.[pP][nN][gG]",
             *REAL_MODEL,
         )
-        assert_one_line(code, output, 1, "match the pattern '*.[pP][nN][gG]'")
+        assert_one_line(code, output, 2, "match the pattern '*.[pP][nN][gG]'")
 
 
 @pytest.mark.s3
@@ -344,3 +350,36 @@ def test_encode_help_shows_the_defaults_and_an_offline_example():
     assert "--weights examples/models/mobilenet_2_5_224_tf_no_top.h5" in text
     code, output = invoke("reduce", "--help")
     assert output.splitlines()[0].strip() == "Usage: sparkyfruit reduce [OPTIONS] OUTPUT"
+
+
+@pytest.mark.s3
+def test_the_local_s3_server_starts_by_hand_seeded_and_stops_on_ctrl_c():
+    """docs/development.md's try-out: `python -m devtools.local_s3 --seed examples/images` prints the endpoint
+    and an encode command, serves the sample, and Ctrl-C (SIGINT to its group) stops it and moto."""
+    import os
+    import signal
+    import sys
+
+    from tests.helpers import group_is_gone, start_in_own_group
+
+    process = start_in_own_group([sys.executable, "-m", "devtools.local_s3", "--port", "0", "--seed", str(SAMPLE)])
+    try:
+        lines = []
+        while not any("sparkyfruit encode" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, f"it stopped before printing the command: {lines} {process.stderr.read()}"
+            lines.append(line)
+        endpoint = lines[0].split()[3]
+        assert (
+            lines[0].startswith("Local S3 server: http://127.0.0.1:")
+            and "Seeded s3://fruit/Training/ with 192 images" in lines[1]
+        )
+        assert f"--input s3://fruit/Training --output out/from-s3 --s3-endpoint {endpoint}" in lines[-1]
+        listed = local_s3.client(endpoint).list_objects_v2(Bucket="fruit", Prefix="Training/")
+        assert listed["KeyCount"] == 192
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=20) == 130
+        assert group_is_gone(process.pid, within=15), "moto outlived the Ctrl-C"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -196,13 +196,17 @@ def test_encode_with_a_saved_model_and_layer(spark, saved_model, tmp_path):
     assert "--layer 'embeding' is not a layer of fruit-classifier.keras. Its layers: " in wrong.output
     assert "embedding, classes" in wrong.output
     assert len(wrong.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
-    size = runner.invoke(app, [*base[:-4], "--output", str(tmp_path / "x"), "--layer", "embedding"])
-    assert size.exit_code == 2 and "takes 64 px images; got --image-size 224" in size.output, size.output
+    other_size = [*base[:-4], "--image-size", "100", "--master", MASTER]
+    size = runner.invoke(app, [*other_size, "--output", str(tmp_path / "x"), "--layer", "embedding"])
+    assert size.exit_code == 2 and "takes 64 px images; got --image-size 100" in size.output, size.output
+    # without --image-size, the model's own fixed size, as a backbone runs at its own
+    own_size = [*base[:-4], "--master", MASTER]
     done = runner.invoke(
-        app, [*base, "--output", str(tmp_path / "o"), "--layer", "embedding", "--limit", "24", "--quiet"]
+        app, [*own_size, "--output", str(tmp_path / "o"), "--layer", "embedding", "--limit", "24", "--quiet"]
     )
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "o" / "_sparkyfruit.json").read_text())
+    assert manifest["image_size"] == 64
     assert manifest["model"] == f"file://{saved_model}" and manifest["model_sha256"] == models.sha256_of(saved_model)
     assert (manifest["layer"], manifest["pooled"], manifest["dim"], manifest["weights"]) == (
         "embedding",
@@ -214,6 +218,10 @@ def test_encode_with_a_saved_model_and_layer(spark, saved_model, tmp_path):
     assert len(vectors) == 24 and all(len(v) == 16 for v in vectors)
     summary = sparkyfruit.inspect(str(tmp_path / "o"))
     assert (summary.layer, summary.pooling, summary.model_sha256) == ("embedding", None, manifest["model_sha256"])
+    resumed = runner.invoke(
+        app, [*own_size, "--output", str(tmp_path / "o"), "--layer", "embedding", "--limit", "24", "--resume"]
+    )
+    assert resumed.exit_code == 0 and "added 0 images" in resumed.output, resumed.output  # at the output's size
 
 
 @pytest.mark.spark

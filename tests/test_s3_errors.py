@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import sparkyfruit
 from devtools import local_s3
 from sparkyfruit.cli import app
-from sparkyfruit.errors import StorageError
+from sparkyfruit.errors import ConfigError
 from tests.helpers import SAMPLE, run_config
 
 pytestmark = pytest.mark.s3
@@ -28,8 +28,8 @@ def encode_cli(*args: str) -> tuple[int, str, float]:
     return result.exit_code, " ".join(result.output.split()), time.monotonic() - started
 
 
-def assert_one_clear_line(code: int, output: str, seconds: float, *expected: str) -> None:
-    assert code == 1, output
+def assert_one_clear_line(code: int, output: str, seconds: float, *expected: str, exit_code: int = 1) -> None:
+    assert code == exit_code, output
     assert "Traceback" not in output and output.count("error:") == 1, output
     for text in expected:
         assert text in output, output
@@ -82,7 +82,10 @@ def test_an_empty_prefix(s3, tmp_path, mode):
         "--s3-endpoint",
         s3.endpoint,
     )
-    assert_one_clear_line(code, output, seconds, "No images under s3://fruit/Nothing/here", "Check --input")
+    # nothing to encode is a usage error (2), not a failed run
+    assert_one_clear_line(
+        code, output, seconds, "No images under s3://fruit/Nothing/here", "Check --input", exit_code=2
+    )
 
 
 def test_no_file_matches_the_pattern_in_keys_mode(s3, tmp_path):
@@ -99,14 +102,14 @@ def test_no_file_matches_the_pattern_in_keys_mode(s3, tmp_path):
         "--pattern",
         "*.png",
     )
-    assert_one_clear_line(code, output, seconds, "match the pattern '*.png'", "--pattern")
+    assert_one_clear_line(code, output, seconds, "match the pattern '*.png'", "--pattern", exit_code=2)
 
 
 def test_no_file_matches_the_pattern_in_df_mode(s3, tmp_path, monkeypatch):
     """df mode checks it before Spark starts too: the listing stops at the first matching key."""
     monkeypatch.setattr("sparkyfruit.spark.session.start_session", lambda *a, **k: pytest.fail("Spark was started"))
     local_s3.seed(s3.endpoint, "fruit", "Training", SAMPLE)
-    with pytest.raises(StorageError, match=r"No images under s3://fruit/Training match the pattern '\*\.png'"):
+    with pytest.raises(ConfigError, match=r"No images under s3://fruit/Training match the pattern '\*\.png'"):
         sparkyfruit.encode(
             run_config(
                 mode="df",

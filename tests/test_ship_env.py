@@ -54,3 +54,53 @@ def test_a_yarn_ship_env_whose_name_node_does_not_answer_stops_at_once(tmp_path,
     assert time.monotonic() - started < 10
     assert "nothing listens at 127.0.0.1:1" in raised.value.args[0]
     assert "/.sparkyfruit/environments/env-x.tar.gz" in raised.value.args[0]
+
+
+def test_files_that_hold_credentials_are_never_packed(tmp_path):
+    """The archive is kept on the cluster's HDFS, readable by all its users: pip's and netrc's files, and any
+    file under etc/ naming a URL with a password, stay home; the rest of etc/ goes."""
+    import subprocess
+    import tarfile
+
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
+    site = next((prefix / "lib").glob("python*/site-packages"))
+    planted = {
+        "pip.conf": "[global]\nindex-url = https://me:s3cret@pypi.example.com/simple\n",
+        ".pypirc": "[pypi]\npassword = s3cret\n",
+        f"{site.relative_to(prefix)}/somepkg/.netrc": "machine example.com login me password s3cret\n",
+        "etc/jupyter/servers.json": '{"url": "https://me:s3cret@hub.example.com/"}\n',
+    }
+    kept = {
+        "etc/jupyter/settings.json": '{"url": "https://hub.example.com/"}\n',
+        f"{site.relative_to(prefix)}/ok.py": "",
+    }
+    for name, text in {**planted, **kept}.items():
+        (prefix / name).parent.mkdir(parents=True, exist_ok=True)
+        (prefix / name).write_text(text)
+    seconds, left_out = ship_env._pack(tmp_path / "env.tar.gz", prefix)
+    assert sorted(left_out) == sorted(planted)
+    with tarfile.open(tmp_path / "env.tar.gz") as archive:
+        names = set(archive.getnames())
+        packed = b"".join(archive.extractfile(m).read() for m in archive.getmembers() if m.isfile())
+    assert not names & set(planted) and set(kept) <= names and "bin/python" in names
+    assert b"s3cret" not in packed
+
+
+def test_a_private_ship_env_on_yarn_is_uploaded_with_the_run_and_never_kept_on_hdfs(tmp_path, monkeypatch):
+    from sparkyfruit.config import RunConfig
+    from sparkyfruit.spark import yarn
+    from tests.helpers import SAMPLE
+
+    settings = dict(input=str(SAMPLE), output="hdfs://namenode:8020/out", master="yarn", ship_env=True)
+    assert RunConfig(**settings).env_kept_on_hdfs
+    assert not RunConfig(**settings, ship_env_private=True).env_kept_on_hdfs
+    monkeypatch.setenv("SPARKYFRUIT_SHIP_ENV_PRIVATE", "true")
+    assert not RunConfig(**settings).env_kept_on_hdfs
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = tmp_path / "sparkyfruit" / "environments" / f"env-{ship_env.environment_key()}.tar.gz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"packed before")
+    monkeypatch.setattr(yarn, "keep_on_hdfs", lambda *a, **k: pytest.fail("kept on HDFS"))
+    shipped = ship_env.ship(keep_on_hdfs=False)
+    assert shipped.on_cluster is None and shipped.spark_archive == f"{cached}#environment"

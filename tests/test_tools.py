@@ -37,12 +37,13 @@ def test_evaluate_nearest_centroid_reaches_95_percent(encoded):
     assert code == 0 and "accuracy" in text and "precision" in text and "Kiwi" in text
 
 
-def test_evaluate_with_spark_logistic_regression(encoded, spark):
-    from sparkyfruit.config import S3Settings
-    from sparkyfruit.evaluate import evaluate
-
-    report = evaluate(str(encoded), S3Settings(), method="logistic", spark=spark)
-    assert report.accuracy >= 0.95 and report.method == "logistic"
+def test_evaluate_with_spark_logistic_regression_says_that_it_starts_spark(encoded, spark):
+    # the CLI joins the test session (the active one) where a user's run would start its own
+    result = runner.invoke(app, ["evaluate", str(encoded), "--method", "logistic", "--json"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accuracy"] >= 0.95 and report["method"] == "logistic"
+    assert "--method logistic fits Spark ML's logistic regression: starting Spark (a JVM)" in result.stderr
 
 
 def test_reduce_keeps_failed_rows_and_evaluates_on_pca_features(encoded, tmp_path, spark):
@@ -103,6 +104,10 @@ def test_reduce_refuses_bad_requests(encoded, tmp_path):
     assert code == 2 and "more than the vectors' 256 dimensions" in output
     code, output = cli("reduce", str(tmp_path), "--output", str(tmp_path / "p"), "--k", "2")
     assert code == 1 and "does not exist or is empty" in output
+    # onto an existing output: reduce has no --resume, so it is not offered
+    code, output = cli("reduce", str(encoded), "--output", str(encoded), "--k", "2")
+    assert code == 2 and "already holds a sparkyfruit output; nothing was touched" in " ".join(output.split())
+    assert "--overwrite" in output and "--resume" not in output
 
 
 def test_the_plot_counts_a_failed_image_once(encoded):
@@ -171,3 +176,15 @@ def test_config_show_reports_each_value_and_where_it_comes_from(tmp_path, monkey
     assert rows["s3_endpoint"]["value"] == "http://***@127.0.0.1:9000" and "pass" not in output
     code, output = cli("config", "show", "--config", str(tmp_path / "missing.toml"))
     assert code == 2 and "--config file not found" in output
+
+
+def test_config_show_takes_encodes_flags_and_shows_what_they_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKYFRUIT_BATCH_SIZE", "32")
+    code, output = cli("config", "show", "--batch-size", "8", "--model", "resnet50", "--overwrite", "--json")
+    assert code == 0, output
+    rows = {row["name"]: row for row in json.loads(output)}
+    assert (rows["batch_size"]["value"], rows["batch_size"]["source"]) == (8, "flag --batch-size")
+    assert (rows["model"]["value"], rows["overwrite"]["value"]) == ("resnet50", True)
+    assert rows["mode"]["source"] == "default"
+    code, output = cli("config", "show", "--batch-sise", "8")
+    assert code == 2 and "config show takes encode's flags; No such option: --batch-sise" in output, output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -184,4 +185,10 @@ def test_the_encode_help_example_runs_offline(spark, tmp_path, monkeypatch):
     args[args.index("--output") + 1] = str(tmp_path / "features")
     result = CliRunner().invoke(app, [*args, "--master", "local[2]"])
     assert result.exit_code == 0, result.output
-    assert "done: 192 images, 192 ok, 0 failed" in " ".join(result.output.split())
+    line = " ".join(result.output.split())
+    assert "done: 192 images, 192 ok, 0 failed" in line
+    # both rates: over the whole run, and over the encoding alone (what the bar showed), which is faster
+    found = re.search(r"s, ([\d.]+) images/s overall, ([\d.]+) images/s encoding \(([\d.]+) s\) ->", line)
+    assert found, line
+    overall, encoding, seconds = map(float, found.groups())
+    assert 0 < overall < encoding and 0 < seconds and encoding == pytest.approx(192 / seconds, rel=0.1)

@@ -150,7 +150,7 @@ def test_cluster_deploy_mode_runs_the_driver_in_the_application_master(yarn, tmp
 
     for name, value in yarn.env.items():
         monkeypatch.setenv(name, value)
-    shipped = ship_env.ship(yarn=True)
+    shipped = ship_env.ship(keep_on_hdfs=True)
     jars = yarn_cache.spark_jars_archive()
     assert shipped.on_cluster and jars, "the default file system is this HDFS"
     entry = subprocess.run([sys.executable, "-m", "sparkyfruit.submit"], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sparkyfruit.errors import StorageError
+from sparkyfruit.errors import ConfigError
 
 
 @dataclass
@@ -31,8 +31,9 @@ class Source:
     count: int
 
 
-def no_images_error(config) -> StorageError:
-    return StorageError(
+def no_images_error(config) -> ConfigError:
+    """Nothing to encode: a usage error (exit 2), found by the listing before Spark starts."""
+    return ConfigError(
         f"No images under {config.input_location.uri} match {describe_pattern(config.pattern)}.",
         "Check --input (bucket, prefix, folder) and --pattern; sub-folders are searched too.",
     )

@@ -6,14 +6,18 @@ built once per environment content (the RECORD of every installed distribution, 
 hash) and kept in ~/.cache/sparkyfruit/environments. sparkyfruit's own code travels beside it as a zip on
 the executors' Python path, so an editable install (`pip install -e .`) works on the cluster too.
 
-On YARN with HDFS as the default file system, the archive is kept on HDFS once per environment (yarn.py).
+On YARN with HDFS as the default file system, the archive is kept on HDFS once per environment (yarn.py),
+where every user of the cluster can read it: files that hold credentials (CREDENTIAL_FILES, and any file
+under etc/ that names a URL with a password) are never packed.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -28,6 +32,12 @@ ALIAS = "environment"
 EXECUTOR_PYTHON = f"./{ALIAS}/bin/python"
 # the executors run their own Spark: pyspark's jars (most of the venv's size) stay home
 EXCLUDE = ["lib/python*/site-packages/pyspark/jars/*"]
+# files that hold index or host passwords, wherever they are in the environment: never packed
+CREDENTIAL_FILES = ("pip.conf", "pip.ini", ".netrc", ".pypirc")
+# a URL with a user and password in it (https://user:token@index.example.com/simple)
+PASSWORD_IN_URL = re.compile(rb"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+# the archive's content rules, part of its cache key: an archive packed under older rules is packed again
+PACKING_RULES = f"exclude {EXCLUDE}, credentials {CREDENTIAL_FILES}, etc/ files with {PASSWORD_IN_URL.pattern!r}"
 
 
 @dataclass
@@ -52,7 +62,7 @@ def environment_key() -> str:
     from importlib import metadata
 
     digest = hashlib.sha256()
-    digest.update(f"{sys.version}|{platform.machine()}|{sys.prefix}".encode())
+    digest.update(f"{sys.version}|{platform.machine()}|{sys.prefix}|{PACKING_RULES}".encode())
     entries = sorted(
         (dist.metadata["Name"] or "", dist.version, dist.read_text("RECORD") or "") for dist in metadata.distributions()
     )
@@ -61,9 +71,10 @@ def environment_key() -> str:
     return digest.hexdigest()[:20]
 
 
-def ship(announce=None, yarn: bool = False) -> ShippedEnvironment:
+def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
     """The packed environment (built now, or reused) and a fresh zip of sparkyfruit's code.
-    `announce(text)` is told before a slow build starts. `yarn`: keep a copy on the cluster's HDFS."""
+    `announce(text)` is told before a slow build starts. `keep_on_hdfs` (YARN): keep one copy on the
+    cluster's default HDFS, readable by all its users; otherwise Spark uploads the archive with each run."""
     if sys.prefix == sys.base_prefix:
         raise ConfigError(
             f"--ship-env packs a virtual environment, and this Python is not one ({sys.executable}).",
@@ -77,9 +88,11 @@ def ship(announce=None, yarn: bool = False) -> ShippedEnvironment:
     if not archive.is_file():
         if announce:
             announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
-        built_seconds = _pack(archive)
+        built_seconds, left_out = _pack(archive)
+        if announce and left_out:
+            announce(f"Left out of the executors' environment, as they hold credentials: {', '.join(left_out)}")
     shipped = ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, built_seconds)
-    if yarn:
+    if keep_on_hdfs:
         from sparkyfruit.spark import yarn as yarn_cache
 
         what = "the executors' Python environment"
@@ -87,28 +100,47 @@ def ship(announce=None, yarn: bool = False) -> ShippedEnvironment:
     return shipped
 
 
-def _pack(archive: Path) -> float:
+def credential_files(prefix: Path) -> list[str]:
+    """The files of the environment at `prefix`, relative to it, that hold credentials: any named in
+    CREDENTIAL_FILES, and those under etc/ that name a URL with a password."""
+    found = []
+    for path in sorted(prefix.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        relative = path.relative_to(prefix)
+        if path.name in CREDENTIAL_FILES:
+            found.append(str(relative))
+        elif relative.parts[0] == "etc" and PASSWORD_IN_URL.search(path.read_bytes()):
+            found.append(str(relative))
+    return found
+
+
+def _pack(archive: Path, prefix: Path | None = None) -> tuple[float, list[str]]:
+    """Pack the environment at `prefix` (this one's by default) into `archive`. Returns the seconds it took
+    and the credential files left out."""
     import venv_pack
 
+    prefix = Path(prefix or sys.prefix)
     started = time.monotonic()
+    left_out = credential_files(prefix)
     partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
     try:
         venv_pack.pack(
-            prefix=sys.prefix,
+            prefix=str(prefix),
             output=str(partial),
             format="tar.gz",
             compress_level=1,
             force=True,
-            filters=[("exclude", pattern) for pattern in EXCLUDE],
+            filters=[("exclude", pattern) for pattern in EXCLUDE + [glob.escape(name) for name in left_out]],
         )
     except Exception as exc:
         partial.unlink(missing_ok=True)
         raise ConfigError(
-            f"Could not pack this Python environment ({sys.prefix}) for the executors: {exc}",
+            f"Could not pack this Python environment ({prefix}) for the executors: {exc}",
             "Fix what venv-pack reports, or install sparkyfruit on every node and leave --ship-env off.",
         ) from None
     os.replace(partial, archive)
-    return time.monotonic() - started
+    return time.monotonic() - started, left_out
 
 
 def _code_zip() -> Path:
