@@ -237,7 +237,9 @@ def encode(
         # both rates: the whole run's (start-up included) and the encoding's, which the progress bar showed
         out.print(
             f"[bold green]done:[/] {result.rows} images, {result.ok} ok, {result.failed} failed, "
-            f"{result.duration_seconds:.1f} s, {result.images_per_second:.1f} images/s overall, "
+            f"{result.duration_seconds:.1f} s"
+            + (f" (plan predicted {result.predicted_seconds:.1f} s)" if result.predicted_seconds is not None else "")
+            + f", {result.images_per_second:.1f} images/s overall, "
             f"{result.encoding_images_per_second:.1f} images/s encoding ({result.encoding_seconds:.1f} s) -> "
             f"{escape(result.output)}",
             soft_wrap=True,
@@ -452,6 +454,101 @@ def similar(
     if result.failed:
         err.print(f"{result.failed} of {len(result.answers)} query images could not be read or decoded (see above).")
         raise typer.Exit(1)
+
+
+@app.command(
+    cls=_Command,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Example: sparkyfruit plan --input s3://my-bucket/fruits-360/Training --mode keys --model mobilenet "
+    "--alpha 0.25 --image-size 100 --cores 64 --in 1h (takes encode's flags; writes nothing, starts no Spark)",
+)
+def plan(
+    context: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings, as encode takes it."),
+    cores: Optional[int] = typer.Option(
+        None, help="Also predict on this many cores (task slots). Needed for a cluster --master."
+    ),
+    within: Optional[str] = typer.Option(
+        None, "--in", help="A wall time to reach (90s, 15m, 1h): how many cores would reach it."
+    ),
+    get_price: Optional[float] = typer.Option(
+        None, help="USD per 1,000 GET requests. [default: S3 Standard, us-east-1]", rich_help_panel=S3_PANEL
+    ),
+    list_price: Optional[float] = typer.Option(
+        None, help="USD per 1,000 LIST requests. [default: S3 Standard, us-east-1]", rich_help_panel=S3_PANEL
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Predict an encode before running it: images, shards, S3 requests and their price, the output's size,
+    the driver's memory, and the wall time here and on --cores. Give it encode's flags (--input, --mode,
+    --model, --image-size, --engine, S3 options...); it lists the input and times a sample of the images
+    with the network encode would use."""
+    import tempfile
+
+    from sparkyfruit.config import RunConfig
+    from sparkyfruit.plan import Prices, parse_duration
+    from sparkyfruit.plan import plan as run_plan
+
+    flags = _or_fail(_encode_flags, context.args)
+    flags["output"] = str(Path(tempfile.gettempdir()) / "sparkyfruit-plan-writes-nothing")  # never touched
+    settings = _or_fail(RunConfig.load, config, **flags)
+    target = _or_fail(parse_duration, within) if within is not None else None
+    announce = None if as_json else (lambda line: err.print(escape(line), soft_wrap=True))
+    given = {"get_per_1000": get_price, "list_per_1000": list_price}
+    prices = Prices(**{name: value for name, value in given.items() if value is not None})
+    result = _or_fail(run_plan, settings, cores=cores, target_seconds=target, prices=prices, announce=announce)
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    _print_plan(result)
+
+
+def _print_plan(result) -> None:
+    from sparkyfruit.plan import _duration
+
+    def size(count: float) -> str:
+        for unit in ("B", "KB", "MB", "GB", "TB"):
+            if count < 1000 or unit == "TB":
+                return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
+            count /= 1000
+
+    def when(prediction) -> str:
+        limited = "; S3's request rate sets it" if prediction.request_limited else ""
+        return (
+            f"{_duration(prediction.seconds)} (fixed {prediction.fixed_seconds:.0f} s, images "
+            f"{prediction.images_seconds:.0f} s, shards {prediction.shards_seconds:.0f} s{limited})"
+        )
+
+    calibration = result.calibration
+    facts = Table.grid(padding=(0, 2))
+    rows = [
+        ("input", f"{result.input} ({result.mode} mode)"),
+        ("network", f"{result.network}, {result.image_size} px, {result.engine}"),
+        ("images", f"{result.images:,}" + (f" ({size(result.bytes)})" if result.bytes is not None else "")),
+        ("shards, tasks", f"{result.shards:,} shards, {result.tasks:,} tasks here"),
+        ("S3 requests", f"{result.list_requests:,} LIST, {result.get_requests:,} GET: ${result.request_cost_usd:,.4f}"),
+        ("output", f"about {size(result.output_bytes)} of Parquet"),
+        ("driver memory", f"about {size(result.driver_listing_bytes)} for the listing"),
+        (f"time here ({result.here.cores} cores)", when(result.here)),
+    ]
+    if result.there is not None:
+        rows.append((f"time on {result.there.cores} cores", when(result.there)))
+    rows.append(("suggested --shard-size", f"{result.suggested_shard_size:,} (about 90 s of the cores' work)"))
+    if result.target_seconds is not None and result.cores_for_target is not None:
+        rows.append((f"cores for {_duration(result.target_seconds)}", f"{result.cores_for_target:,}"))
+    rows.append(
+        (
+            "calibration",
+            f"{calibration.images} images, one core: read {calibration.read_seconds * 1000:.1f} ms, decode "
+            f"{calibration.decode_seconds * 1000:.1f} ms, network {calibration.network_seconds * 1000:.1f} ms per "
+            f"image; planned in {result.planning_seconds:.1f} s",
+        )
+    )
+    for name, value in rows:
+        facts.add_row(name, escape(value))
+    out.print(facts)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 config_app = typer.Typer(help="Settings: what a run would use, and where each value comes from.", no_args_is_help=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from sparkyfruit import engines, lease, models, parquet_files, shards, sink, storage, weights
+from sparkyfruit import plan as predictions  # `sparkyfruit plan`: its kept calibration, if one was made
 from sparkyfruit.config import RunConfig
 from sparkyfruit.delta import CommittedShard
 from sparkyfruit.errors import ConfigError, InterruptedRun, RunFailedError, SparkyfruitError, failure_summary
@@ -44,6 +45,7 @@ class RunResult:
     manifest: Manifest = field(repr=False)
     added: int | None = None  # --resume: rows this run added (rows/ok/failed count the whole output)
     timings: RunTimings = field(default_factory=RunTimings)
+    predicted_seconds: float | None = None  # what `sparkyfruit plan` predicted for this run, where it was asked
 
     def failure(self, max_failed: float | None) -> RunFailedError | None:
         """Whether the run counts as failed though it finished: no image succeeded, or more than
@@ -175,7 +177,11 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
             mark("manifest written")
             resuming = plan.state.previous is not None or plan.state.unfinished is not None
             added = manifest.counts.rows - rows_before if resuming else None
-            return RunResult.of(manifest, time.monotonic() - started, handle.ui_url, added, timings)
+            result = RunResult.of(manifest, time.monotonic() - started, handle.ui_url, added, timings)
+            encoded = added if added is not None else manifest.counts.rows
+            parallelism = handle.spark.sparkContext.defaultParallelism
+            result.predicted_seconds = predictions.remembered_prediction(config, encoded, parallelism)
+            return result
         finally:
             if show and handle.class_archive is not None and handle.class_archive.recording is not None:
                 console.print(

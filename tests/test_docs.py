@@ -36,7 +36,8 @@ def test_the_table_names_exactly_the_flags_that_encode_has():
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["encode"], ["inspect"], ["reduce"], ["evaluate"], ["models"], ["similar"], ["config", "show"]]
+    "command",
+    [[], ["encode"], ["inspect"], ["reduce"], ["evaluate"], ["models"], ["similar"], ["plan"], ["config", "show"]],
 )
 def test_every_help_is_complete_and_shows_an_example(command):
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
@@ -44,7 +45,7 @@ def test_every_help_is_complete_and_shows_an_example(command):
     if command:
         assert "Example: sparkyfruit " + " ".join(command) in " ".join(result.output.split())
     else:
-        for name in ("encode", "inspect", "reduce", "evaluate", "models", "similar", "config"):
+        for name in ("encode", "inspect", "reduce", "evaluate", "models", "similar", "plan", "config"):
             assert name in result.output
 
 
