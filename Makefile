@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-stamp
 # the default set; .ci/run's pyspark 3.5.8 pass widens it with the version-sensitive integration cases
 TEST_SET ?= not integration
 
-.PHONY: install demo lint test test-integration test-fast bench bench-scale bench-engines clean
+.PHONY: install demo lint test test-integration test-fast bench bench-scale bench-engines bench-plan clean
 
 $(STAMP): pyproject.toml
 	@echo "Installing sparkyfruit and its dependencies (pyspark, tensorflow-cpu: about 2.7 GB) into $(VENV), once..."
@@ -76,6 +76,11 @@ bench-engines: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.engines $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.engine_threads
+
+# `sparkyfruit plan`'s prediction against the real encode: both modes, folder and local S3, 100 and 224 px
+# (N = 2,000; BENCH_ARGS="--n 2000 20000" adds N = 20,000, about an hour more here)
+bench-plan: $(STAMP)
+	$(BIN)/python -m benchmarks.plan_accuracy $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .venv-pyspark* demo-out .pytest_cache .cache build *.egg-info
