@@ -100,39 +100,32 @@ def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
     return shipped
 
 
-def credential_files(prefix: Path) -> list[str]:
-    """The files of the environment at `prefix`, relative to it, that hold credentials: any named in
-    CREDENTIAL_FILES, and those under etc/ that name a URL with a password."""
-    found = []
-    for path in sorted(prefix.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        relative = path.relative_to(prefix)
-        if path.name in CREDENTIAL_FILES:
-            found.append(str(relative))
-        elif relative.parts[0] == "etc" and PASSWORD_IN_URL.search(path.read_bytes()):
-            found.append(str(relative))
-    return found
+def holds_credentials(source: str, target: str) -> bool:
+    """Whether a file of the environment (its path, and its path inside the archive) holds credentials: it
+    is named in CREDENTIAL_FILES, or it is under etc/ and names a URL with a password."""
+    if os.path.basename(target) in CREDENTIAL_FILES:
+        return True
+    if not target.startswith("etc/") or os.path.islink(source) or not os.path.isfile(source):
+        return False
+    return PASSWORD_IN_URL.search(Path(source).read_bytes()) is not None
 
 
 def _pack(archive: Path, prefix: Path | None = None) -> tuple[float, list[str]]:
-    """Pack the environment at `prefix` (this one's by default) into `archive`. Returns the seconds it took
-    and the credential files left out."""
+    """Pack the environment at `prefix` (this one's by default) into `archive`, without EXCLUDE and the
+    files that hold credentials. Returns the seconds it took and the files left out (their archive paths)."""
     import venv_pack
 
     prefix = Path(prefix or sys.prefix)
     started = time.monotonic()
-    left_out = credential_files(prefix)
     partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
     try:
-        venv_pack.pack(
-            prefix=str(prefix),
-            output=str(partial),
-            format="tar.gz",
-            compress_level=1,
-            force=True,
-            filters=[("exclude", pattern) for pattern in EXCLUDE + [glob.escape(name) for name in left_out]],
-        )
+        environment = venv_pack.Env(str(prefix))  # venv-pack's one walk of the environment's files
+        for pattern in EXCLUDE:
+            environment = environment.exclude(pattern)
+        left_out = sorted(file.target for file in environment.files if holds_credentials(*file))
+        for target in left_out:
+            environment = environment.exclude(glob.escape(target))
+        environment.pack(output=str(partial), format="tar.gz", compress_level=1, force=True)
     except Exception as exc:
         partial.unlink(missing_ok=True)
         raise ConfigError(
