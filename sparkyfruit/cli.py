@@ -483,15 +483,10 @@ def plan(
     the driver's memory, and the wall time here and on --cores. Give it encode's flags (--input, --mode,
     --model, --image-size, --engine, S3 options...); it lists the input and times a sample of the images
     with the network encode would use."""
-    import tempfile
-
-    from sparkyfruit.config import RunConfig
-    from sparkyfruit.plan import Prices, parse_duration
+    from sparkyfruit.plan import Prices, parse_duration, settings_of
     from sparkyfruit.plan import plan as run_plan
 
-    flags = _or_fail(_encode_flags, context.args)
-    flags["output"] = str(Path(tempfile.gettempdir()) / "sparkyfruit-plan-writes-nothing")  # never touched
-    settings = _or_fail(RunConfig.load, config, **flags)
+    settings = _or_fail(settings_of, config, _or_fail(_encode_flags, context.args, "plan"))
     target = _or_fail(parse_duration, within) if within is not None else None
     announce = None if as_json else (lambda line: err.print(escape(line), soft_wrap=True))
     given = {"get_per_1000": get_price, "list_per_1000": list_price}
@@ -504,18 +499,14 @@ def plan(
 
 
 def _print_plan(result) -> None:
-    from sparkyfruit.plan import _duration
+    from rich.filesize import decimal as size
 
-    def size(count: float) -> str:
-        for unit in ("B", "KB", "MB", "GB", "TB"):
-            if count < 1000 or unit == "TB":
-                return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
-            count /= 1000
+    from sparkyfruit.plan import duration_text
 
     def when(prediction) -> str:
         limited = "; S3's request rate sets it" if prediction.request_limited else ""
         return (
-            f"{_duration(prediction.seconds)} (fixed {prediction.fixed_seconds:.0f} s, images "
+            f"{duration_text(prediction.seconds)} (fixed {prediction.fixed_seconds:.0f} s, images "
             f"{prediction.images_seconds:.0f} s, shards {prediction.shards_seconds:.0f} s{limited})"
         )
 
@@ -535,7 +526,7 @@ def _print_plan(result) -> None:
         rows.append((f"time on {result.there.cores} cores", when(result.there)))
     rows.append(("suggested --shard-size", f"{result.suggested_shard_size:,} (about 90 s of the cores' work)"))
     if result.target_seconds is not None and result.cores_for_target is not None:
-        rows.append((f"cores for {_duration(result.target_seconds)}", f"{result.cores_for_target:,}"))
+        rows.append((f"cores for {duration_text(result.target_seconds)}", f"{result.cores_for_target:,}"))
     rows.append(
         (
             "calibration",
@@ -570,7 +561,7 @@ def config_show(
     file over defaults) and where each comes from, secrets hidden."""
     from sparkyfruit.config import settings_with_sources
 
-    flags = _or_fail(_encode_flags, context.args)
+    flags = _or_fail(_encode_flags, context.args, "config show")
     rows = _or_fail(settings_with_sources, config, flags)
     if as_json:
         print(json.dumps(rows))
@@ -583,15 +574,15 @@ def config_show(
     out.print(table)
 
 
-def _encode_flags(args: list[str]) -> dict:
-    """encode's flags among `args`, parsed by encode's own options: {setting: value} of those given. Raises
-    ConfigError for anything encode does not take."""
+def _encode_flags(args: list[str], command_name: str) -> dict:
+    """encode's flags among `args` (given to `command_name`), parsed by encode's own options: {setting: value}
+    of those given. Raises ConfigError for anything encode does not take."""
     command = typer.main.get_command(app).get_command(None, "encode")
     try:
         parsed = command.make_context("encode", list(args))
     except Exception as exc:  # click's usage errors (newer typer releases carry a click of their own)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        raise ConfigError(f"config show takes encode's flags; {message}", "See sparkyfruit encode --help.") from None
+        raise ConfigError(f"{command_name} takes encode's flags; {message}", "See sparkyfruit encode --help.") from None
     return {name: value for name, value in parsed.params.items() if value is not None and name != "config"}
 
 

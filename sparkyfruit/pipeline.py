@@ -212,14 +212,7 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
     timings.listing = time.monotonic() - started
     if resuming and all(uri in state.done for uri, _, _ in images):
         return _Plan(state, images)
-    staged = weights.stage(
-        weights.source_of(config.model, config.weights),
-        config,
-        model=config.model,
-        alpha=config.alpha,
-        image_size=config.image_size,
-        announce=announce,
-    )
+    staged = weights.stage_for(config, announce)
     sink.check_same_weights(config, state, staged.sha256)
     network = _network_shape(config, staged)
     local = models.ModelSpec.of(config.model, str(staged.file or models.RANDOM), config.batch_size, config)

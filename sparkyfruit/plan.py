@@ -149,6 +149,19 @@ class Plan:
         return asdict(self)
 
 
+# encode's settings need an output; a plan's is never created, listed or written
+NEVER_WRITTEN_OUTPUT = "sparkyfruit-plan-writes-nothing"
+
+
+def settings_of(config_file: str | Path | None, flags: dict) -> RunConfig:
+    """The settings of the encode to plan: encode's `flags` ({setting: value}) over env, the --config file
+    and defaults, with an output that the plan never touches. Raises ConfigError."""
+    import tempfile
+
+    output = str(Path(tempfile.gettempdir()) / NEVER_WRITTEN_OUTPUT)
+    return RunConfig.load(config_file, **{**flags, "output": output})
+
+
 def local_cores(master: str) -> int | None:
     """The task slots of a local master (local[*], local[N], local[N,F]); None for a cluster master."""
     if master == "local":
@@ -260,8 +273,8 @@ def predict(
         wanted_cores = cores_for(target_seconds, count, slot, fixed, config, prefixes, server)
         if wanted_cores is None:
             warnings.append(
-                f"No number of cores reaches {_duration(target_seconds)}: the fixed costs ({here.fixed_seconds:.0f} s) "
-                "and S3's request rate per prefix leave too little time."
+                f"No number of cores reaches {duration_text(target_seconds)}: the fixed costs "
+                f"({here.fixed_seconds:.0f} s) and S3's request rate per prefix leave too little time."
             )
     for prediction in (here, there):
         if prediction is not None and prediction.request_limited and from_s3:
@@ -382,14 +395,7 @@ def calibrate(
 
     step = max(1, len(images) // sample_images)
     sample = [uri for uri, _, _ in images[::step]][:sample_images]
-    staged = weights.stage(
-        weights.source_of(config.model, config.weights),
-        config,
-        model=config.model,
-        alpha=config.alpha,
-        image_size=config.image_size,
-        announce=announce,
-    )
+    staged = weights.stage_for(config, announce)
     spec = models.ModelSpec.of(config.model, str(staged.file or models.RANDOM), config.batch_size, config)
     if announce:
         announce(f"Calibrating on {len(sample)} of the images, with the network encode would run...")
@@ -575,7 +581,8 @@ def fixed_seconds(config: RunConfig) -> float:
     return FIXED_SECONDS[config.mode] + s3a
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration as a person reads it: 42 s, 15.0 min, 1.5 h."""
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 60:

@@ -110,6 +110,19 @@ def stage(value: str, s3, *, model: str, alpha: float, image_size: int, announce
     return StagedWeights(staged, digest)
 
 
+def stage_for(config, announce=None) -> StagedWeights:
+    """`stage` of what a run's workers load: its saved model's file, or its backbone's weights (`config`: a
+    RunConfig, which also holds the S3 settings)."""
+    return stage(
+        source_of(config.model, config.weights),
+        config,
+        model=config.model,
+        alpha=config.alpha,
+        image_size=config.image_size,
+        announce=announce,
+    )
+
+
 class _Asked(Exception):
     """Raised in place of Keras's download, once Keras has said which file it wants."""
 
