@@ -220,7 +220,6 @@ def plan(
         images = [(uri, os.path.getsize(locations.parse_location(uri).path), etag) for uri, _, etag in images]
     listing_seconds = time.monotonic() - listed_at
     calibration = calibrate(config, images, sample_images, announce)
-    calibration.listing_bytes = _listing_entry_bytes(images)
     result = predict(
         config,
         images,
@@ -447,7 +446,7 @@ def calibrate(
         network_seconds=network_seconds,
         load_seconds=load_seconds,
         row_bytes=_parquet_row_bytes(paths, np.concatenate(vectors)),
-        listing_bytes=0.0,
+        listing_bytes=_listing_entry_bytes(images),
         engine=engine.label,
         server_shares_cores=config.input_location.is_s3 and _endpoint_is_here(config.s3_endpoint),
     )
