@@ -120,7 +120,8 @@ def test_durations_and_bad_plan_arguments():
     result = cli("plan", "--input", SAMPLE, "--master", "yarn", *REAL_MODEL)
     assert result.exit_code == 2 and "Give --cores N" in result.output, result.output
     result = cli("plan", "--input", SAMPLE, "--bogus", "1")
-    assert result.exit_code == 2 and "plan takes encode's flags; No such option: --bogus" in result.output, result.output
+    assert result.exit_code == 2, result.output
+    assert "plan takes encode's flags; No such option: --bogus" in result.output
 
 
 @pytest.mark.slow
