@@ -34,6 +34,45 @@ def test_a_packed_environment_is_reused_and_the_code_zip_is_importable(tmp_path,
     assert not any("__pycache__" in name for name in names)
 
 
+def test_the_key_is_the_same_from_any_folder_and_two_runs_at_once_pack_once(tmp_path, monkeypatch):
+    """The checkout's sparkyfruit.egg-info (on sys.path here: pytest's pythonpath) is not part of the environment,
+    so a run from the checkout and one from elsewhere share the archive; a run that starts while another packs
+    waits for it instead of packing the same 750 MB again."""
+    import subprocess
+    import threading
+    import time
+
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", "from sparkyfruit.spark.ship_env import environment_key; print(environment_key())"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert elsewhere.stdout.strip() == ship_env.environment_key()
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    packed = []
+
+    def slow_pack(archive):
+        packed.append(archive)
+        time.sleep(1.0)
+        archive.write_bytes(b"packed once")
+        return 1.0, []
+
+    monkeypatch.setattr(ship_env, "_pack", slow_pack)
+    results = []
+    runs = [threading.Thread(target=lambda: results.append(ship_env.ship())) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=30)
+    assert len(packed) == 1 and len(results) == 2
+    assert sorted(result.built_seconds is None for result in results) == [False, True]  # one built, one reused
+    assert {result.archive.read_bytes() for result in results} == {b"packed once"}
+
+
 def test_a_yarn_ship_env_whose_name_node_does_not_answer_stops_at_once(tmp_path, monkeypatch):
     """--ship-env on YARN keeps the archive on the default HDFS; a closed name node port is one error, not
     minutes of hdfs-native's retries."""

@@ -13,6 +13,7 @@ under etc/ that names a URL with a password) are never packed.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -59,12 +60,19 @@ class ShippedEnvironment:
 
 
 def environment_key() -> str:
+    """The archive's cache key: this Python, the packing rules and the RECORD of every distribution installed in
+    the environment's own site-packages, which is what venv-pack packs. Distributions that are only on
+    sys.path (a checkout's .egg-info beside the current folder) are not part of the environment, so the key is
+    the same from any working folder."""
+    import sysconfig
     from importlib import metadata
 
     digest = hashlib.sha256()
     digest.update(f"{sys.version}|{platform.machine()}|{sys.prefix}|{PACKING_RULES}".encode())
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     entries = sorted(
-        (dist.metadata["Name"] or "", dist.version, dist.read_text("RECORD") or "") for dist in metadata.distributions()
+        (dist.metadata["Name"] or "", dist.version, dist.read_text("RECORD") or "")
+        for dist in metadata.distributions(path=site_packages)
     )
     for entry in entries:
         digest.update("\0".join(entry).encode())
@@ -85,12 +93,15 @@ def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
     folder.mkdir(parents=True, exist_ok=True)
     archive = folder / f"env-{environment_key()}.tar.gz"
     built_seconds = None
-    if not archive.is_file():
-        if announce:
-            announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
-        built_seconds, left_out = _pack(archive)
-        if announce and left_out:
-            announce(f"Left out of the executors' environment, as they hold credentials: {', '.join(left_out)}")
+    # one packer per archive: a second run that starts meanwhile waits for it and reuses its archive
+    with open(archive.with_name(f".{archive.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not archive.is_file():
+            if announce:
+                announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
+            built_seconds, left_out = _pack(archive)
+            if announce and left_out:
+                announce(f"Left out of the executors' environment, as they hold credentials: {', '.join(left_out)}")
     shipped = ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, built_seconds)
     if keep_on_hdfs:
         from sparkyfruit.spark import yarn as yarn_cache
