@@ -532,7 +532,13 @@ def _print_plan(result) -> None:
             "calibration",
             f"{calibration.images} images, one core: read {calibration.read_seconds * 1000:.1f} ms, decode "
             f"{calibration.decode_seconds * 1000:.1f} ms, network {calibration.network_seconds * 1000:.1f} ms per "
-            f"image; planned in {result.planning_seconds:.1f} s",
+            "image"
+            + (
+                f"; the S3 server here {calibration.server_read_seconds * 1000:.1f} ms per GET while busy"
+                if calibration.server_read_seconds
+                else ""
+            )
+            + f"; planned in {result.planning_seconds:.1f} s",
         )
     )
     for name, value in rows:

@@ -43,6 +43,10 @@ GETS_PER_SECOND_PER_PREFIX = 5500
 # the calibration: this many images at most, and at least this many seconds of the network's work
 SAMPLE_IMAGES = 96
 WARM_UP_BATCHES = 1
+# An S3 server on this machine is timed while kept busy, as a run keeps it: reads of the sample, this many in
+# flight at once, for this long (a server's pace drifts over seconds, so one pass over the sample is too short)
+SERVER_SAMPLE_SECONDS = 2.5
+SERVER_SAMPLE_IN_FLIGHT = 4
 
 # Fitted on this 2-core machine to real runs (docs/performance.md, "How plan predicts"; refit them with
 # `python -m benchmarks.plan_accuracy --n 2000 20000`). The fixed seconds of a local run besides its listing,
@@ -58,8 +62,9 @@ IMAGE_OVERHEAD_SECONDS = {"df": 0.0006, "keys": 0.0002}
 # the cores of a run do not add up to cores x one slot: the JVM and the driver take a share
 CORE_EFFICIENCY = 0.95
 # An S3 server on this machine (an endpoint on 127.0.0.1, such as the tests' moto) answers one request at a
-# time: the images go at its pace, an image costing this many of its one-at-a-time GETs (df mode's S3A sends a
-# HEAD and a GET per file, each heavier for the server than obstore's GET)
+# time: the images go at its pace, an image costing this many of its GETs timed while busy (df mode's S3A
+# sends a HEAD and a GET per file, each heavier for the server than obstore's GET; in a run the server also
+# shares the cores with the workers)
 LOCAL_SERVER_READS_PER_IMAGE = {"df": 2.6, "keys": 1.0}
 # A remote S3 (AWS) costs the run only its client's CPU per image: S3A's (df mode) is taken as this many
 # times obstore's (keys mode), which benchmarks/s3_get_cpu.py measured; not measured for S3A here
@@ -88,6 +93,7 @@ class Calibration:
     listing_bytes: float  # the driver's memory per listed image
     engine: str
     server_shares_cores: bool  # the S3 endpoint is on this machine: its time is CPU the run pays
+    server_read_seconds: float = 0.0  # such a server's seconds per GET while kept busy (0 when it is elsewhere)
 
     def slot_seconds(self, mode: str, from_s3: bool) -> float:
         """One core's seconds per image in a run of `mode`: its read's CPU, decode, network and overhead."""
@@ -101,7 +107,7 @@ class Calibration:
         another machine's, or for files)."""
         if not (from_s3 and self.server_shares_cores):
             return 0.0
-        return self.read_seconds * LOCAL_SERVER_READS_PER_IMAGE[mode]
+        return self.server_read_seconds * LOCAL_SERVER_READS_PER_IMAGE[mode]
 
 
 @dataclass
@@ -436,6 +442,7 @@ def calibrate(
     vectors = [encoder.encode(batch[start : start + step].copy()) for start in range(0, len(batch), step)]
     network_seconds = (time.perf_counter() - encoded_at) / len(batch)
     paths = [str(uri) for uri in sample[: len(batch)]]
+    server_shares_cores = config.input_location.is_s3 and _endpoint_is_here(config.s3_endpoint)
     return Calibration(
         images=len(batch),
         # the median read: a few reads that waited on something else (a server's pause) would move a mean of
@@ -448,8 +455,29 @@ def calibrate(
         row_bytes=_parquet_row_bytes(paths, np.concatenate(vectors)),
         listing_bytes=_listing_entry_bytes(images),
         engine=engine.label,
-        server_shares_cores=config.input_location.is_s3 and _endpoint_is_here(config.s3_endpoint),
+        server_shares_cores=server_shares_cores,
+        server_read_seconds=_busy_server_read_seconds(read, sample) if server_shares_cores else 0.0,
     )
+
+
+def _busy_server_read_seconds(read, sample: list[str]) -> float:
+    """The seconds per GET of a server kept busy: SERVER_SAMPLE_IN_FLIGHT readers go round `sample` for
+    SERVER_SAMPLE_SECONDS, so the server never waits on one client's turn, as it does not in a run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    deadline = started + SERVER_SAMPLE_SECONDS
+
+    def reads_of(first: int) -> int:
+        done = 0
+        while time.perf_counter() < deadline:
+            read(sample[(first + done * SERVER_SAMPLE_IN_FLIGHT) % len(sample)])
+            done += 1
+        return done
+
+    with ThreadPoolExecutor(SERVER_SAMPLE_IN_FLIGHT) as pool:
+        reads = sum(pool.map(reads_of, range(SERVER_SAMPLE_IN_FLIGHT)))
+    return (time.perf_counter() - started) / max(1, reads)
 
 
 def _image_reader(config: RunConfig):

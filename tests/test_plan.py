@@ -86,7 +86,7 @@ def test_s3_requests_their_price_and_the_request_rate_per_prefix():
     # an S3 server on this machine answers one request at a time: where it is slower than the cores, it sets
     # the images' time, and the plan says so; another machine's S3 costs only the client's CPU
     assert calibration().server_seconds("keys", True) == 0.0
-    local = calibration(server_shares_cores=True, read_seconds=0.005)
+    local = calibration(server_shares_cores=True, read_seconds=0.009, server_read_seconds=0.005)
     assert local.server_seconds("keys", True) == pytest.approx(0.005)
     assert local.server_seconds("df", True) == pytest.approx(0.005 * plan.LOCAL_SERVER_READS_PER_IMAGE["df"])
     served = predicted(images, local, source="s3://fruit/Training", s3_endpoint="http://127.0.0.1:9000")
@@ -138,6 +138,7 @@ def test_plan_of_the_sample_measures_it_writes_nothing_and_starts_no_spark(monke
     calibrated = found["calibration"]
     assert calibrated["images"] == 96 and calibrated["network_seconds"] > 0 and calibrated["decode_seconds"] > 0
     assert 200 < calibrated["row_bytes"] < 256 * 4 * 2  # 256 float32s a row (snappy takes ReLU's zeros)
+    assert calibrated["server_read_seconds"] == 0.0  # files: no server to time
     assert found["engine"].startswith("litert") and found["there"]["cores"] == 64
     assert found["here"]["seconds"] > found["here"]["fixed_seconds"] > 0
     assert found["cores_for_target"] == 1  # the sample takes seconds on one core
@@ -157,6 +158,8 @@ def test_a_plan_from_s3_counts_requests_and_the_encode_after_it_shows_the_predic
     assert (found["images"], found["list_requests"], found["get_requests"]) == (48, 1, 48)
     assert found["request_cost_usd"] == pytest.approx(48 / 1000 * 0.0004 + 1 / 1000 * 0.005)
     assert found["calibration"]["server_shares_cores"] is True  # the local server: its time is the run's CPU
+    # timed while kept busy, for seconds: a GET costs the server less than one read's wall time, never nothing
+    assert 0 < found["calibration"]["server_read_seconds"] < found["calibration"]["read_seconds"] * 1.5
     encoded = cli("encode", *settings, "--output", tmp_path / "o", "--master", "local[2]")
     assert encoded.exit_code == 0, encoded.output
     assert "done: 48 images" in encoded.stdout and "(plan predicted " in encoded.stdout, encoded.stdout
