@@ -26,8 +26,23 @@ def cluster(tmp_path_factory):
     shutil.rmtree(folder, ignore_errors=True)  # executors keep a copy of the S3A jars each: ~1.3 GB per run
 
 
+def worker_reports(folder) -> list[str]:
+    """The line each Python worker of the newest application printed into its executor's stderr (which Python
+    and which sparkyfruit ran), after checking that both workers ran tasks of it."""
+    reports = []
+    for worker in ("worker-0", "worker-1"):
+        newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
+        logs = "".join(p.read_text(errors="replace") for p in newest_app.glob("*/stderr"))
+        assert "Finished task" in logs, worker  # each executor logged a finished task
+        reports += [line for line in logs.splitlines() if "sparkyfruit worker:" in line]
+    return reports
+
+
 @pytest.mark.parametrize("mode", ["keys", "df"])
 def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tmp_path, mode):
+    """Both modes on two workers give the local run's vectors. keys mode runs with --ship-env: its executors'
+    Python is the unpacked archive and sparkyfruit comes from the shipped zip, not from this machine's venv
+    (which the workers here could otherwise reach); df mode runs this interpreter on the workers."""
     cluster, folder = cluster
     local = sparkyfruit.encode(
         run_config(mode=mode, input=fruit_bucket, output=str(tmp_path / "local"), s3_endpoint=s3.endpoint)
@@ -41,9 +56,13 @@ def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tm
         "--master",
         cluster.master_url,
     ]
-    # the executors on these workers run this interpreter, which has sparkyfruit installed
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "COLUMNS": "200"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+    env = {**os.environ, "COLUMNS": "200"}
+    if mode == "keys":
+        command.append("--ship-env")
+        env.pop("PYSPARK_PYTHON", None)
+    else:
+        env["PYSPARK_PYTHON"] = sys.executable  # it has sparkyfruit installed
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done: 192 images, 192 ok, 0 failed" in result.stdout
 
@@ -53,44 +72,15 @@ def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tm
         assert error is None and label == expected[path][0]
         np.testing.assert_allclose(np.asarray(features), np.asarray(expected[path][1]), atol=1e-5)
 
-    # both workers ran tasks of this application: each executor logged a finished task
-    for worker in ("worker-0", "worker-1"):
-        newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
-        logs = "".join(p.read_text(errors="replace") for p in newest_app.glob("*/stderr"))
-        assert "Finished task" in logs, worker
-
-
-def test_ship_env_runs_the_executors_from_the_packed_environment(cluster, fruit_bucket, s3, tmp_path):
-    """--ship-env: the executors' Python is the unpacked archive and sparkyfruit comes from the shipped zip,
-    not from this machine's venv (which the workers here could otherwise reach)."""
-    cluster, folder = cluster
-    command = [
-        SCRIPT,
-        *encode_args(fruit_bucket, str(tmp_path / "out"), "--mode", "keys"),
-        "--s3-endpoint",
-        s3.endpoint,
-        "--master",
-        cluster.master_url,
-        "--limit",
-        "16",
-        "--ship-env",
-    ]
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("PYSPARK_PYTHON", None)
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "done: 16 images, 16 ok, 0 failed" in result.stdout
-    assert "Executors' Python:" in result.stderr
-
-    reports = []
-    for worker in ("worker-0", "worker-1"):
-        newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
-        for log in newest_app.glob("*/stderr"):
-            reports += [line for line in log.read_text(errors="replace").splitlines() if "sparkyfruit worker:" in line]
+    reports = worker_reports(folder)
     assert reports, "no executor reported its Python"
     for line in reports:
-        assert f"python {folder}" in line and "/environment/bin/python" in line, line
-        assert "sparkyfruit.zip/sparkyfruit" in line, line
+        if mode == "keys":
+            assert "Executors' Python:" in result.stderr
+            assert f"python {folder}" in line and "/environment/bin/python" in line, line
+            assert "sparkyfruit.zip/sparkyfruit" in line, line
+        else:
+            assert f"python {sys.executable}" in line and "sparkyfruit.zip" not in line, line
 
 
 def test_spark_submit_runs_the_same_command_in_client_mode(cluster, fruit_bucket, s3, tmp_path):
