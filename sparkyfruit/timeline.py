@@ -1,4 +1,4 @@
-"""A run's start-up timeline, for benchmarks/startup.py: with SPARKYFRUIT_TIMELINE=<file> set, the driver
+"""A run's start-up timeline, for benchmarks/overhead.py: with SPARKYFRUIT_TIMELINE=<file> set, the driver
 and every Python worker append "<epoch seconds> <pid> <event>" lines to that file. Unset (always, outside
 the benchmark), `mark` does nothing."""
 
