@@ -53,24 +53,27 @@ def test_the_key_is_the_same_from_any_folder_and_two_runs_at_once_pack_once(tmp_
     assert elsewhere.stdout.strip() == ship_env.environment_key()
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    packed = []
+    packed, packing, said = [], threading.Event(), []
 
     def slow_pack(archive):
         packed.append(archive)
+        packing.set()
         time.sleep(1.0)
         archive.write_bytes(b"packed once")
         return 1.0, []
 
     monkeypatch.setattr(ship_env, "_pack", slow_pack)
-    results = []
-    runs = [threading.Thread(target=lambda: results.append(ship_env.ship())) for _ in range(2)]
-    for run in runs:
-        run.start()
-    for run in runs:
+    first, second = [], []
+    packer = threading.Thread(target=lambda: first.append(ship_env.ship()))
+    packer.start()
+    assert packing.wait(timeout=30)
+    waiter = threading.Thread(target=lambda: second.append(ship_env.ship(announce=said.append)))
+    waiter.start()
+    for run in (packer, waiter):
         run.join(timeout=30)
-    assert len(packed) == 1 and len(results) == 2
-    assert sorted(result.built_seconds is None for result in results) == [False, True]  # one built, one reused
-    assert {result.archive.read_bytes() for result in results} == {b"packed once"}
+    assert len(packed) == 1 and first[0].built_seconds == 1.0 and second[0].built_seconds is None
+    assert said == ["Another run is packing this Python environment for the executors; waiting for it..."]
+    assert first[0].archive.read_bytes() == second[0].archive.read_bytes() == b"packed once"
 
 
 def test_a_yarn_ship_env_whose_name_node_does_not_answer_stops_at_once(tmp_path, monkeypatch):

@@ -95,7 +95,12 @@ def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
     built_seconds = None
     # one packer per archive: a second run that starts meanwhile waits for it and reuses its archive
     with open(archive.with_name(f".{archive.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if announce:
+                announce("Another run is packing this Python environment for the executors; waiting for it...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if not archive.is_file():
             if announce:
                 announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
