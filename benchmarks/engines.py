@@ -2,7 +2,8 @@
 seeded random weights), exported once as a SavedModel (`model.export(dir, format="tf_saved_model")`) and run
 by TensorFlow, LiteRT (XNNPACK, `ai-edge-litert`), ONNX Runtime (`tf2onnx`) and OpenVINO, with the threads
 of one Spark task slot (1 unless --threads). For each engine: whether the network converts and how long
-that takes, images/s on batches of 64, and how far its vectors are from TensorFlow's on the sample images
+that takes, images/s on batches of 64 (fewer for the largest networks: one TensorFlow call at most --seconds,
+at least 4 images), and how far its vectors are from TensorFlow's on the sample images
 (the largest difference relative to the row's largest value, and the lowest cosine of a row).
 
     python -m benchmarks.engines [--models mobilenet_v2 resnet50 ...] [--sizes 100 224] [--threads 1]
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "images"
 ENGINES = ("litert", "onnxruntime", "openvino")
 CHILD_TIMEOUT_S = 1800
+MIN_BATCH = 4
 
 
 # ---------------------------------------------------------------- measured in a child process
@@ -54,10 +56,12 @@ def child(model: str, size: int, threads: int, seconds: float, batch: int, alpha
         "batch": batch,
     }
     row["build_s"] = _since(started)
-    images = preprocess(_sample_pixels(size, batch))
     forward = tf.function(
         lambda x: network(x, training=False), input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)]
     )
+    batch = _fitting_batch(forward, preprocess, size, batch, seconds)
+    row["batch"] = batch
+    images = preprocess(_sample_pixels(size, batch))
     reference = forward(images).numpy()
     row["dim"] = int(reference.shape[-1])
     row["tensorflow"] = {"images_per_s": _rate(lambda: forward(images).numpy(), batch, seconds)}
@@ -158,12 +162,30 @@ def _difference(reference, vectors) -> dict:
     return {"max_relative_difference": relative, "min_cosine": cosine}
 
 
+def _fitting_batch(forward, preprocess, size: int, largest: int, seconds: float) -> int:
+    """The largest batch, halving from `largest` down to MIN_BATCH, of which one TensorFlow call takes at most
+    `seconds`: the largest networks at 224 px take seconds per image on one thread, and 5 calls of 64 would
+    take an hour per row."""
+    few = preprocess(_sample_pixels(size, MIN_BATCH))
+    forward(few)  # the trace
+    started = time.perf_counter()
+    forward(few).numpy()
+    per_image = (time.perf_counter() - started) / MIN_BATCH
+    batch = largest
+    while batch > MIN_BATCH and batch * per_image > seconds:
+        batch //= 2
+    return max(batch, MIN_BATCH)
+
+
 def _rate(call, batch: int, seconds: float) -> float:
-    """Images per second of `call` on one batch, after two calls of warm-up, over at least `seconds`."""
+    """Images per second of `call` on one batch over at least `seconds` and 2 calls, after one call of warm-up
+    (two where a call is short: XNNPACK and OpenVINO settle in the second)."""
+    started = time.perf_counter()
     call()
-    call()
+    if time.perf_counter() - started < seconds / 2:
+        call()
     calls, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds or calls < 3:
+    while (elapsed := time.perf_counter() - started) < seconds or calls < 2:
         call()
         calls += 1
     return round(calls * batch / elapsed, 1)
@@ -212,21 +234,23 @@ def _cell(row: dict, engine: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    header = "| backbone | px | TensorFlow img/s | " + " | ".join(ENGINES) + " |"
+    header = "| backbone | px | batch | TensorFlow img/s | " + " | ".join(ENGINES) + " |"
     lines = [
         "engine cells: images/s (× TensorFlow), conversion s, largest relative difference, 1 - the lowest cosine",
         header,
-        "| --- " * (3 + len(ENGINES)) + "|",
+        "| --- " * (4 + len(ENGINES)) + "|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['model']} | {row['size']} | {row['error']} |" + " |" * len(ENGINES))
+            lines.append(f"| {row['model']} | {row['size']} | | {row['error']} |" + " |" * len(ENGINES))
             continue
         cells = [_cell(row, engine) for engine in ENGINES]
         name = row["model"] + (f" {row['alpha']}" if row.get("alpha", 1.0) != 1.0 else "")
         name += "" if row.get("weights", "none") == "none" else f" ({row['weights']})"
         lines.append(
-            f"| {name} | {row['size']} | {row['tensorflow']['images_per_s']:,.0f} | " + " | ".join(cells) + " |"
+            f"| {name} | {row['size']} | {row.get('batch', '')} | {row['tensorflow']['images_per_s']:,.0f} | "
+            + " | ".join(cells)
+            + " |"
         )
     failures = [
         f"{row['model']} {row['size']} px, {engine}: {row[engine]['error']}"
