@@ -228,21 +228,28 @@ class Bench:
             self.log(f"notebook {size}px N={n}: {results[-1]['wall_s']:.1f} s, {results[-1]['peak_rss_mb']:.0f} MB")
         return best_of(results)
 
-    def raw(self, size: int, model: str | None = None, alpha: float = 1.0) -> dict:
+    def raw(self, size: int, model: str | None = None, alpha: float = 1.0, engine: str = "tensorflow") -> dict:
         """The raw limit: the better of one process on every core and one single-thread process per core."""
         model = model or self.args.model
-        one = self._raw_process(size, None, model, alpha)
+        one = self._raw_process(size, None, model, alpha, engine)
         with ThreadPoolExecutor(os.cpu_count()) as pool:
-            per_core = sum(pool.map(lambda _: self._raw_process(size, 1, model, alpha), range(os.cpu_count())))
+            per_core = sum(pool.map(lambda _: self._raw_process(size, 1, model, alpha, engine), range(os.cpu_count())))
         best = max(one, per_core)
-        self.log(f"raw limit {model} {alpha:g} {size}px: one process {one:.1f}, one per core {per_core:.1f} images/s")
-        return {"images_per_second": best, "one_process": one, "one_per_core": per_core}
+        self.log(
+            f"raw limit {model} {alpha:g} {size}px on {engine}: one process {one:.1f}, "
+            f"one per core {per_core:.1f} images/s"
+        )
+        return {"images_per_second": best, "one_process": one, "one_per_core": per_core, "engine": engine}
 
-    def _raw_process(self, size: int, threads: int | None, model: str, alpha: float) -> float:
+    def _raw_process(self, size: int, threads: int | None, model: str, alpha: float, engine: str) -> float:
         command = [PYTHON, str(ROOT / "benchmarks" / "raw_limit.py"), model, str(size), "6"]
         command += [str(threads)] if threads else []
         result = subprocess.run(
-            [*command, "--alpha", str(alpha)], env=self.env, capture_output=True, text=True, check=True
+            [*command, "--alpha", str(alpha), "--engine", engine],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return json.loads(result.stdout.strip().splitlines()[-1])["images_per_second"]
 

@@ -3,11 +3,12 @@
 In ONE run, from a folder of N images at 100 px, for MobileNetV2 and for MobileNet v1 alpha 0.25 (the
 cheap-model case):
 - the raw model limit (benchmarks/raw_limit.py: the better of one process on every core and one
-  single-thread process per core);
-- sparkyfruit df and keys mode at N/4 and N: steady images/s ((N - N/4) / (T(N) - T(N/4))), its share of
-  the raw limit, and the CPU each image costs outside the network, in milliseconds, from the CPU seconds of
-  every process between the two sizes (driver, JVM, Python workers), less the network's own CPU per image
-  (cores / raw limit);
+  single-thread process per core), on TensorFlow, and on LiteRT unless the runs use --engine tensorflow;
+- sparkyfruit df and keys mode at N/4 and N, on --engine (default auto: LiteRT): steady images/s
+  ((N - N/4) / (T(N) - T(N/4))), its share of the raw limit of its own engine and of TensorFlow's, and the
+  CPU each image costs outside the network, in milliseconds, from the CPU seconds of every process between
+  the two sizes (driver, JVM, Python workers), less the network's own CPU per image (cores / the raw limit
+  of the runs' engine);
 - Ray Data and Daft with MobileNetV2, the same way (benchmarks/peers.py);
 - the start-up split: 10-image runs of both modes, from the folder and from the local S3 server, with the
   timeline that the driver and the workers write (sparkyfruit/timeline.py): Python and the CLI, the JVM and
@@ -16,7 +17,8 @@ cheap-model case):
   batch's trace), the rest of the job (write, commit), and the stop; for each of --engines; next to the
   fixed cost read off the two sizes.
 
-    python -m benchmarks.overhead [--n 8000] [--repeats 2] [--startup-only] [--engines auto,tensorflow]
+    python -m benchmarks.overhead [--n 8000] [--repeats 2] [--models mobilenet_v2 mobilenet] [--engine auto]
+                                  [--startup-only | --skip-startup] [--engines auto,tensorflow]
 
 Prints a table and writes JSON to benchmarks/results/overhead.json.
 """
@@ -75,19 +77,30 @@ class OverheadBench(Bench):
     def measure_all(self, endpoint: str) -> dict:
         args = self.args
         report = {"machine": machine(), "size": SIZE, "repeats": args.repeats, "rows": [], "startup": {}}
-        for model, alpha, times in () if args.startup_only else MODELS:
+        for model, alpha, times in () if args.startup_only else selected(args.models):
             n = args.n * times
             small = n // 4
-            raw = self.raw(SIZE, model, alpha)
-            network_ms = 1000 * os.cpu_count() / raw["images_per_second"]
             name = f"{model} {alpha:g}" if model == "mobilenet" else model
-            report["rows"].append({"name": "raw model limit", "model": name, "steady_ips": raw["images_per_second"]})
+            # the network's own limit on TensorFlow, and on LiteRT where the runs use it (--engine auto): the
+            # runs' share of their own engine's limit is what the CPU around the network costs
+            limits = {"tensorflow": self.raw(SIZE, model, alpha)}
+            if args.engine != "tensorflow":
+                limits["litert"] = self.raw(SIZE, model, alpha, engine="litert")
+            for engine, limit in limits.items():
+                report["rows"].append(
+                    {"name": f"raw limit ({engine})", "model": name, "steady_ips": limit["images_per_second"]}
+                )
+            raw = limits["tensorflow" if args.engine == "tensorflow" else "litert"]["images_per_second"]
+            network_ms = 1000 * os.cpu_count() / raw
             group = []
             for mode in ("df", "keys"):
-                extra = ("--alpha", str(alpha))
+                extra = ("--alpha", str(alpha), "--engine", args.engine)
                 t_small = self.sparkyfruit(mode, SIZE, small, None, extra=extra, model=model)
                 t_n = self.sparkyfruit(mode, SIZE, n, None, extra=extra, model=model)
-                result = row(f"sparkyfruit {mode}", SIZE, n, small, t_small, t_n, raw["images_per_second"], None)
+                result = row(f"sparkyfruit {mode}", SIZE, n, small, t_small, t_n, raw, None)
+                result["vs_raw_tensorflow"] = (
+                    result["steady_ips"] / limits["tensorflow"]["images_per_second"] if result["steady_ips"] else None
+                )
                 result.update(per_image_ms(t_small, t_n, n - small, network_ms))
                 group.append(result)
             if model == "mobilenet_v2" and not args.skip_peers:
@@ -102,6 +115,8 @@ class OverheadBench(Bench):
             for result in group:
                 result["model"] = name
             report["rows"] += group
+        if args.skip_startup:
+            return report
         # the first runs from S3 resolve the S3A jars through Ivy, then leave the class archive's marker and
         # record the JVM's class archive with them (sparkyfruit/spark/session.py); a user pays that once per machine
         for _ in range(3):
@@ -112,6 +127,11 @@ class OverheadBench(Bench):
                     name = f"{mode} ({where})" + ("" if engine == "auto" else f", {engine}")
                     report["startup"][name] = self.timeline_run(mode, source, engine)["phases"]
         return report
+
+
+def selected(names: list[str] | None) -> tuple:
+    """The MODELS rows named by --models (all by default)."""
+    return tuple(entry for entry in MODELS if not names or entry[0] in names)
 
 
 def per_image_ms(t_small: dict, t_n: dict, images: int, network_ms: float) -> dict:
@@ -160,19 +180,21 @@ def phases(timeline: str, launched: float, wall: float) -> dict:
 def print_table(report: dict) -> None:
     print(f"\n100 px, steady from N/4 and N, {report['machine']['cpus']} cores; CPU-ms per image between the sizes")
     print(
-        f"{'model':<16} {'run':<18} {'N':>7} {'steady':>8} {'× raw':>6} {'start s':>8} "
+        f"{'model':<16} {'run':<22} {'N':>7} {'steady':>8} {'× raw':>6} {'× TF raw':>9} {'start s':>8} "
         f"{'driver':>7} {'JVM':>6} {'workers':>8} {'overhead ms/img':>16} {'e2e img/s':>10} {'× best peer':>12}"
     )
     for r in report["rows"]:
         cpu = r.get("cpu_ms_per_image")
         print(
-            f"{r['model']:<16} {r['name']:<18} {r.get('n') or 0:7} {r['steady_ips'] or 0:8.0f} "
-            f"{r.get('vs_raw') or 0:6.2f} "
+            f"{r['model']:<16} {r['name']:<22} {r.get('n') or 0:7} {r['steady_ips'] or 0:8.0f} "
+            f"{r.get('vs_raw') or 0:6.2f} {r.get('vs_raw_tensorflow') or 0:9.2f} "
             f"{r.get('startup_s') or 0:8.1f} "
             + (f"{cpu['driver']:7.2f} {cpu['jvm']:6.2f} {cpu['workers']:8.2f} {r['overhead_ms']:16.2f}" if cpu else "")
             + (f" {r['e2e_ips']:10.0f}" if r.get("e2e_ips") else "")
             + (f" {r['vs_best_peer_steady']:12.2f}" if r.get("vs_best_peer_steady") else "")
         )
+    if not report["startup"]:
+        return
     print(f"\nstart-up split, {STARTUP_IMAGES} images (seconds)")
     runs = list(report["startup"])
     names = list(dict.fromkeys(name for split in report["startup"].values() for name in split))
@@ -187,6 +209,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the fastest counts")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--startup-only", action="store_true", help="only the start-up split")
+    parser.add_argument("--skip-startup", action="store_true", help="no start-up split")
+    parser.add_argument(
+        "--models", nargs="+", choices=[model for model, _, _ in MODELS], help="the networks (default: both)"
+    )
+    parser.add_argument(
+        "--engine", default="auto", help="the --engine of the throughput runs (raw limits: its own, TensorFlow)"
+    )
     parser.add_argument("--engines", default="auto,tensorflow", help="the --engine values of the start-up split")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "overhead.json"))
     parser.add_argument("--table", metavar="JSON", help="only print the table of an earlier run's JSON")
@@ -197,7 +226,11 @@ def main() -> None:
     args.model, args.extra, args.engines = MODELS[0][0], [], args.engines.split(",")
     args.peer_settings = dict(PEER_DEFAULTS)
     bench = OverheadBench(args)
-    sizes = () if args.startup_only else (n for _, _, times in MODELS for n in (args.n * times // 4, args.n * times))
+    sizes = (
+        ()
+        if args.startup_only
+        else (n for _, _, times in selected(args.models) for n in (args.n * times // 4, args.n * times))
+    )
     sets = sorted({STARTUP_IMAGES, *sizes})
     for count in sets:
         make_images(count, bench.work / f"set-{count}")

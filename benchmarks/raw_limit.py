@@ -12,7 +12,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(model_name: str, size: int, seconds: float, threads: int | None, alpha: float) -> None:
+def main(model_name: str, size: int, seconds: float, threads: int | None, alpha: float, engine: str) -> None:
+    if engine == "litert":
+        return litert(model_name, size, seconds, threads, alpha)
     import numpy as np
     import tensorflow as tf
 
@@ -64,6 +66,40 @@ def main(model_name: str, size: int, seconds: float, threads: int | None, alpha:
     )
 
 
+def litert(model_name: str, size: int, seconds: float, threads: int | None, alpha: float) -> None:
+    import numpy as np
+
+    from sparkyfruit import engines
+    from sparkyfruit.models import ModelSpec
+
+    spec = ModelSpec(model_name, alpha, size, "none", 64, engine=engines.LITERT)
+    flat = engines.convert(spec)
+    encoder = engines.LiteRTEncoder(spec, threads or os.cpu_count(), model_content=flat)
+    results = {}
+    for batch in (16, 64, 256):
+        x = np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+        encoder.encode(x)
+        encoder.encode(x)
+        started, images = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            encoder.encode(x)
+            images += batch
+        results[batch] = images / (time.perf_counter() - started)
+    best = max(results, key=results.get)
+    print(
+        json.dumps(
+            {
+                "images_per_second": results[best],
+                "best_batch": best,
+                "by_batch": results,
+                "threads": threads or os.cpu_count(),
+                "alpha": alpha,
+                "engine": "litert",
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
@@ -71,5 +107,6 @@ if __name__ == "__main__":
     parser.add_argument("seconds", type=float, nargs="?", default=6.0)
     parser.add_argument("threads", type=int, nargs="?", default=None)
     parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--engine", choices=("tensorflow", "litert"), default="tensorflow")
     args = parser.parse_args()
-    main(args.model, args.size, args.seconds, args.threads, args.alpha)
+    main(args.model, args.size, args.seconds, args.threads, args.alpha, args.engine)
