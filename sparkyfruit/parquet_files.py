@@ -28,6 +28,10 @@ _FILESYSTEMS_LOCK = threading.Lock()
 # a worker's file system holds the credentials resolved when it was built: an instance role's expire within
 # hours, and boto3 refreshes them well before that, so a long-lived Python worker builds it again this often
 FILESYSTEM_SECONDS = 300.0
+# rows per Parquet row group: the tasks' Arrow batches (--batch-size rows, 64 by default) are gathered up
+# to this many, so that a file holds a few row groups of useful size rather than one per batch (a reader
+# pays per row group, and so did the writer)
+ROW_GROUP_ROWS = 2048
 
 
 def arrow_schema(column: str = "features"):
@@ -86,6 +90,13 @@ def write_file(
     fs, root = filesystem(location, s3)
     rows = failed = 0
     sink = writer = None
+    gathered: list = []  # batches not yet written, fewer than ROW_GROUP_ROWS rows
+
+    def write_gathered() -> None:
+        table = pa.Table.from_batches(gathered).cast(schema)
+        writer.write_table(table, row_group_size=table.num_rows)  # one row group
+        gathered.clear()
+
     try:
         for batch in batches:
             if batch.num_rows == 0:
@@ -95,12 +106,15 @@ def write_file(
                     fs.create_dir(root, recursive=True)
                 sink = fs.open_output_stream(f"{root}/{name}")
                 writer = pq.ParquetWriter(sink, schema, use_dictionary=["label", "error"], compression="snappy")
-            table = pa.Table.from_batches([batch]).cast(schema)
-            writer.write_table(table)
+            gathered.append(batch)
             rows += batch.num_rows
             failed += batch.num_rows - pc.sum(pc.is_valid(batch.column(column))).as_py()
+            if sum(part.num_rows for part in gathered) >= ROW_GROUP_ROWS:
+                write_gathered()
         if writer is None:
             return None
+        if gathered:
+            write_gathered()
         writer.close()
         size = sink.tell()
         sink.close()

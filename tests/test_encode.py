@@ -165,6 +165,36 @@ def test_feature_values_are_written_without_a_parquet_dictionary(tmp_path):
     assert not (tmp_path / "out" / "part-b.parquet").exists()
 
 
+def test_a_file_gathers_the_tasks_batches_into_row_groups_of_row_group_rows(tmp_path, monkeypatch):
+    """A task hands on batches of --batch-size rows; one row group per batch would make a file of many
+    tiny row groups. They are gathered to ROW_GROUP_ROWS rows, in order, the last group taking the rest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparkyfruit import locations, parquet_files
+    from sparkyfruit.s3_settings import S3Settings
+
+    monkeypatch.setattr(parquet_files, "ROW_GROUP_ROWS", 100)
+    batches = [
+        pa.RecordBatch.from_pydict(
+            {
+                "path": [f"file:///f/{start + i}.jpg" for i in range(30)],
+                "label": ["a"] * 30,
+                "features": [[float(start + i)] * 4 for i in range(30)],
+                "error": [None] * 30,
+            }
+        )
+        for start in range(0, 300, 30)
+    ]
+    out = locations.parse_location(str(tmp_path / "out"))
+    report = parquet_files.write_file(out, S3Settings(), "part-c.parquet", iter(batches))
+    file = pq.ParquetFile(tmp_path / "out" / "part-c.parquet")
+    # 4 batches (120 rows) reach 100, twice; the last 2 batches (60 rows) end the file
+    assert [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)] == [120, 120, 60]
+    assert report.rows == report.ok == 300
+    assert file.read().column("path").to_pylist() == [f"file:///f/{i}.jpg" for i in range(300)]
+
+
 @pytest.mark.s3
 def test_vectors_equal_a_direct_keras_call(sample_outputs):
     import keras

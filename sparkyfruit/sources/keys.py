@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from sparkyfruit import locations, storage
 from sparkyfruit.config import RunConfig, S3Settings
@@ -105,13 +104,18 @@ def _start(uris: list[str], etags: list[str | None], reader) -> list[tuple]:
     parsed = [locations.parse_location(uri) for uri in uris]
     on_s3 = [(location.bucket, location.key, etag) for location, etag in zip(parsed, etags) if location.is_s3]
     futures = iter(reader.get_many(on_s3) if on_s3 else ())
-    return [(next(futures), None) if location.is_s3 else (None, Path(location.path)) for location in parsed]
+    return [(next(futures), None) if location.is_s3 else (None, location.path) for location in parsed]
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as file:  # not pathlib: its parsing cost a tenth of a 100 px image's decode
+        return file.read()
 
 
 def _result(started) -> tuple[bytes | None, str | None]:
     future, path = started
     try:
-        return (path.read_bytes() if future is None else future.result()), None
+        return (_read_file(path) if future is None else future.result()), None
     except Exception as exc:  # after object_store's retries (s3_reads.ObjectReadError says why): the job goes on
         return None, f"cannot read image: {exc if future is not None else f'{type(exc).__name__}: {exc}'}"
 
