@@ -7,7 +7,7 @@ at least 4 images), and how far its vectors are from TensorFlow's on the sample 
 (the largest difference relative to the row's largest value, and the lowest cosine of a row).
 
     python -m benchmarks.engines [--models mobilenet_v2 resnet50 ...] [--sizes 100 224] [--threads 1]
-                                 [--seconds 3] [--batch 64] [--alpha 0.25 --weights FILE]
+                                 [--seconds 3] [--batch 64] [--jobs 2] [--alpha 0.25 --weights FILE]
 
 Preprocessing stays outside the engines here (NumPy, as in the workers), so that the table compares the
 networks alone. Each backbone and size runs in a child process of its own: TensorFlow fixes its thread
@@ -111,8 +111,9 @@ def _onnxruntime(saved: Path, folder: Path, size: int, batch: int, threads: int)
         capture_output=True,
         text=True,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"tf2onnx: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    if done.returncode != 0:  # its log ends in INFO lines: the reason is the last line that names an error
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(f"tf2onnx: {next((line for line in reversed(lines) if 'Error' in line), lines[-1])}")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -203,13 +204,17 @@ def _since(started: float) -> float:
 # ---------------------------------------------------------------- the parent
 
 
-def run_child(model: str, size: int, args) -> dict:
+def run_child(model: str, size: int, args, cores: set[int] | None = None) -> dict:
+    """One backbone at one size in a child process, on `cores` only where given."""
     command = [sys.executable, "-m", "benchmarks.engines", "child", model, str(size)]
     command += ["--threads", str(args.threads), "--seconds", str(args.seconds), "--batch", str(args.batch)]
     command += ["--alpha", str(args.alpha), "--weights", args.weights]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, cwd=ROOT)
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, cwd=ROOT, preexec_fn=pin
+        )
     except subprocess.TimeoutExpired:
         return {"model": model, "size": size, "error": f"no result within {CHILD_TIMEOUT_S} s"}
     lines = done.stdout.strip().splitlines()
@@ -228,9 +233,14 @@ def _cell(row: dict, engine: str) -> str:
     rate = result["images_per_s"]
     tensorflow = row["tensorflow"]["images_per_s"]
     return (
-        f"{rate:,.0f} ({rate / tensorflow:.1f}×) {result['convert_s']:.0f} s "
+        f"{_images(rate)} ({rate / tensorflow:.1f}×) {result['convert_s']:.0f} s "
         f"{result['max_relative_difference']:.0e} {1 - result['min_cosine']:.0e}"
     )
+
+
+def _images(rate: float) -> str:
+    """Images/s as the table gives them: whole numbers, with a decimal below 10."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -248,7 +258,7 @@ def table(rows: list[dict]) -> str:
         name = row["model"] + (f" {row['alpha']}" if row.get("alpha", 1.0) != 1.0 else "")
         name += "" if row.get("weights", "none") == "none" else f" ({row['weights']})"
         lines.append(
-            f"| {name} | {row['size']} | {row.get('batch', '')} | {row['tensorflow']['images_per_s']:,.0f} | "
+            f"| {name} | {row['size']} | {row.get('batch', '')} | {_images(row['tensorflow']['images_per_s'])} | "
             + " | ".join(cells)
             + " |"
         )
@@ -283,6 +293,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads per engine (one Spark task slot: 1)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per engine and network")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="children at once, each pinned to a core of its own (at most the cores)"
+    )
     parser.add_argument("--alpha", type=float, default=1.0, help="the width of the MobileNets")
     parser.add_argument(
         "--weights", default="none", help="none (seeded random) or a weights file, e.g. the bundled one"
@@ -296,13 +309,12 @@ def main() -> int:
     from sparkyfruit import models
 
     names = args.models or list(models.installed_backbones())
-    rows = []
-    for name in names:
-        for size in args.sizes:
-            size = max(size, models.BACKBONES[name].min_size if name in models.BACKBONES else size)
-            started = time.perf_counter()
-            rows.append(run_child(name, size, args))
-            print(f"{name} {size} px: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    cases = [
+        (name, max(size, models.BACKBONES[name].min_size if name in models.BACKBONES else size))
+        for name in names
+        for size in args.sizes
+    ]
+    rows = measure(cases, args)
     print(table(rows))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +325,32 @@ def main() -> int:
     output.write_text(json.dumps({"versions": versions, "cores": os.cpu_count(), "rows": rows}, indent=2))
     print(f"written: {output}")
     return 0
+
+
+def measure(cases: list[tuple[str, int]], args) -> list[dict]:
+    """The rows of `cases` ((backbone, size) pairs), in their order. With --jobs N, N children run at once,
+    the i-th of them pinned to core i: each engine still runs on --threads threads of a core of its own,
+    and the cores share only the memory bus."""
+    from concurrent.futures import ThreadPoolExecutor
+    from queue import SimpleQueue
+
+    free = SimpleQueue()
+    for core in range(args.jobs):
+        free.put(core % os.cpu_count())
+
+    def one(case: tuple[str, int]) -> dict:
+        core = free.get() if args.jobs > 1 else None
+        try:
+            started = time.perf_counter()
+            row = run_child(*case, args, cores={core} if core is not None else None)
+            print(f"{case[0]} {case[1]} px: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+            return row
+        finally:
+            if core is not None:
+                free.put(core)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        return list(pool.map(one, cases))
 
 
 def _version(distribution: str) -> str | None:
