@@ -73,8 +73,9 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 # every backbone of keras.applications at 100 and 224 px, run by TensorFlow, LiteRT (XNNPACK), ONNX Runtime and
-# OpenVINO: conversion, images/s, difference to TensorFlow's vectors (hours here; --models for a few); then
-# one process with N threads against N processes with one thread each (LiteRT and TensorFlow)
+# OpenVINO: conversion, images/s, difference to TensorFlow's vectors (hours here; --models for a few;
+# BENCH_ARGS="--jobs 2" runs two backbones at once, about 75 minutes here, where tf2onnx may run out of memory
+# on the largest); then one process with N threads against N processes with one thread each
 bench-engines: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.engines $(BENCH_ARGS)
