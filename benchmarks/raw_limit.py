@@ -12,6 +12,17 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def images_per_second(call, batch, seconds: float) -> float:
+    """`call` on `batch` over `seconds`, after two calls of warm-up."""
+    call(batch)
+    call(batch)
+    started, images = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        call(batch)
+        images += len(batch)
+    return images / (time.perf_counter() - started)
+
+
 def main(model_name: str, size: int, seconds: float, threads: int | None, alpha: float, engine: str) -> None:
     if engine == "litert":
         return litert(model_name, size, seconds, threads, alpha)
@@ -28,13 +39,7 @@ def main(model_name: str, size: int, seconds: float, threads: int | None, alpha:
     for batch in (32, 64, 128, 256):
         model, preprocess = build_model(ModelSpec(model_name, alpha, size, "none", batch))
         x = preprocess(np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
-        model.predict_on_batch(x)
-        model.predict_on_batch(x)
-        started, images = time.perf_counter(), 0
-        while time.perf_counter() - started < seconds:
-            model.predict_on_batch(x)
-            images += batch
-        results[batch] = images / (time.perf_counter() - started)
+        results[batch] = images_per_second(model.predict_on_batch, x, seconds)
     best = max(results, key=results.get)
     # the lever "call the model directly, never model.predict in a loop": what each way costs
     model, preprocess = build_model(ModelSpec(model_name, alpha, size, "none", best))
@@ -78,13 +83,7 @@ def litert(model_name: str, size: int, seconds: float, threads: int | None, alph
     results = {}
     for batch in (16, 64, 256):
         x = np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
-        encoder.encode(x)
-        encoder.encode(x)
-        started, images = time.perf_counter(), 0
-        while time.perf_counter() - started < seconds:
-            encoder.encode(x)
-            images += batch
-        results[batch] = images / (time.perf_counter() - started)
+        results[batch] = images_per_second(encoder.encode, x, seconds)
     best = max(results, key=results.get)
     print(
         json.dumps(
