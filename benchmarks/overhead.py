@@ -83,22 +83,21 @@ class OverheadBench(Bench):
             name = f"{model} {alpha:g}" if model == "mobilenet" else model
             # the network's own limit on TensorFlow, and on LiteRT where the runs use it (--engine auto): the
             # runs' share of their own engine's limit is what the CPU around the network costs
-            limits = {"tensorflow": self.raw(SIZE, model, alpha)}
-            if args.engine != "tensorflow":
-                limits["litert"] = self.raw(SIZE, model, alpha, engine="litert")
+            runs_on = "tensorflow" if args.engine == "tensorflow" else "litert"  # auto: LiteRT, here
+            limits = {engine: self.raw(SIZE, model, alpha, engine) for engine in dict.fromkeys(("tensorflow", runs_on))}
             for engine, limit in limits.items():
                 report["rows"].append(
                     {"name": f"raw limit ({engine})", "model": name, "steady_ips": limit["images_per_second"]}
                 )
-            raw = limits["tensorflow" if args.engine == "tensorflow" else "litert"]["images_per_second"]
+            raw = limits[runs_on]["images_per_second"]
             network_ms = 1000 * os.cpu_count() / raw
+            extra = ("--alpha", str(alpha), "--engine", args.engine)
+            # not counted: a network's first run converts it, and the next records the JVM's class archive
+            # (XDG_CACHE_HOME starts empty); a user pays both once per machine
+            for _ in range(2):
+                self.sparkyfruit("df", SIZE, STARTUP_IMAGES, None, "warm-up", repeats=1, extra=extra, model=model)
             group = []
             for mode in ("df", "keys"):
-                extra = ("--alpha", str(alpha), "--engine", args.engine)
-                # not counted: a network's first run converts it, and the next records the JVM's class
-                # archive (XDG_CACHE_HOME starts empty), which a user pays once per machine
-                for _ in range(2):
-                    self.sparkyfruit(mode, SIZE, STARTUP_IMAGES, None, "warm-up", repeats=1, extra=extra, model=model)
                 t_small = self.sparkyfruit(mode, SIZE, small, None, extra=extra, model=model)
                 t_n = self.sparkyfruit(mode, SIZE, n, None, extra=extra, model=model)
                 result = row(f"sparkyfruit {mode}", SIZE, n, small, t_small, t_n, raw, None)
@@ -218,7 +217,10 @@ def main() -> None:
         "--models", nargs="+", choices=[model for model, _, _ in MODELS], help="the networks (default: both)"
     )
     parser.add_argument(
-        "--engine", default="auto", help="the --engine of the throughput runs (raw limits: its own, TensorFlow)"
+        "--engine",
+        default="auto",
+        choices=("auto", "litert", "tensorflow"),
+        help="the --engine of the throughput runs (raw limits: its own, TensorFlow)",
     )
     parser.add_argument("--engines", default="auto,tensorflow", help="the --engine values of the start-up split")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "overhead.json"))

@@ -76,13 +76,13 @@ def main() -> None:
         batches = [
             pa.RecordBatch.from_pydict(
                 {
-                    "path": files[start : start + BATCH],
-                    "label": ["fruit"] * len(files[start : start + BATCH]),
-                    "size": pa.array([None] * len(files[start : start + BATCH]), pa.int64()),
-                    "etag": pa.array([None] * len(files[start : start + BATCH]), pa.string()),
+                    "path": paths,
+                    "label": ["fruit"] * len(paths),
+                    "size": pa.nulls(len(paths), pa.int64()),
+                    "etag": pa.nulls(len(paths), pa.string()),
                 }
             )
-            for start in range(0, len(files), BATCH)
+            for paths in (files[start : start + BATCH] for start in range(0, len(files), BATCH))
         ]
         output = locations.parse_location(str(work / "out"))
 

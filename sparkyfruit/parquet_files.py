@@ -88,9 +88,9 @@ def write_file(
 
     schema = arrow_schema(column)
     fs, root = filesystem(location, s3)
-    rows = failed = 0
+    rows = failed = written = 0
     sink = writer = None
-    gathered: list = []  # batches not yet written, fewer than ROW_GROUP_ROWS rows
+    gathered: list = []  # batches not yet written: fewer than ROW_GROUP_ROWS rows in all
 
     def write_gathered() -> None:
         table = pa.Table.from_batches(gathered).cast(schema)
@@ -109,8 +109,9 @@ def write_file(
             gathered.append(batch)
             rows += batch.num_rows
             failed += batch.num_rows - pc.sum(pc.is_valid(batch.column(column))).as_py()
-            if sum(part.num_rows for part in gathered) >= ROW_GROUP_ROWS:
+            if rows - written >= ROW_GROUP_ROWS:
                 write_gathered()
+                written = rows
         if writer is None:
             return None
         if gathered:
