@@ -1,6 +1,8 @@
 """How a run's Spark session is made, mostly without starting one: the Spark and Hadoop options, the jars
 pulled, the spark-submit flags; and, in the test session, that Ctrl-C cancels only the run's own jobs."""
 
+import os
+
 import pytest
 
 from sparkyfruit.config import RunConfig
@@ -111,3 +113,112 @@ def test_ctrl_c_cancels_only_this_runs_jobs_and_not_the_sessions_others(spark):
     other.join(60)
     assert others == {"count": 2}
     assert guard.tag not in (context.getJobTags() or set())
+
+
+def test_only_a_local_run_whose_workers_run_this_python_starts_sparkyfruits_worker_daemon(tmp_path, monkeypatch):
+    """The daemon module imports sparkyfruit before it forks: only where the workers run this very Python."""
+    import sys
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    local = RunConfig.load(input=str(tmp_path), output=str(tmp_path / "o"), master="local[2]")
+    assert spark_options(local)["spark.python.daemon.module"] == "sparkyfruit.spark.worker_daemon"
+    for master in ("yarn", "spark://127.0.0.1:7077"):
+        cluster = RunConfig.load(input=str(tmp_path), output=str(tmp_path / "o"), master=master)
+        assert "spark.python.daemon.module" not in spark_options(cluster), master
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    assert "spark.python.daemon.module" in spark_options(local)
+    monkeypatch.setenv("PYSPARK_PYTHON", "/usr/bin/another-python3")
+    assert "spark.python.daemon.module" not in spark_options(local)
+
+
+def test_the_worker_daemon_drops_only_the_pyspark_zip_of_the_installed_package(tmp_path):
+    """The installed package's own pyspark.zip is the same release (its bytecode is cached, the zip's is not);
+    a separate Spark's zip, or one whose package is not on the path, stays."""
+    from sparkyfruit.spark.worker_daemon import without_bundled_pyspark_zip
+
+    site = tmp_path / "site-packages"
+    (site / "pyspark" / "python" / "lib").mkdir(parents=True)
+    (site / "pyspark" / "__init__.py").write_text("")
+    bundled = str(site / "pyspark" / "python" / "lib" / "pyspark.zip")
+    py4j = str(site / "pyspark" / "python" / "lib" / "py4j-0.10.9.9-src.zip")
+    separate = str(tmp_path / "opt" / "spark" / "python" / "lib" / "pyspark.zip")
+    assert without_bundled_pyspark_zip([bundled, py4j, "/work", str(site)]) == [py4j, "/work", str(site)]
+    assert without_bundled_pyspark_zip([separate, str(site)]) == [separate, str(site)]
+    assert without_bundled_pyspark_zip([bundled, "/work"]) == [bundled, "/work"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts the process's threads in /proc (Linux)")
+@pytest.mark.parametrize("openblas_threads", [None, "4"])
+def test_the_worker_daemon_preloads_without_a_thread_and_without_pysparks_zip(openblas_threads):
+    """pyspark's daemon forks its workers, so it must hold no thread of its own when it does: the preloaded
+    modules start none (NumPy's OpenBLAS would, unless OPENBLAS_NUM_THREADS is 1; set above 1, nothing is
+    preloaded, and the daemon holds what pyspark's own would). pyspark comes from the installed package,
+    though Spark puts its zip first on the workers' PYTHONPATH."""
+    import json
+    import subprocess
+    import sys
+
+    import pyspark
+
+    package = os.path.dirname(pyspark.__file__)
+    zips = [os.path.join(package, "python", "lib", name) for name in os.listdir(os.path.join(package, "python", "lib"))]
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join([*sorted(zips), env.get("PYTHONPATH", "")])
+    if openblas_threads:
+        env["OPENBLAS_NUM_THREADS"] = openblas_threads
+    report = (
+        "print(json.dumps({'threads': len(os.listdir('/proc/self/task')), 'pyspark': sys.modules['pyspark'].__file__,"
+        " 'loaded': [name for name in daemon.PRELOADED if name in sys.modules]}))\n"
+    )
+    ours = (
+        "import json, os, sys\n"
+        "from sparkyfruit.spark import worker_daemon as daemon\n"
+        "sys.path[:] = daemon.without_bundled_pyspark_zip(sys.path)\n"
+        "daemon.preload()\n"
+        "import pyspark.daemon\n" + report
+    )
+    # pyspark's own daemon at the point where it forks (3.5 imports its worker module there, and so NumPy)
+    stock = (
+        "import json, os, sys\nimport pyspark.daemon\nfrom sparkyfruit.spark import worker_daemon as daemon\n" + report
+    )
+    seen = {}
+    for name, probe in (("ours", ours), ("stock", stock)):
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        seen[name] = json.loads(result.stdout.splitlines()[-1])
+    assert seen["ours"]["pyspark"] == pyspark.__file__, seen
+    assert seen["stock"]["pyspark"] != pyspark.__file__ and ".zip" in seen["stock"]["pyspark"], seen
+    if openblas_threads:
+        assert seen["ours"]["threads"] == seen["stock"]["threads"], seen
+        assert "sparkyfruit.featurize" not in seen["ours"]["loaded"], seen
+    else:
+        assert seen["ours"]["threads"] == 1, seen
+        assert seen["ours"]["loaded"] == ["pyspark.worker", "sparkyfruit.featurize"], seen
+
+
+@pytest.mark.spark
+def test_a_run_in_either_mode_starts_one_python_daemon_whose_forks_run_the_tasks(spark, images, tmp_path):
+    """Every Python task of a run, in both modes, runs in a worker forked from one daemon, sparkyfruit's. A
+    Python function around a Spark-only step (re-pickling the keys, collecting the reports) would take a
+    daemon and a worker of its own: another environment, so another daemon."""
+    import shutil
+
+    import sparkyfruit
+    from tests.helpers import SAMPLE, run_config
+
+    for source in sorted(SAMPLE.rglob("*.jpg"))[:6]:
+        shutil.copy(source, images)
+    timeline = tmp_path / "timeline.txt"
+    environment = spark.sparkContext.environment
+    environment["SPARKYFRUIT_TIMELINE"] = str(timeline)  # a Python function's environment: a daemon of its own
+    try:
+        for mode in ("keys", "df"):
+            sparkyfruit.encode(run_config(mode=mode, input=images, output=str(tmp_path / mode), image_size=100))
+    finally:
+        del environment["SPARKYFRUIT_TIMELINE"]
+    events = [line.split(" ", 2)[1:] for line in timeline.read_text().splitlines()]
+    daemons = {pid for pid, event in events if event == "worker daemon preloaded"}
+    workers = {pid for pid, event in events if event == "worker task started"}
+    assert len(daemons) == 1, events
+    assert workers and not workers & daemons, events
+

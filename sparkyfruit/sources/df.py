@@ -116,8 +116,24 @@ class PlannedScan:
         """Run the tasks `tasks` of the plan as one Spark job; their reports."""
         if not tasks:
             return []
-        context = self.reports.context
-        return parquet_files.reports_of(context.runJob(self.reports, lambda rows: list(rows), tasks))
+        return parquet_files.reports_of(_collect_partitions(self.reports, tasks))
+
+
+def _collect_partitions(rdd, partitions: list[int]) -> list:
+    """The rows of `partitions` of `rdd`, whose rows the JVM pickles (DataFrame.rdd), collected by the JVM
+    alone: `SparkContext.runJob` would map each partition through a Python function first, which takes one
+    more Python worker (and daemon) per task slot for rows that need no Python."""
+    try:
+        from pyspark.core.rdd import _load_from_socket  # pyspark 4
+    except ImportError:
+        from pyspark.rdd import _load_from_socket  # pyspark 3.5
+    context = rdd.context
+    sock_info = context._jvm.PythonRDD.runJob(context._jsc.sc(), rdd._jrdd, partitions)
+    loaded = _load_from_socket(sock_info, rdd._jrdd_deserializer)
+    if not hasattr(loaded, "__enter__"):  # pyspark 3.5: a generator over the socket
+        return list(loaded)
+    with loaded as stream:
+        return list(stream)
 
 
 @contextlib.contextmanager

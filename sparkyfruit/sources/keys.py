@@ -54,7 +54,9 @@ def _frame_of(spark, rows: list[tuple], slices: int, schema: str):
     from pyspark.sql.types import _parse_datatype_string
 
     context = spark.sparkContext
-    pickled = context.parallelize(rows, slices)._to_java_object_rdd()
+    # the JVM unpickles the batches that parallelize wrote (RDD._to_java_object_rdd would first re-pickle
+    # them in a Python worker: one more Python process per task slot)
+    pickled = context._jvm.SerDeUtil.pythonToJava(context.parallelize(rows, slices)._jrdd, True)
     arrays = context._jvm.SerDeUtil.toJavaArray(pickled)
     return DataFrame(
         spark._jsparkSession.applySchemaToPythonRDD(arrays.rdd(), _parse_datatype_string(schema).json()), spark

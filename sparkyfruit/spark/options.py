@@ -4,12 +4,14 @@ jar names of the installed Spark). Credentials are never set here: S3A's provide
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.spark import driver_log, jars
 
 APP_NAME = "sparkyfruit"
+DAEMON_MODULE_KEY = "spark.python.daemon.module"
 
 
 LOG4J_CONFIG = Path(__file__).parent.parent / "log4j2.properties"
@@ -74,6 +76,9 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         "spark.sql.files.openCostInBytes": str(16 * 1024),
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
     }
+    if workers_run_this_python(config) and not jars.spark_defaults_set(DAEMON_MODULE_KEY):
+        # each worker starts with pyspark, sparkyfruit and the engine imported (spark/worker_daemon.py)
+        options[DAEMON_MODULE_KEY] = "sparkyfruit.spark.worker_daemon"
     packages, excludes = jars.required_packages(config)
     if packages:
         options["spark.jars.packages"] = ",".join(packages)
@@ -86,6 +91,12 @@ def spark_options(config: RunConfig) -> dict[str, str]:
         options["spark.executorEnv.AWS_PROFILE"] = config.profile
         options.update({f"spark.executorEnv.{name}": value for name, value in profile_files_env().items()})
     return options
+
+
+def workers_run_this_python(config: RunConfig) -> bool:
+    """A local master whose workers run this interpreter (session.py sets PYSPARK_PYTHON to it unless the
+    user chose another), so they import the sparkyfruit that this process imports."""
+    return config.master_is_local and os.environ.get("PYSPARK_PYTHON", sys.executable) == sys.executable
 
 
 def profile_files_env() -> dict[str, str]:
