@@ -222,3 +222,23 @@ def test_a_run_in_either_mode_starts_one_python_daemon_whose_forks_run_the_tasks
     assert len(daemons) == 1, events
     assert workers and not workers & daemons, events
 
+
+def test_stopping_a_session_leaves_pysparks_accumulator_server_to_stop_in_the_background():
+    """pyspark's stop() would wait up to a second for the accumulator server's loop; the server is shut down
+    after the JVM stops (no update can come then), in a daemon thread."""
+    import threading
+    from types import SimpleNamespace
+
+    from sparkyfruit.spark.session import _stop_without_waiting_for_accumulators
+
+    order = []
+    shut = threading.Event()
+    server = SimpleNamespace(shutdown=lambda: (order.append("server shut down"), shut.set()))
+    context = SimpleNamespace(_accumulatorServer=server)
+    spark = SimpleNamespace(
+        sparkContext=context,
+        stop=lambda: order.append(f"spark stopped, server left to it: {context._accumulatorServer is not None}"),
+    )
+    _stop_without_waiting_for_accumulators(spark)
+    assert shut.wait(10)
+    assert order == ["spark stopped, server left to it: False", "server shut down"]

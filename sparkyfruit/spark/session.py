@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,20 @@ class SessionHandle:
     def stop(self) -> None:
         if not self.owned:
             return
-        self.spark.stop()
+        _stop_without_waiting_for_accumulators(self.spark)
         if self.class_archive is not None and self.class_archive.recording is not None:
             self.class_archive.finish(end_driver_jvm())
+
+
+def _stop_without_waiting_for_accumulators(spark) -> None:
+    """spark.stop(), then the shutdown of pyspark's accumulator server in the background: its connection's
+    loop looks for the shutdown once a second, so waiting for it adds up to a second to every run's end. The
+    thread is a daemon: a process that exits does not wait for it."""
+    context = spark.sparkContext
+    server, context._accumulatorServer = getattr(context, "_accumulatorServer", None), None  # stop() skips it
+    spark.stop()
+    if server is not None:
+        threading.Thread(target=server.shutdown, name="sparkyfruit-accumulators-stop", daemon=True).start()
 
 
 def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
@@ -172,8 +184,17 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
             # JVM log lines (e.g. classes an archive skips) go to stdout by default: keep them in the log file
             value = f"{value} {archive.java_option} -Xlog:all=off:stdout -Xlog:all=warning:stderr"
         builder = builder.config(key, value)
+    # The driver imports pandas while the JVM starts, instead of after: pyspark's first mapInArrow needs it
+    # (require_minimum_pandas_version), and pyspark 4 imports it still earlier, when SparkConf's first values
+    # go to the JVM (NumpyArrayConverter.can_convert imports pyspark.testing.utils).
+    threading.Thread(target=_import_pandas, name="sparkyfruit-import-pandas", daemon=True).start()
     with stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
         return builder.getOrCreate()
+
+
+def _import_pandas() -> None:
+    with contextlib.suppress(Exception):  # pyspark reports a missing or broken pandas where it needs it
+        import pandas  # noqa: F401
 
 
 @contextlib.contextmanager
