@@ -242,3 +242,45 @@ def test_stopping_a_session_leaves_pysparks_accumulator_server_to_stop_in_the_ba
     _stop_without_waiting_for_accumulators(spark)
     assert shut.wait(10)
     assert order == ["spark stopped, server left to it: False", "server shut down"]
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds the daemon's children in /proc (Linux)")
+def test_the_python_worker_started_with_the_session_runs_the_runs_first_tasks(spark, images, tmp_path):
+    """The session starts the workers' daemon and a worker while the driver plans; the run's Arrow tasks
+    reuse that worker (same environment, so the same daemon; and a warm-up task that read its input)."""
+    import shutil
+
+    import sparkyfruit
+    from sparkyfruit.spark.session import _start_python_workers
+    from tests.helpers import SAMPLE, run_config
+
+    for source in sorted(SAMPLE.rglob("*.jpg"))[:4]:
+        shutil.copy(source, images)
+    timeline = tmp_path / "timeline.txt"
+    environment = spark.sparkContext.environment
+    environment["SPARKYFRUIT_TIMELINE"] = str(timeline)  # a daemon of its own, as a new session's
+    try:
+        _start_python_workers(spark.sparkContext).join(120)
+        daemons = {int(line.split()[1]) for line in timeline.read_text().splitlines() if "daemon preloaded" in line}
+        assert len(daemons) == 1, timeline.read_text()
+        warm = _children(daemons.pop())
+        sparkyfruit.encode(run_config(mode="keys", input=images, output=str(tmp_path / "o"), image_size=100))
+    finally:
+        del environment["SPARKYFRUIT_TIMELINE"]
+    workers = {int(line.split()[1]) for line in timeline.read_text().splitlines() if "worker task started" in line}
+    assert warm and workers & warm, (warm, workers)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    children = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            children.add(int(entry))
+    return children

@@ -28,7 +28,7 @@ from sparkyfruit.spark.jars import (
     spark_home,
     spark_submit_flags,
 )
-from sparkyfruit.spark.options import profile_files_env, spark_options, tool_options
+from sparkyfruit.spark.options import DAEMON_MODULE_KEY, profile_files_env, spark_options, tool_options
 from sparkyfruit.spark.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
 
 
@@ -112,7 +112,34 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         _check_submitted_jars(spark, config)
     if shipped is not None:
         spark.sparkContext.addPyFile(str(shipped.code))
+    if DAEMON_MODULE_KEY in options:
+        _start_python_workers(spark.sparkContext)
     return SessionHandle(spark, spark.sparkContext.uiWebUrl, owned=True, log_path=log_path, class_archive=archive)
+
+
+def _start_python_workers(context) -> threading.Thread:
+    """Start the workers' Python daemon (spark/worker_daemon.py) and one worker while the driver lists and
+    plans the first shard: a one-task job, from a background thread. pyspark's SQL runners add
+    SPARK_SIMPLIFIED_TRACEBACK to a Python function's environment, and a daemon serves one environment: with
+    it in the context's environment too, this job's daemon and worker are the ones the Arrow tasks then use."""
+    context.environment["SPARK_SIMPLIFIED_TRACEBACK"] = "1"
+
+    def start() -> None:
+        context.setJobDescription("sparkyfruit: start the Python workers")
+        # a session stopped meanwhile ends the job; a worker that cannot start fails the run's own job, which
+        # reports it
+        with contextlib.suppress(Exception):
+            context.runJob(context.parallelize([0], 1), _count)
+
+    thread = threading.Thread(target=start, name="sparkyfruit-start-workers", daemon=True)
+    thread.start()
+    return thread
+
+
+def _count(rows) -> list[int]:
+    """The warm-up task: it reads its input to the end, as a worker must to be reused (pyspark's worker
+    exits after a task that left input unread)."""
+    return [sum(1 for _ in rows)]
 
 
 def _prepare_environment(config: RunConfig, shipped: ShippedEnvironment | None, options: dict[str, str]) -> None:
