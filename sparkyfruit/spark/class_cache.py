@@ -158,10 +158,10 @@ def remember_jars(packages: str, jars: list[str]) -> None:
         pass  # only a later run's speed depends on it
 
 
-def end_driver_jvm() -> int | None:
-    """Let the driver JVM exit now (it does when its stdin closes) and return its exit code. A JVM that
-    records a class archive writes it while exiting, which must be complete before the archive is used.
-    pyspark launches a new JVM for the next session in this process."""
+def end_driver_jvm(wait: bool = True) -> int | None:
+    """Let the driver JVM exit now (it does when its stdin closes) and, with `wait`, return its exit code. A
+    JVM that records a class archive writes it while exiting, which must be complete before the archive is
+    used. pyspark launches a new JVM for the next session in this process."""
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
@@ -175,6 +175,8 @@ def end_driver_jvm() -> int | None:
     except Exception:  # the gateway may already be gone; the JVM's exit code decides
         pass
     process.stdin.close()
+    if not wait:
+        return None
     try:
         return process.wait(timeout=120)
     except Exception:

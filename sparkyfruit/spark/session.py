@@ -50,6 +50,10 @@ class SessionHandle:
         _stop_without_waiting_for_accumulators(self.spark)
         if self.class_archive is not None and self.class_archive.recording is not None:
             self.class_archive.finish(end_driver_jvm())
+        else:
+            # the JVM exits while this process finishes, instead of after it (the next session in this
+            # process starts its own JVM, with its own options)
+            end_driver_jvm(wait=False)
 
 
 def _stop_without_waiting_for_accumulators(spark) -> None:
