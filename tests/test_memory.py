@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sparkyfruit.spark.options import WORKER_DAEMON_MODULE
 from tests.helpers import SAMPLE, SCRIPT, encode_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
@@ -32,6 +33,10 @@ def large_images(tmp_path_factory):
     return root
 
 
+# the modules Spark's Python daemon runs as (the workers are its forks): sparkyfruit's on a local master
+WORKER_DAEMONS = (WORKER_DAEMON_MODULE.encode(), b"pyspark.daemon")
+
+
 def python_workers_rss_bytes(pid: int) -> int:
     """Resident memory of the PySpark Python workers (the daemon and its forks) under a process, from /proc.
     The JVM is left out: its heap grows with its own GC's timing, not with what sparkyfruit holds."""
@@ -40,7 +45,8 @@ def python_workers_rss_bytes(pid: int) -> int:
         current = pending.pop()
         try:
             with open(f"/proc/{current}/cmdline", "rb") as cmdline:
-                is_worker = b"pyspark.daemon" in cmdline.read()
+                command = cmdline.read()
+            is_worker = any(daemon in command for daemon in WORKER_DAEMONS)
             if is_worker:
                 with open(f"/proc/{current}/status") as status:
                     total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))

@@ -12,6 +12,7 @@ from sparkyfruit.spark import driver_log, jars
 
 APP_NAME = "sparkyfruit"
 DAEMON_MODULE_KEY = "spark.python.daemon.module"
+WORKER_DAEMON_MODULE = "sparkyfruit.spark.worker_daemon"  # its value on a local master (spark/worker_daemon.py)
 
 
 LOG4J_CONFIG = Path(__file__).parent.parent / "log4j2.properties"
@@ -78,7 +79,7 @@ def spark_options(config: RunConfig) -> dict[str, str]:
     }
     if workers_run_this_python(config) and not jars.spark_defaults_set(DAEMON_MODULE_KEY):
         # each worker starts with pyspark, sparkyfruit and the engine imported (spark/worker_daemon.py)
-        options[DAEMON_MODULE_KEY] = "sparkyfruit.spark.worker_daemon"
+        options[DAEMON_MODULE_KEY] = WORKER_DAEMON_MODULE
     packages, excludes = jars.required_packages(config)
     if packages:
         options["spark.jars.packages"] = ",".join(packages)

@@ -62,9 +62,17 @@ def _stop_without_waiting_for_accumulators(spark) -> None:
     thread is a daemon: a process that exits does not wait for it."""
     context = spark.sparkContext
     server, context._accumulatorServer = getattr(context, "_accumulatorServer", None), None  # stop() skips it
+    if server is not None:
+        # the JVM may exit before the loop sees the shutdown: its connection then ends, and the loop's read
+        # of it fails; that is the expected end, not an error to print
+        server.handle_error = _ignore_request_error
     spark.stop()
     if server is not None:
         threading.Thread(target=server.shutdown, name="sparkyfruit-accumulators-stop", daemon=True).start()
+
+
+def _ignore_request_error(request, client_address) -> None:
+    """socketserver's handle_error, which would print a traceback to stderr."""
 
 
 def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
