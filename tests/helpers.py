@@ -98,6 +98,18 @@ def copies_of_sample(folder: Path, copies: int) -> Path:
     return folder
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc (Linux); none where `pid` is gone."""
+    children: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                children += [int(child) for child in listed.read().split()]
+    except OSError:
+        pass
+    return children
+
+
 def start_in_own_group(command: list[str]) -> subprocess.Popen:
     """A CLI run in a process group of its own (as a terminal starts it), so a signal reaches all of it:
     the driver, the JVM and the Python workers."""

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from sparkyfruit.spark.options import WORKER_DAEMON_MODULE
-from tests.helpers import SAMPLE, SCRIPT, encode_args
+from tests.helpers import SAMPLE, SCRIPT, child_pids, encode_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 
@@ -46,15 +46,12 @@ def python_workers_rss_bytes(pid: int) -> int:
         try:
             with open(f"/proc/{current}/cmdline", "rb") as cmdline:
                 command = cmdline.read()
-            is_worker = any(daemon in command for daemon in WORKER_DAEMONS)
-            if is_worker:
+            if any(daemon in command for daemon in WORKER_DAEMONS):
                 with open(f"/proc/{current}/status") as status:
                     total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    pending += [int(child) for child in children.read().split()]
         except (OSError, StopIteration):
             continue
+        pending += child_pids(current)
     return total
 
 

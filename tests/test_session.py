@@ -1,6 +1,7 @@
 """How a run's Spark session is made, mostly without starting one: the Spark and Hadoop options, the jars
 pulled, the spark-submit flags; and, in the test session, that Ctrl-C cancels only the run's own jobs."""
 
+import contextlib
 import os
 
 import pytest
@@ -197,37 +198,28 @@ def test_the_worker_daemon_preloads_without_a_thread_and_without_pysparks_zip(op
 
 
 @pytest.mark.spark
-def test_a_run_in_either_mode_starts_one_python_daemon_whose_forks_run_the_tasks(spark, images, tmp_path):
-    """Every Python task of a run, in both modes, runs in a worker forked from one daemon, sparkyfruit's. A
-    Python function around a Spark-only step (re-pickling the keys, collecting the reports) would take a
-    daemon and a worker of its own: another environment, so another daemon."""
-    import shutil
-
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds the daemon's children in /proc (Linux)")
+@pytest.mark.parametrize("mode", ["keys", "df"])
+def test_every_python_worker_of_a_run_runs_its_arrow_tasks(spark, images, tmp_path, mode):
+    """A run's Python workers are forks of one daemon, sparkyfruit's, and each runs the run's Arrow tasks. A
+    Python function around a Spark-only step (re-pickling the keys, collecting the reports) would run in a
+    worker of its own beside the Arrow function's, in the same task."""
     import sparkyfruit
-    from tests.helpers import SAMPLE, run_config
+    from tests.helpers import child_pids, run_config
 
-    for source in sorted(SAMPLE.rglob("*.jpg"))[:6]:
-        shutil.copy(source, images)
-    timeline = tmp_path / "timeline.txt"
-    environment = spark.sparkContext.environment
-    environment["SPARKYFRUIT_TIMELINE"] = str(timeline)  # a Python function's environment: a daemon of its own
-    try:
-        for mode in ("keys", "df"):
-            sparkyfruit.encode(run_config(mode=mode, input=images, output=str(tmp_path / mode), image_size=100))
-    finally:
-        del environment["SPARKYFRUIT_TIMELINE"]
-    events = [line.split(" ", 2)[1:] for line in timeline.read_text().splitlines()]
-    daemons = {pid for pid, event in events if event == "worker daemon preloaded"}
-    workers = {pid for pid, event in events if event == "worker task started"}
-    assert len(daemons) == 1, events
-    assert workers and not workers & daemons, events
+    _copy_sample_images(images, 6)
+    with _workers_timeline(spark, tmp_path / "timeline.txt") as pids_of:  # a daemon of this run's own
+        sparkyfruit.encode(run_config(mode=mode, input=images, output=str(tmp_path / mode), image_size=100))
+        daemons, workers = pids_of("worker daemon preloaded"), pids_of("worker task started")
+        assert len(daemons) == 1, (daemons, workers)
+        forked = set(child_pids(next(iter(daemons))))  # workers are reused: each fork is still there
+    assert workers and workers == forked, (workers, forked)
 
 
 def test_stopping_a_session_leaves_pysparks_accumulator_server_to_stop_in_the_background(capsys):
     """pyspark's stop() would wait up to a second for the accumulator server's loop; the server is shut down
     after the JVM stops (no update can come then), in a daemon thread. The JVM may exit before the loop sees
     the shutdown, and the loop's failed read of the closed connection is then no traceback on stderr."""
-    import sys
     import threading
     from types import SimpleNamespace
 
@@ -247,8 +239,7 @@ def test_stopping_a_session_leaves_pysparks_accumulator_server_to_stop_in_the_ba
     try:
         raise EOFError  # what pyspark's read_int raises on the closed connection
     except EOFError:
-        assert sys.exc_info()[0] is EOFError
-        server.handle_error(request=None, client_address=("127.0.0.1", 1))  # socketserver's call, inside except
+        server.handle_error(None, ("127.0.0.1", 1))  # socketserver calls it inside its except
     assert capsys.readouterr().err == ""
 
 
@@ -257,38 +248,43 @@ def test_stopping_a_session_leaves_pysparks_accumulator_server_to_stop_in_the_ba
 def test_the_python_worker_started_with_the_session_runs_the_runs_first_tasks(spark, images, tmp_path):
     """The session starts the workers' daemon and a worker while the driver plans; the run's Arrow tasks
     reuse that worker (same environment, so the same daemon; and a warm-up task that read its input)."""
-    import shutil
-
     import sparkyfruit
     from sparkyfruit.spark.session import _start_python_workers
-    from tests.helpers import SAMPLE, run_config
+    from tests.helpers import child_pids, run_config
 
-    for source in sorted(SAMPLE.rglob("*.jpg"))[:4]:
-        shutil.copy(source, images)
-    timeline = tmp_path / "timeline.txt"
-    environment = spark.sparkContext.environment
-    environment["SPARKYFRUIT_TIMELINE"] = str(timeline)  # a daemon of its own, as a new session's
-    try:
+    _copy_sample_images(images, 4)
+    with _workers_timeline(spark, tmp_path / "timeline.txt") as pids_of:
         _start_python_workers(spark.sparkContext).join(120)
-        daemons = {int(line.split()[1]) for line in timeline.read_text().splitlines() if "daemon preloaded" in line}
-        assert len(daemons) == 1, timeline.read_text()
-        warm = _children(daemons.pop())
+        daemons = pids_of("worker daemon preloaded")
+        assert len(daemons) == 1, daemons
+        warm = set(child_pids(daemons.pop()))
         sparkyfruit.encode(run_config(mode="keys", input=images, output=str(tmp_path / "o"), image_size=100))
-    finally:
-        del environment["SPARKYFRUIT_TIMELINE"]
-    workers = {int(line.split()[1]) for line in timeline.read_text().splitlines() if "worker task started" in line}
+    workers = pids_of("worker task started")
     assert warm and workers & warm, (warm, workers)
 
 
-def _children(pid: int) -> set[int]:
-    """The processes whose parent is `pid`, from /proc."""
-    children = set()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == str(pid):
-            children.add(int(entry))
-    return children
+def _copy_sample_images(folder, count: int) -> None:
+    import shutil
+
+    from tests.helpers import SAMPLE
+
+    for source in sorted(SAMPLE.rglob("*.jpg"))[:count]:
+        shutil.copy(source, folder)
+
+
+@contextlib.contextmanager
+def _workers_timeline(spark, path):
+    """The session's Python functions write SPARKYFRUIT_TIMELINE events to `path` inside; a changed
+    environment means a daemon of their own, as a new session's. Yields pids_of(event): the pids that wrote
+    `event`."""
+
+    def pids_of(event: str) -> set[int]:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {int(pid) for _, pid, written in (line.split(" ", 2) for line in lines) if written == event}
+
+    environment = spark.sparkContext.environment
+    environment["SPARKYFRUIT_TIMELINE"] = str(path)
+    try:
+        yield pids_of
+    finally:
+        del environment["SPARKYFRUIT_TIMELINE"]
