@@ -49,14 +49,7 @@ def main(model_name: str, size: int, seconds: float, threads: int | None, alpha:
         "model(x, training=False)": lambda b: model(b, training=False),
         "predict": lambda b: model.predict(b, verbose=0),
     }
-    per_way = {}
-    for name, call in ways.items():
-        call(x)
-        started, images = time.perf_counter(), 0
-        while time.perf_counter() - started < seconds / 2:
-            call(x)
-            images += best
-        per_way[name] = images / (time.perf_counter() - started)
+    per_way = {name: images_per_second(call, x, seconds / 2) for name, call in ways.items()}
     print(
         json.dumps(
             {

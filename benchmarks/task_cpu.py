@@ -17,6 +17,7 @@ Prints a table and writes JSON to benchmarks/results/task_cpu.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -68,9 +69,7 @@ def main() -> None:
         converted = work / "model.tflite"
         spec = models.ModelSpec("mobilenet", 0.25, SIZE, models.RANDOM, BATCH, engine=engines.LITERT)
         converted.write_bytes(engines.convert(spec))
-        spec = models.ModelSpec(
-            "mobilenet", 0.25, SIZE, models.RANDOM, BATCH, engine=engines.LITERT, converted=str(converted)
-        )
+        spec = dataclasses.replace(spec, converted=str(converted))
         encoder = featurize.encoder_for(spec)
         network = encoder.encode
         batches = [
