@@ -284,15 +284,21 @@ class Bench:
             "peer_settings": args.peer_settings,
             "rows": [],
         }
-        # A machine's first run from a folder leaves the class archive's marker, and the second (a measured one
-        # below, where the fastest of the repeats counts) records the driver JVM's class archive as it exits; the
-        # first run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next two S3
-        # runs leave the marker and record the archive with those jars.
+        # Not counted, as a user pays each once per machine: a machine's first run from a folder leaves the
+        # class archive's marker and the second records the driver JVM's class archive as it exits; the first
+        # run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next two S3
+        # runs leave the marker and record the archive with those jars. Then one run per further size
+        # converts the network at that size for each engine that converts (--engine auto).
         first_size = args.sizes[0][0]
-        report["first_run_10_images_s"] = {
-            f"df ({where})": self.sparkyfruit("df", first_size, 10, source, "first run", repeats=1)["wall_s"]
-            for where, source in (("folder", None), ("S3", endpoint))
-        }
+        first_runs = [
+            self.sparkyfruit("df", first_size, 10, source, "first run", repeats=1)["wall_s"]
+            for source in (None, None, endpoint, endpoint, endpoint)
+        ]
+        report["first_run_10_images_s"] = {"df (folder)": first_runs[0], "df (S3)": first_runs[2]}
+        converting = [engine for engine in args.engines if engine != "tensorflow"]
+        for size, _ in args.sizes[1:]:
+            for engine in converting:
+                self.sparkyfruit("df", size, 10, None, "conversion", repeats=1, extra=("--engine", engine))
         for size, n in args.sizes:
             small = n // 4
             raw = self.raw(size)
@@ -419,7 +425,22 @@ def machine() -> dict:
         "pyspark": library_version("pyspark"),
         "tensorflow": library_version("tensorflow", "tensorflow-cpu"),
         "processor": platform.processor() or platform.machine(),
+        **cpu_model(),
     }
+
+
+def cpu_model() -> dict:
+    """The CPU's name and its vector extensions (Linux): TensorFlow's CPU kernels gain far more from AVX-512
+    than XNNPACK's do, so runs on two machines compare only with these beside them."""
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = fields.get("flags", "").split()
+    wanted = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
+    return {"cpu": fields.get("model name", ""), "cpu_vector_extensions": [flag for flag in wanted if flag in flags]}
 
 
 def print_table(report: dict) -> None:
@@ -471,7 +492,7 @@ def print_table(report: dict) -> None:
         + ", ".join(f"{k} {v:.1f} s" for k, v in report["cold_start_10_images_s"].items())
     )
     console.print(
-        "first run on a machine (folder: records the class archive; S3: resolves the S3A jars), "
+        "first run on a machine (folder: converts the network; S3: resolves the S3A jars), "
         "10 images: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["first_run_10_images_s"].items())
     )
     for mode, by_n in report.get("peak_rss_mb_by_n", {}).items():
