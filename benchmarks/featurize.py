@@ -433,7 +433,7 @@ def cpu_model() -> dict:
     """The CPU's name and its vector extensions (Linux): TensorFlow's CPU kernels gain far more from AVX-512
     than XNNPACK's do, so runs on two machines compare only with these beside them."""
     try:
-        text = open("/proc/cpuinfo", encoding="utf-8").read()
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return {}
     fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
