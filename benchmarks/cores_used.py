@@ -3,9 +3,9 @@
 
 A run that uses all the machine's cores is bound by CPU; one that leaves some idle waits on something, and
 from the local S3 server (moto, one Python process) that is the server's answers. N generated images at
-100 px, MobileNetV2 with random weights, each run a fresh process timed from launch to exit, after one
-uncounted run per source (the network's conversion, the S3A jars and the class archives are once per
-machine).
+100 px, MobileNetV2 with random weights, each run a fresh process timed from launch to exit, after
+uncounted runs (the network's conversion, the S3A jars and the class archives are once per machine:
+featurize's Bench.pay_once_per_machine_costs).
 
     python -m benchmarks.cores_used [--n 4000] [--modes keys,df] [--sources folder,S3]
 
@@ -18,51 +18,30 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-import psutil
-
 from benchmarks.data import make_images
-from benchmarks.featurize import PROCESS_KINDS, ROOT, SPARKYFRUIT, machine, measure, upload
+from benchmarks.featurize import PROCESS_KINDS, ROOT, Bench, machine, upload
 from devtools import local_s3
 
 SIZE = 100
 
 
 def run(args) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="sparkyfruit-cores-"))
-    os.environ.update(local_s3.FAKE_CREDENTIALS)  # the local server only: never real AWS
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_CACHE_HOME": str(work / "cache")}
-    images = work / "images"
-    make_images(args.n, images)
-    server = local_s3.start(log_path=work / "s3.log")
+    bench = Bench(argparse.Namespace(model="mobilenet_v2", extra=[], repeats=1))
+    for count in (10, args.n):
+        make_images(count, bench.work / f"set-{count}")
+    server = bench.server = local_s3.start(log_path=bench.work / "s3.log")
     try:
         local_s3.client(server.endpoint).create_bucket(Bucket="bench")
-        upload(server.endpoint, "bench", "images", images)
-
-        def server_cpu() -> float:
-            times = psutil.Process(server.pid).cpu_times()
-            return times.user + times.system
-
-        def encode(mode: str, source: str, output: Path) -> dict:
-            where = ["--input", str(images)] if source == "folder" else ["--input", "s3://bench/images"]
-            where += ["--s3-endpoint", server.endpoint] if source == "S3" else []
-            command = [SPARKYFRUIT, "encode", "--mode", mode, *where, "--output", str(output), "--model",
-                       "mobilenet_v2", "--weights", "none", "--image-size", str(SIZE), "--quiet"]  # fmt: skip
-            before = server_cpu()
-            result = measure(command, env)
-            result["cpu_s"]["S3 server"] = server_cpu() - before
-            shutil.rmtree(output, ignore_errors=True)
-            return result
-
+        for count in (10, args.n):
+            upload(server.endpoint, "bench", f"set-{count}", bench.work / f"set-{count}")
+        bench.pay_once_per_machine_costs(SIZE, server.endpoint)
         rows = []
         for source in args.sources:
-            for _ in range(3 if source == "S3" else 2):  # resolve the jars, leave the marker, record the archive
-                encode("df", source, work / "uncounted")
             for mode in args.modes:
-                result = encode(mode, source, work / "out")
-                cpu = result["cpu_s"]
+                result = bench.sparkyfruit(mode, SIZE, args.n, server.endpoint if source == "S3" else None)
+                cpu = {**result["cpu_s"], "S3 server": result["s3_server_cpu_s"]}
                 row = {
                     "mode": mode,
                     "source": source,
@@ -77,7 +56,7 @@ def run(args) -> dict:
         return {"machine": machine(), "cores": os.cpu_count(), "size": SIZE, "rows": rows}
     finally:
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(bench.work, ignore_errors=True)
 
 
 def line(row: dict) -> str:

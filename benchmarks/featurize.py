@@ -177,6 +177,18 @@ class Bench:
             results.append(result)
         return best_of(results)
 
+    def pay_once_per_machine_costs(self, size: int, endpoint: str) -> dict[str, float]:
+        """Runs not counted, of 10 images (set-10), for what a user pays once per machine. From a folder, the
+        first converts the network and leaves the class archive's marker, and the second records the driver
+        JVM's class archive as it exits. From S3, the first resolves the S3A jars through Ivy
+        (sparkyfruit/spark/session.py), and the next two leave the marker and record the archive with those
+        jars, an archive of its own. Returns each source's first run's seconds."""
+        first = {}
+        for where, source, runs in (("folder", None, 2), ("S3", endpoint, 3)):
+            walls = [self.sparkyfruit("df", size, 10, source, "first runs", repeats=1)["wall_s"] for _ in range(runs)]
+            first[f"df ({where})"] = walls[0]
+        return first
+
     def server_cpu(self) -> float:
         times = psutil.Process(self.server.pid).cpu_times()
         return times.user + times.system
@@ -284,17 +296,8 @@ class Bench:
             "peer_settings": args.peer_settings,
             "rows": [],
         }
-        # Not counted, as a user pays each once per machine: a machine's first run from a folder leaves the
-        # class archive's marker and the second records the driver JVM's class archive as it exits; the first
-        # run from S3 resolves the S3A jars through Ivy (sparkyfruit/spark/session.py), and the next two S3
-        # runs leave the marker and record the archive with those jars. Then one run per further size
-        # converts the network at that size for each engine that converts (--engine auto).
-        first_size = args.sizes[0][0]
-        first_runs = [
-            self.sparkyfruit("df", first_size, 10, source, "first run", repeats=1)["wall_s"]
-            for source in (None, None, endpoint, endpoint, endpoint)
-        ]
-        report["first_run_10_images_s"] = {"df (folder)": first_runs[0], "df (S3)": first_runs[2]}
+        report["first_run_10_images_s"] = self.pay_once_per_machine_costs(args.sizes[0][0], endpoint)
+        # one run per further size converts the network at that size, for each engine that converts
         converting = [engine for engine in args.engines if engine != "tensorflow"]
         for size, _ in args.sizes[1:]:
             for engine in converting:
@@ -326,7 +329,7 @@ class Bench:
                 against_best_peer(group)
                 report["rows"] += group
         report["latency"] = [] if args.skip_latency else self._latency(endpoint, proxy)
-        size = first_size
+        size = args.sizes[0][0]
         cold = {
             f"{mode} ({where})": self.sparkyfruit(mode, size, 10, source, "cold start")["wall_s"]
             for where, source in (("folder", None), ("S3", endpoint))

@@ -120,14 +120,7 @@ class OverheadBench(Bench):
             report["rows"] += group
         if args.skip_startup:
             return report
-        # the first runs from S3 resolve the S3A jars through Ivy, then leave the class archive's marker and
-        # record the JVM's class archive with them (sparkyfruit/spark/session.py); a user pays that once per machine
-        for _ in range(3):
-            self.sparkyfruit("df", SIZE, STARTUP_IMAGES, endpoint, "first runs from S3", repeats=1)
-        # a run from a folder has no S3A jars, so a class archive of its own: the first leaves its marker, the
-        # second records it
-        for _ in range(2):
-            self.sparkyfruit("df", SIZE, STARTUP_IMAGES, None, "first runs from a folder", repeats=1)
+        self.pay_once_per_machine_costs(SIZE, endpoint)
         for engine in args.engines:
             for where, source in (("folder", None), ("S3", endpoint)):
                 for mode in ("df", "keys"):
