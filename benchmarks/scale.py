@@ -30,7 +30,7 @@ import psutil
 from benchmarks.data import make_images
 from benchmarks.featurize import machine, upload
 from devtools import local_s3
-from sparkyfruit.spark.options import WORKER_DAEMON_MODULE
+from sparkyfruit.spark.options import PYTHON_WORKER_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -170,10 +170,8 @@ def run_child(arguments: list[str], env: dict) -> dict:
 
 
 def is_worker(process: psutil.Process) -> bool:
-    """Spark's Python daemon (sparkyfruit's on a local master, pyspark's elsewhere) and its forks, or a worker
-    started without a daemon."""
     command = " ".join(process.cmdline())
-    return any(module in command for module in (WORKER_DAEMON_MODULE, "pyspark.daemon", "pyspark.worker"))
+    return any(module in command for module in PYTHON_WORKER_MODULES)
 
 
 def encode_row(source: str, mode: str, n: int, settings: dict, env: dict) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparkyfruit.spark.options import WORKER_DAEMON_MODULE
+from sparkyfruit.spark.options import PYTHON_WORKER_MODULES
 from tests.helpers import SAMPLE, SCRIPT, child_pids, encode_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
@@ -33,8 +33,7 @@ def large_images(tmp_path_factory):
     return root
 
 
-# the modules Spark's Python daemon runs as (the workers are its forks): sparkyfruit's on a local master
-WORKER_DAEMONS = (WORKER_DAEMON_MODULE.encode(), b"pyspark.daemon")
+WORKERS = tuple(module.encode() for module in PYTHON_WORKER_MODULES)
 
 
 def python_workers_rss_bytes(pid: int) -> int:
@@ -46,7 +45,7 @@ def python_workers_rss_bytes(pid: int) -> int:
         try:
             with open(f"/proc/{current}/cmdline", "rb") as cmdline:
                 command = cmdline.read()
-            if any(daemon in command for daemon in WORKER_DAEMONS):
+            if any(worker in command for worker in WORKERS):
                 with open(f"/proc/{current}/status") as status:
                     total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
         except (OSError, StopIteration):

@@ -13,6 +13,9 @@ from sparkyfruit.spark import driver_log, jars
 APP_NAME = "sparkyfruit"
 DAEMON_MODULE_KEY = "spark.python.daemon.module"
 WORKER_DAEMON_MODULE = "sparkyfruit.spark.worker_daemon"  # its value on a local master (spark/worker_daemon.py)
+# what a Spark Python worker's command line runs: a daemon (sparkyfruit's, or pyspark's where Spark starts
+# its own) and its forks, or a worker started without a daemon; how benchmarks and tests find them
+PYTHON_WORKER_MODULES = (WORKER_DAEMON_MODULE, "pyspark.daemon", "pyspark.worker")
 
 
 LOG4J_CONFIG = Path(__file__).parent.parent / "log4j2.properties"
