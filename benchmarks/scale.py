@@ -30,7 +30,7 @@ import psutil
 from benchmarks.data import make_images
 from benchmarks.featurize import machine, upload
 from devtools import local_s3
-from sparkyfruit.spark.options import PYTHON_WORKER_MODULES
+from sparkyfruit.spark.options import is_python_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "examples" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -145,7 +145,10 @@ def measured_run(command: list[str], env: dict) -> tuple[str, float, dict]:
                 continue
             for child in children:  # a Python worker may end while it is looked at
                 try:
-                    kind = "jvm_mb" if child.name() == "java" else "workers_mb" if is_worker(child) else None
+                    if child.name() == "java":
+                        kind = "jvm_mb"
+                    else:
+                        kind = "workers_mb" if is_python_worker(child.cmdline()) else None
                     if kind:
                         sizes[kind] += child.memory_info().rss / 2**20
                 except psutil.Error:
@@ -167,11 +170,6 @@ def run_child(arguments: list[str], env: dict) -> dict:
     """A child of this module; its JSON result, wall time and peak RSS by part."""
     stdout, wall, peaks = measured_run([sys.executable, "-m", "benchmarks.scale", *arguments], env)
     return {**json.loads(stdout.strip().splitlines()[-1]), "wall_s": wall, **peaks}
-
-
-def is_worker(process: psutil.Process) -> bool:
-    command = " ".join(process.cmdline())
-    return any(module in command for module in PYTHON_WORKER_MODULES)
 
 
 def encode_row(source: str, mode: str, n: int, settings: dict, env: dict) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparkyfruit.spark.options import PYTHON_WORKER_MODULES
+from sparkyfruit.spark.options import is_python_worker
 from tests.helpers import SAMPLE, SCRIPT, child_pids, encode_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
@@ -33,9 +33,6 @@ def large_images(tmp_path_factory):
     return root
 
 
-WORKERS = tuple(module.encode() for module in PYTHON_WORKER_MODULES)
-
-
 def python_workers_rss_bytes(pid: int) -> int:
     """Resident memory of the PySpark Python workers (the daemon and its forks) under a process, from /proc.
     The JVM is left out: its heap grows with its own GC's timing, not with what sparkyfruit holds."""
@@ -44,8 +41,8 @@ def python_workers_rss_bytes(pid: int) -> int:
         current = pending.pop()
         try:
             with open(f"/proc/{current}/cmdline", "rb") as cmdline:
-                command = cmdline.read()
-            if any(worker in command for worker in WORKERS):
+                argv = cmdline.read().decode(errors="replace").split("\0")
+            if is_python_worker(argv):
                 with open(f"/proc/{current}/status") as status:
                     total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
         except (OSError, StopIteration):

@@ -14,8 +14,15 @@ APP_NAME = "sparkyfruit"
 DAEMON_MODULE_KEY = "spark.python.daemon.module"
 WORKER_DAEMON_MODULE = "sparkyfruit.spark.worker_daemon"  # its value on a local master (spark/worker_daemon.py)
 # what a Spark Python worker's command line runs: a daemon (sparkyfruit's, or pyspark's where Spark starts
-# its own) and its forks, or a worker started without a daemon; how benchmarks and tests find them
+# its own) and its forks, or a worker started without a daemon
 PYTHON_WORKER_MODULES = (WORKER_DAEMON_MODULE, "pyspark.daemon", "pyspark.worker")
+
+
+def is_python_worker(argv: list[str]) -> bool:
+    """Whether a process's argv is a Spark Python worker's (``python -m`` one of PYTHON_WORKER_MODULES): how
+    benchmarks and tests find the workers. The module is matched as ``-m``'s argument, not anywhere in the
+    command: the local JVM's own command line names the daemon module in its ``--conf``."""
+    return any(flag == "-m" and module in PYTHON_WORKER_MODULES for flag, module in zip(argv, argv[1:]))
 
 
 LOG4J_CONFIG = Path(__file__).parent.parent / "log4j2.properties"
