@@ -18,7 +18,7 @@ from sparkyfruit.featurize import EMPTY_FILE_ERROR, _features_array, decode_imag
 from sparkyfruit.models import ModelSpec
 from sparkyfruit.s3_settings import S3Settings
 from sparkyfruit.shards import task_count
-from sparkyfruit.spark.options import spark_options, tool_options
+from sparkyfruit.spark.options import DAEMON_MODULE_KEY, is_python_worker, spark_options, tool_options
 from tests.helpers import SAMPLE, run_config
 
 
@@ -174,6 +174,16 @@ def test_spark_options_of_a_local_run_and_of_a_tool(tmp_path):
     assert tool["spark.master"] == "local[*]" and "hadoop-aws" in tool["spark.jars.packages"]
     assert tool["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9"
     assert not [value for value in tool.values() if any(secret in value for secret in secrets)]
+
+
+def test_a_python_worker_is_found_by_its_module_and_the_local_jvm_is_not(tmp_path):
+    options = spark_options(run_config(input=str(SAMPLE), output=str(tmp_path / "o")))
+    daemon = options[DAEMON_MODULE_KEY]
+    assert is_python_worker(["/usr/bin/python3", "-m", daemon, "pyspark.worker"])
+    assert is_python_worker(["python", "-m", "pyspark.daemon"])
+    # the JVM that a local run starts names the daemon module in its command line, and is not a worker
+    jvm = ["java", "-cp", "jars/*", "org.apache.spark.deploy.SparkSubmit", "--conf", f"{DAEMON_MODULE_KEY}={daemon}"]
+    assert not is_python_worker(jvm)
 
 
 def test_progress_counts_images_never_past_the_total_and_shows_a_rate():
