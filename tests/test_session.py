@@ -288,3 +288,43 @@ def _workers_timeline(spark, path):
         yield pids_of
     finally:
         del environment["SPARKYFRUIT_TIMELINE"]
+
+
+def test_a_jvm_that_resolves_packages_starts_holding_the_users_ivy_lock_and_others_do_not(tmp_path, monkeypatch):
+    """Two first runs on one machine resolved S3A's jars at once, and Ivy gave the later one a 0-byte SDK
+    bundle: a launch with spark.jars.packages waits for this user's lock, a launch without packages does not."""
+    import fcntl
+
+    from pyspark.sql import SparkSession
+
+    from sparkyfruit.spark import session
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    lock_file = tmp_path / "cache" / "sparkyfruit" / "ivy-resolution.lock"
+
+    def lock_is_held() -> bool:
+        if not lock_file.exists():
+            return False
+        with open(lock_file) as other:  # an open file of its own: flock conflicts with the launch's
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+
+    held_while_starting = []
+
+    class Builder:
+        def config(self, key, value):
+            return self
+
+        def getOrCreate(self):
+            held_while_starting.append(lock_is_held())
+            return "a session"
+
+    monkeypatch.setattr(SparkSession, "builder", Builder())
+    packages = {"spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1"}
+    assert session._launch(packages, None, tmp_path / "first.log") == "a session"
+    assert session._launch({"spark.master": "local[1]"}, None, tmp_path / "second.log") == "a session"
+    assert held_while_starting == [True, False]
+    assert not lock_is_held()  # released once the JVM is up

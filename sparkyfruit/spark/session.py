@@ -4,6 +4,7 @@ packages from jars.py; here they meet the JVM: the class archive, the remembered
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sys
 import threading
@@ -14,6 +15,7 @@ from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.errors import ConfigError, SparkyfruitError
 from sparkyfruit.spark.class_cache import (
     ClassArchive,
+    cache_dir,
     class_archive,
     end_driver_jvm,
     remember_jars,
@@ -227,8 +229,24 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
     # (require_minimum_pandas_version), and pyspark 4 imports it still earlier, when SparkConf's first values
     # go to the JVM (NumpyArrayConverter.can_convert imports pyspark.testing.utils).
     threading.Thread(target=_import_pandas, name="sparkyfruit-import-pandas", daemon=True).start()
-    with stderr_to(log_path):  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
-        return builder.getOrCreate()
+    with stderr_to(log_path), one_package_resolution_at_a_time("spark.jars.packages" in options):
+        return builder.getOrCreate()  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
+
+
+@contextlib.contextmanager
+def one_package_resolution_at_a_time(resolving: bool):
+    """While `resolving` (a JVM that spark-submit starts with --packages): hold this user's lock on Ivy's
+    resolution. Ivy is not safe across processes: two first runs on one machine both downloaded S3A's SDK
+    bundle (686 MB) into the same file, and the later one failed ("Downloaded file size (0) doesn't match
+    expected Content Length"). The second run waits, then finds the jars in Ivy's cache."""
+    if not resolving:
+        yield
+        return
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "ivy-resolution.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
+        yield
 
 
 def _import_pandas() -> None:
