@@ -154,7 +154,7 @@ def _encode_holding(config: RunConfig, held: lease.Lease, spark, console, starte
     with SigintGuard() as sigint:
         session_started = time.monotonic()
         mark("session starting")
-        handle = start_session(config, spark, plan.shipped)
+        handle = start_session(config, spark, plan.shipped, announce=console.print if show else None)
         timings.session = time.monotonic() - session_started
         mark("session started")
         try:

@@ -328,3 +328,27 @@ def test_a_jvm_that_resolves_packages_starts_holding_the_users_ivy_lock_and_othe
     assert session._launch({"spark.master": "local[1]"}, None, tmp_path / "second.log") == "a session"
     assert held_while_starting == [True, False]
     assert not lock_is_held()  # released once the JVM is up
+
+
+def test_a_start_that_waits_for_another_runs_package_download_says_so(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+
+    from sparkyfruit.spark.session import one_package_resolution_at_a_time
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "sparkyfruit").mkdir(parents=True)
+    said, inside = [], threading.Event()
+
+    def start() -> None:
+        with one_package_resolution_at_a_time(True, said.append):
+            inside.set()
+
+    with open(tmp_path / "cache" / "sparkyfruit" / "ivy-resolution.lock", "w") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX)  # another run's JVM is resolving
+        starting = threading.Thread(target=start)
+        starting.start()
+        assert not inside.wait(1.0)  # it waits for the other run
+    starting.join(timeout=30)  # the other run's lock is gone with its file
+    assert inside.is_set()
+    assert said == ["Another run on this machine is fetching Spark's packages (the S3A jars); waiting for it..."]

@@ -77,10 +77,13 @@ def _ignore_request_error(request, client_address) -> None:
     """socketserver's handle_error, which would print a traceback to stderr."""
 
 
-def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None) -> SessionHandle:
+def start_session(
+    config: RunConfig, existing=None, shipped: ShippedEnvironment | None = None, announce=None
+) -> SessionHandle:
     """Start (or join) the SparkSession for a run. A given session, or one that already runs in this
     process (a notebook, a test fixture), is reused and left running; its S3A settings are updated.
-    `shipped`: the packed environment the executors run from (--ship-env)."""
+    `shipped`: the packed environment the executors run from (--ship-env). `announce(text)` is told when the
+    start waits for another run's download of Spark's packages."""
     from pyspark.sql import SparkSession
 
     options = spark_options(config)
@@ -115,7 +118,7 @@ def start_session(config: RunConfig, existing=None, shipped: ShippedEnvironment 
         identity, resolving = use_remembered_jars(options, packages)
     archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
     log_path = new_log_path()
-    spark = _start(options, archive, log_path, config)
+    spark = _start(options, archive, log_path, announce)
     spark.sparkContext.setLogLevel("WARN")
     keep_jars_off_python_path(spark.sparkContext)
     if resolving:
@@ -175,18 +178,18 @@ def _prepare_environment(config: RunConfig, shipped: ShippedEnvironment | None, 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _start(options: dict[str, str], archive: ClassArchive | None, log_path: Path, config: RunConfig):
+def _start(options: dict[str, str], archive: ClassArchive | None, log_path: Path, announce=None):
     """Launch the driver; a class archive that keeps it from starting is dropped, and a failure becomes one
     clear error that quotes the log."""
     try:
         try:
-            spark = _launch(options, archive, log_path)
+            spark = _launch(options, archive, log_path, announce)
         except Exception:
             if archive is None or unresolved_packages(log_path):
                 raise
             archive.discard()  # a damaged or foreign archive must not keep Spark from starting
             archive = None
-            spark = _launch(options, None, log_path)
+            spark = _launch(options, None, log_path, announce)
     except Exception as exc:
         raise SessionError(
             f"Spark did not start: {first_line(exc)}. Last lines of its log ({log_path}):\n{tail(log_path)}",
@@ -216,7 +219,7 @@ def _join(active, options: dict[str, str], config: RunConfig) -> SessionHandle:
     return SessionHandle(active, active.sparkContext.uiWebUrl, owned=False)
 
 
-def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path):
+def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Path, announce=None):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
@@ -229,23 +232,29 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
     # (require_minimum_pandas_version), and pyspark 4 imports it still earlier, when SparkConf's first values
     # go to the JVM (NumpyArrayConverter.can_convert imports pyspark.testing.utils).
     threading.Thread(target=_import_pandas, name="sparkyfruit-import-pandas", daemon=True).start()
-    with stderr_to(log_path), one_package_resolution_at_a_time("spark.jars.packages" in options):
+    with one_package_resolution_at_a_time("spark.jars.packages" in options, announce), stderr_to(log_path):
         return builder.getOrCreate()  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
 
 
 @contextlib.contextmanager
-def one_package_resolution_at_a_time(resolving: bool):
+def one_package_resolution_at_a_time(resolving: bool, announce=None):
     """While `resolving` (a JVM that spark-submit starts with --packages): hold this user's lock on Ivy's
     resolution. Ivy is not safe across processes: two first runs on one machine both downloaded S3A's SDK
     bundle (686 MB) into the same file, and the later one failed ("Downloaded file size (0) doesn't match
-    expected Content Length"). The second run waits, then finds the jars in Ivy's cache."""
+    expected Content Length"). The second run waits (`announce(text)` is told), then finds the jars in
+    Ivy's cache."""
     if not resolving:
         yield
         return
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "ivy-resolution.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if announce:
+                announce("Another run on this machine is fetching Spark's packages (the S3A jars); waiting for it...")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when that process dies
         yield
 
 
