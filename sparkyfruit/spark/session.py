@@ -4,7 +4,6 @@ packages from jars.py; here they meet the JVM: the class archive, the remembered
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 import threading
@@ -30,6 +29,7 @@ from sparkyfruit.spark.jars import (
     spark_home,
     spark_submit_flags,
 )
+from sparkyfruit.spark.local_lock import held_alone
 from sparkyfruit.spark.options import DAEMON_MODULE_KEY, profile_files_env, spark_options, tool_options
 from sparkyfruit.spark.ship_env import EXECUTOR_PYTHON, ShippedEnvironment
 
@@ -236,26 +236,15 @@ def _launch(options: dict[str, str], archive: ClassArchive | None, log_path: Pat
         return builder.getOrCreate()  # the JVM inherits this stderr: Ivy reports, Spark and TF logs go there
 
 
-@contextlib.contextmanager
 def one_package_resolution_at_a_time(resolving: bool, announce=None):
-    """While `resolving` (a JVM that spark-submit starts with --packages): hold this user's lock on Ivy's
+    """While `resolving` (a JVM that spark-submit starts with --packages): this user's lock on Ivy's
     resolution. Ivy is not safe across processes: two first runs on one machine both downloaded S3A's SDK
     bundle (686 MB) into the same file, and the later one failed ("Downloaded file size (0) doesn't match
-    expected Content Length"). The second run waits (`announce(text)` is told), then finds the jars in
-    Ivy's cache."""
+    expected Content Length"). The second run waits, then finds the jars in Ivy's cache."""
     if not resolving:
-        yield
-        return
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "ivy-resolution.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if announce:
-                announce("Another run on this machine is fetching Spark's packages (the S3A jars); waiting for it...")
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when that process dies
-        yield
+        return contextlib.nullcontext()
+    waiting = "Another run on this machine is fetching Spark's packages (the S3A jars); waiting for it..."
+    return held_alone(cache_dir() / "ivy-resolution.lock", announce, waiting)
 
 
 def _import_pandas() -> None:

@@ -13,7 +13,6 @@ under etc/ that names a URL with a password) are never packed.
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import hashlib
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from sparkyfruit.errors import ConfigError
 from sparkyfruit.spark.class_cache import cache_dir
+from sparkyfruit.spark.local_lock import held_alone
 
 ALIAS = "environment"
 EXECUTOR_PYTHON = f"./{ALIAS}/bin/python"
@@ -94,13 +94,8 @@ def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
     archive = folder / f"env-{environment_key()}.tar.gz"
     built_seconds = None
     # one packer per archive: a second run that starts meanwhile waits for it and reuses its archive
-    with open(archive.with_name(f".{archive.name}.lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if announce:
-                announce("Another run is packing this Python environment for the executors; waiting for it...")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    waiting = "Another run is packing this Python environment for the executors; waiting for it..."
+    with held_alone(archive.with_name(f".{archive.name}.lock"), announce, waiting):
         if not archive.is_file():
             if announce:
                 announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
