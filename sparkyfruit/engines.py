@@ -131,16 +131,19 @@ class Preparing:
     def __init__(self, spec: models.ModelSpec, weights_sha256: str | None, wanted: str):
         self._args = (spec, weights_sha256, wanted)
         self._child = None
+        self._engine: PreparedEngine | None = None
         to_convert = wanted == LITERT or (wanted == AUTO and not gpu_visible())
         if to_convert and version_of(LITERT) is not None and not _cached(spec, weights_sha256):
             command = [sys.executable, "-m", "sparkyfruit.engines", json.dumps(asdict(spec)), weights_sha256 or ""]
             self._child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def result(self) -> PreparedEngine:
-        """The prepared engine; raises ConfigError where `litert` was asked for and cannot be had."""
-        engine = prepare(*self._args, conversion=self._converted_by_child if self._child else None)
-        mark("driver prepared the engine")
-        return engine
+        """The prepared engine (the same one on every call); raises ConfigError where `litert` was asked for and
+        cannot be had."""
+        if self._engine is None:
+            self._engine = prepare(*self._args, conversion=self._converted_by_child if self._child else None)
+            mark("driver prepared the engine")
+        return self._engine
 
     def _converted_by_child(self, spec: models.ModelSpec, weights_sha256: str | None) -> Path:
         printed, logged = self._child.communicate()

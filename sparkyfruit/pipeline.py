@@ -219,14 +219,19 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
     engine = engines.Preparing(local, staged.sha256, wanted)
     shipped = None
     if config.ship_env and not config.master_is_local:  # local workers run this very Python
-        shipped = ship_env.ship(announce=announce, keep_on_hdfs=config.env_kept_on_hdfs)
+        # Executors on LiteRT get the environment without TensorFlow. Which engine it is waits for a first
+        # conversion here, instead of during the JVM's start: only cluster runs with --ship-env pay that.
+        with_tensorflow = engine.result().converted is None
+        shipped = ship_env.ship(
+            announce=announce, keep_on_hdfs=config.env_kept_on_hdfs, with_tensorflow=with_tensorflow
+        )
         if console is not None:
             done = [f"packed in {shipped.built_seconds:.0f} s"] if shipped.built_seconds else []
             done += [f"copied in {shipped.uploaded_seconds:.0f} s"] if shipped.uploaded_seconds else []
             console.print(
-                f"Executors' Python: {shipped.shipped_from} ({shipped.size_bytes / 2**20:.0f} MB, "
-                + (", ".join(done) or "cached")
-                + ")"
+                f"Executors' Python: {shipped.shipped_from} ({shipped.size_bytes / 2**20:.0f} MB"
+                + ("" if with_tensorflow else ", without TensorFlow, which the LiteRT engine does not need")
+                + f"; {', '.join(done) or 'cached'})"
             )
     return _Plan(state, images, staged, network, engine, shipped)
 

@@ -25,7 +25,7 @@ def test_a_packed_environment_is_reused_and_the_code_zip_is_importable(tmp_path,
     cached = tmp_path / "sparkyfruit" / "environments" / f"env-{key}.tar.gz"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"packed before")
-    monkeypatch.setattr(ship_env, "_pack", lambda archive: pytest.fail("packed again"))
+    monkeypatch.setattr(ship_env, "_pack", lambda archive, without=(): pytest.fail("packed again"))
     shipped = ship_env.ship()
     assert shipped.archive == cached and shipped.built_seconds is None and shipped.size_bytes == 13
     assert shipped.spark_archive == f"{cached}#environment"
@@ -55,7 +55,7 @@ def test_the_key_is_the_same_from_any_folder_and_two_runs_at_once_pack_once(tmp_
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     packed, packing, said = [], threading.Event(), []
 
-    def slow_pack(archive):
+    def slow_pack(archive, without=()):
         packed.append(archive)
         packing.set()
         time.sleep(1.0)
@@ -146,3 +146,46 @@ def test_a_private_ship_env_on_yarn_is_uploaded_with_the_run_and_never_kept_on_h
     monkeypatch.setattr(yarn, "keep_on_hdfs", lambda *a, **k: pytest.fail("kept on HDFS"))
     shipped = ship_env.ship(keep_on_hdfs=False)
     assert shipped.on_cluster is None and shipped.spark_archive == f"{cached}#environment"
+
+
+def test_executors_on_litert_get_the_environment_without_tensorflow(tmp_path, monkeypatch):
+    """WITHOUT_TENSORFLOW leaves out TensorFlow's package, its metadata and libclang, and nothing else; the two
+    archives are cached side by side under their own names."""
+    import subprocess
+    import tarfile
+
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
+    site = next((prefix / "lib").glob("python*/site-packages")).relative_to(prefix)
+    left_out = [
+        f"{site}/tensorflow/__init__.py",
+        f"{site}/tensorflow/python/ops/nn.py",
+        f"{site}/tensorflow_cpu-2.21.0.dist-info/RECORD",
+        f"{site}/clang/cindex.py",
+        f"{site}/libclang-18.1.1.dist-info/RECORD",
+    ]
+    kept = [f"{site}/ai_edge_litert/interpreter.py", f"{site}/keras/__init__.py", f"{site}/tensorflow_helper.py"]
+    for name in left_out + kept:
+        (prefix / name).parent.mkdir(parents=True, exist_ok=True)
+        (prefix / name).write_text("")
+    ship_env._pack(tmp_path / "whole.tar.gz", prefix)
+    ship_env._pack(tmp_path / "lean.tar.gz", prefix, without=ship_env.WITHOUT_TENSORFLOW)
+    with tarfile.open(tmp_path / "whole.tar.gz") as whole, tarfile.open(tmp_path / "lean.tar.gz") as lean:
+        whole_names, lean_names = set(whole.getnames()), set(lean.getnames())
+    assert set(left_out + kept) <= whole_names
+    assert set(kept) <= lean_names and not set(left_out) & lean_names
+    assert whole_names - lean_names == set(left_out)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    packed = []
+    monkeypatch.setattr(
+        ship_env,
+        "_pack",
+        lambda archive, without=(): (packed.append(without), archive.write_bytes(b"x"), (1.0, []))[-1],
+    )
+    whole_env, lean_env = ship_env.ship(), ship_env.ship(with_tensorflow=False)
+    assert packed == [(), ship_env.WITHOUT_TENSORFLOW]
+    assert whole_env.with_tensorflow and not lean_env.with_tensorflow
+    assert lean_env.archive == whole_env.archive.with_name(
+        whole_env.archive.name[: -len(".tar.gz")] + "-without-tensorflow.tar.gz"
+    )

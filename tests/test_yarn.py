@@ -123,7 +123,9 @@ def test_client_mode_with_ship_env_equals_a_local_run(yarn, local_vectors, s3, f
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done: 192 images, 192 ok, 0 failed" in result.stdout
-    assert "Executors' Python: hdfs:///user/" in " ".join(result.stderr.split())  # kept on HDFS, not staged
+    said = " ".join(result.stderr.split())
+    assert "Executors' Python: hdfs:///user/" in said  # kept on HDFS, not staged
+    assert "-without-tensorflow.tar.gz" in said  # the executors run LiteRT
 
     app = only_new_application(yarn, before)
     assert (app["state"], app["finalStatus"], app["applicationType"]) == ("FINISHED", "SUCCEEDED", "SPARK")

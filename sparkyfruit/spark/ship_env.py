@@ -6,6 +6,11 @@ built once per environment content (the RECORD of every installed distribution, 
 hash) and kept in ~/.cache/sparkyfruit/environments. sparkyfruit's own code travels beside it as a zip on
 the executors' Python path, so an editable install (`pip install -e .`) works on the cluster too.
 
+Executors that run the LiteRT engine never import TensorFlow (engines.py), so their archive leaves it out
+(WITHOUT_TENSORFLOW): about half of the environment, which every executor or node would otherwise fetch and
+unpack. The TensorFlow engine, and a driver in the cluster (cluster deploy mode, which converts the network
+there), get the whole environment.
+
 On YARN with HDFS as the default file system, the archive is kept on HDFS once per environment (yarn.py),
 where every user of the cluster can read it: files that hold credentials (CREDENTIAL_FILES, and any file
 under etc/ that names a URL with a password) are never packed.
@@ -37,8 +42,16 @@ EXCLUDE = ["lib/python*/site-packages/pyspark/jars/*"]
 CREDENTIAL_FILES = ("pip.conf", "pip.ini", ".netrc", ".pypirc")
 # a URL with a user and password in it (https://user:token@index.example.com/simple)
 PASSWORD_IN_URL = re.compile(rb"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+# TensorFlow and what only it uses (libclang), for executors that run the LiteRT engine
+WITHOUT_TENSORFLOW = [
+    f"lib/python*/site-packages/{package}/*"
+    for package in ("tensorflow", "tensorflow*.dist-info", "clang", "libclang*.dist-info")
+]
 # the archive's content rules, part of its cache key: an archive packed under older rules is packed again
-PACKING_RULES = f"exclude {EXCLUDE}, credentials {CREDENTIAL_FILES}, etc/ files with {PASSWORD_IN_URL.pattern!r}"
+PACKING_RULES = (
+    f"exclude {EXCLUDE}, credentials {CREDENTIAL_FILES}, etc/ files with {PASSWORD_IN_URL.pattern!r}, "
+    f"without TensorFlow {WITHOUT_TENSORFLOW}"
+)
 
 
 @dataclass
@@ -46,6 +59,7 @@ class ShippedEnvironment:
     archive: Path
     code: Path  # sparkyfruit's package as a zip for the executors' Python path
     size_bytes: int
+    with_tensorflow: bool
     built_seconds: float | None  # None when the cached archive was reused
     on_cluster: str | None = None  # the archive's copy on the cluster's file system (YARN with HDFS)
     uploaded_seconds: float | None = None  # None when that copy was there already
@@ -79,10 +93,25 @@ def environment_key() -> str:
     return digest.hexdigest()[:20]
 
 
-def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
+def ship(announce=None, keep_on_hdfs: bool = False, with_tensorflow: bool = True) -> ShippedEnvironment:
     """The packed environment (built now, or reused) and a fresh zip of sparkyfruit's code.
-    `announce(text)` is told before a slow build starts. `keep_on_hdfs` (YARN): keep one copy on the
-    cluster's default HDFS, readable by all its users; otherwise Spark uploads the archive with each run."""
+
+    Parameters
+    ----------
+    announce : callable, optional
+        Told one line before a slow build starts, or while waiting for another run's.
+    keep_on_hdfs : bool
+        YARN: keep one copy on the cluster's default HDFS, readable by all its users; otherwise Spark uploads
+        the archive with each run.
+    with_tensorflow : bool
+        False for executors that run the LiteRT engine: the archive leaves TensorFlow out (a second archive,
+        cached beside the whole one).
+
+    Returns
+    -------
+    ShippedEnvironment
+        The archive, the code zip, and what was built or copied now.
+    """
     if sys.prefix == sys.base_prefix:
         raise ConfigError(
             f"--ship-env packs a virtual environment, and this Python is not one ({sys.executable}).",
@@ -91,18 +120,21 @@ def ship(announce=None, keep_on_hdfs: bool = False) -> ShippedEnvironment:
         )
     folder = cache_dir() / "environments"
     folder.mkdir(parents=True, exist_ok=True)
-    archive = folder / f"env-{environment_key()}.tar.gz"
+    archive = folder / f"env-{environment_key()}{'' if with_tensorflow else '-without-tensorflow'}.tar.gz"
     built_seconds = None
     # one packer per archive: a second run that starts meanwhile waits for it and reuses its archive
     waiting = "Another run is packing this Python environment for the executors; waiting for it..."
     with held_alone(archive.with_name(f".{archive.name}.lock"), announce, waiting):
         if not archive.is_file():
             if announce:
-                announce(f"Packing this Python environment for the executors ({sys.prefix}), once per environment...")
-            built_seconds, left_out = _pack(archive)
+                what = "" if with_tensorflow else ", without TensorFlow"
+                announce(
+                    f"Packing this Python environment for the executors ({sys.prefix}{what}), once per environment..."
+                )
+            built_seconds, left_out = _pack(archive, without=() if with_tensorflow else WITHOUT_TENSORFLOW)
             if announce and left_out:
                 announce(f"Left out of the executors' environment, as they hold credentials: {', '.join(left_out)}")
-    shipped = ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, built_seconds)
+    shipped = ShippedEnvironment(archive, _code_zip(), archive.stat().st_size, with_tensorflow, built_seconds)
     if keep_on_hdfs:
         from sparkyfruit.spark import yarn as yarn_cache
 
@@ -121,9 +153,10 @@ def holds_credentials(source: str, target: str) -> bool:
     return PASSWORD_IN_URL.search(Path(source).read_bytes()) is not None
 
 
-def _pack(archive: Path, prefix: Path | None = None) -> tuple[float, list[str]]:
-    """Pack the environment at `prefix` (this one's by default) into `archive`, without EXCLUDE and the
-    files that hold credentials. Returns the seconds it took and the files left out (their archive paths)."""
+def _pack(archive: Path, prefix: Path | None = None, without=()) -> tuple[float, list[str]]:
+    """Pack the environment at `prefix` (this one's by default) into `archive`, without EXCLUDE, the patterns
+    `without` and the files that hold credentials. Returns the seconds it took and the files left out as
+    holding credentials (their archive paths)."""
     import venv_pack
 
     prefix = Path(prefix or sys.prefix)
@@ -131,7 +164,7 @@ def _pack(archive: Path, prefix: Path | None = None) -> tuple[float, list[str]]:
     partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
     try:
         environment = venv_pack.Env(str(prefix))  # venv-pack's one walk of the environment's files
-        for pattern in EXCLUDE:
+        for pattern in [*EXCLUDE, *without]:
             environment = environment.exclude(pattern)
         left_out = sorted(file.target for file in environment.files if holds_credentials(*file))
         for target in left_out:
