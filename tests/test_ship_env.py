@@ -189,3 +189,26 @@ def test_executors_on_litert_get_the_environment_without_tensorflow(tmp_path, mo
     assert lean_env.archive == whole_env.archive.with_name(
         whole_env.archive.name[: -len(".tar.gz")] + "-without-tensorflow.tar.gz"
     )
+
+
+def test_the_command_for_cluster_deploy_mode_prints_the_whole_archive(tmp_path, monkeypatch, capsys):
+    """`python -m sparkyfruit.spark.ship_env` (docs/cluster.md's EMR step): the whole environment, its path on
+    stdout (here the local file: no HDFS is the default file system); outside a venv one line and exit 2."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    packed = []
+    monkeypatch.setattr(
+        ship_env,
+        "_pack",
+        lambda archive, without=(): (packed.append(without), archive.write_bytes(b"x"), (1.0, []))[-1],
+    )
+    assert ship_env.main() == 0
+    printed = capsys.readouterr()
+    assert packed == [()] and printed.out == f"{ship_env.ship().archive}\n"
+    assert "Packing this Python environment for the executors" in printed.err
+
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)
+    assert ship_env.main() == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith("error: --ship-env packs a virtual environment")
+    assert len(printed.err.splitlines()) == 1

@@ -152,9 +152,17 @@ def test_cluster_deploy_mode_runs_the_driver_in_the_application_master(yarn, tmp
 
     for name, value in yarn.env.items():
         monkeypatch.setenv(name, value)
-    shipped = ship_env.ship(keep_on_hdfs=True)
+    # docs/cluster.md's step: the whole environment (the driver converts the network), kept on HDFS
+    packed = subprocess.run(
+        [sys.executable, "-m", "sparkyfruit.spark.ship_env"], capture_output=True, text=True, env=client_env(yarn)
+    )
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    archive = packed.stdout.strip()
+    assert archive.startswith("hdfs:///user/") and archive.endswith(".tar.gz") and "without" not in archive, archive
+    shipped = ship_env.ship(keep_on_hdfs=True)  # the same archive, from the cache, and the code zip beside it
+    assert (shipped.on_cluster, shipped.with_tensorflow, shipped.built_seconds) == (archive, True, None)
     jars = yarn_cache.spark_jars_archive()
-    assert shipped.on_cluster and jars, "the default file system is this HDFS"
+    assert jars, "the default file system is this HDFS"
     entry = subprocess.run([sys.executable, "-m", "sparkyfruit.submit"], capture_output=True, text=True, check=True)
     out = f"{yarn.default_fs}/features/cluster-mode"
     before = {app["id"] for app in yarn.applications()}
@@ -165,7 +173,7 @@ def test_cluster_deploy_mode_runs_the_driver_in_the_application_master(yarn, tmp
         "--deploy-mode",
         "cluster",
         "--archives",
-        shipped.spark_archive,
+        f"{archive}#environment",
         "--py-files",
         str(shipped.code),
         "--conf",

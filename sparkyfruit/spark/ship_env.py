@@ -9,7 +9,8 @@ the executors' Python path, so an editable install (`pip install -e .`) works on
 Executors that run the LiteRT engine never import TensorFlow (engines.py), so their archive leaves it out
 (WITHOUT_TENSORFLOW): about half of the environment, which every executor or node would otherwise fetch and
 unpack. The TensorFlow engine, and a driver in the cluster (cluster deploy mode, which converts the network
-there), get the whole environment.
+there), get the whole environment: `python -m sparkyfruit.spark.ship_env` packs it and prints where
+spark-submit's `--archives` finds it (docs/cluster.md).
 
 On YARN with HDFS as the default file system, the archive is kept on HDFS once per environment (yarn.py),
 where every user of the cluster can read it: files that hold credentials (CREDENTIAL_FILES, and any file
@@ -188,3 +189,26 @@ def _code_zip() -> Path:
             if path.is_file() and "__pycache__" not in path.parts:
                 bundle.write(path, Path("sparkyfruit") / path.relative_to(package))
     return target
+
+
+def main() -> int:
+    """`python -m sparkyfruit.spark.ship_env`: the whole environment (TensorFlow included: a driver in the
+    cluster converts the network), packed once, and on stdout the archive for spark-submit's `--archives`: its
+    copy on the default HDFS where HADOOP_CONF_DIR names one, else the local file. Progress goes to stderr,
+    and an error as one line with its exit code."""
+    from sparkyfruit.errors import SparkyfruitError
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        shipped = ship(announce=say, keep_on_hdfs=True)
+    except SparkyfruitError as error:
+        say(f"error: {error}")
+        return error.exit_code
+    print(shipped.shipped_from)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
