@@ -154,7 +154,11 @@ def test_cluster_deploy_mode_runs_the_driver_in_the_application_master(yarn, tmp
         monkeypatch.setenv(name, value)
     # docs/cluster.md's step: the whole environment (the driver converts the network), kept on HDFS
     packed = subprocess.run(
-        [sys.executable, "-m", "sparkyfruit.spark.ship_env"], capture_output=True, text=True, env=client_env(yarn)
+        [sys.executable, "-m", "sparkyfruit.spark.ship_env"],
+        capture_output=True,
+        text=True,
+        env=client_env(yarn),
+        timeout=600,
     )
     assert packed.returncode == 0, packed.stderr[-3000:]
     archive = packed.stdout.strip()
