@@ -226,13 +226,7 @@ def _plan(config: RunConfig, console, timings: RunTimings, started: float) -> _P
             announce=announce, keep_on_hdfs=config.env_kept_on_hdfs, with_tensorflow=with_tensorflow
         )
         if console is not None:
-            done = [f"packed in {shipped.built_seconds:.0f} s"] if shipped.built_seconds else []
-            done += [f"copied in {shipped.uploaded_seconds:.0f} s"] if shipped.uploaded_seconds else []
-            console.print(
-                f"Executors' Python: {shipped.shipped_from} ({shipped.size_bytes / 2**20:.0f} MB"
-                + ("" if with_tensorflow else ", without TensorFlow, which the LiteRT engine does not need")
-                + f"; {', '.join(done) or 'cached'})"
-            )
+            console.print(f"Executors' Python: {shipped.summary}")
     return _Plan(state, images, staged, network, engine, shipped)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import zipfile
 
@@ -10,6 +11,13 @@ import pytest
 
 from sparkyfruit.errors import ConfigError
 from sparkyfruit.spark import ship_env
+
+
+def _recorded_pack(packed: list, archive, without=()):
+    """A stand-in for ship_env._pack: notes what it was told to leave out, writes a one-byte archive."""
+    packed.append(without)
+    archive.write_bytes(b"x")
+    return 1.0, []
 
 
 def test_outside_a_virtualenv_it_says_what_to_do(monkeypatch):
@@ -177,15 +185,13 @@ def test_executors_on_litert_get_the_environment_without_tensorflow(tmp_path, mo
     assert whole_names - lean_names == set(left_out)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    packed = []
-    monkeypatch.setattr(
-        ship_env,
-        "_pack",
-        lambda archive, without=(): (packed.append(without), archive.write_bytes(b"x"), (1.0, []))[-1],
-    )
+    packed: list = []
+    monkeypatch.setattr(ship_env, "_pack", functools.partial(_recorded_pack, packed))
     whole_env, lean_env = ship_env.ship(), ship_env.ship(with_tensorflow=False)
     assert packed == [(), ship_env.WITHOUT_TENSORFLOW]
     assert whole_env.with_tensorflow and not lean_env.with_tensorflow
+    assert "without TensorFlow" in lean_env.summary and "without" not in whole_env.summary
+    assert whole_env.summary.endswith("(0 MB; packed in 1 s)")
     assert lean_env.archive == whole_env.archive.with_name(
         whole_env.archive.name[: -len(".tar.gz")] + "-without-tensorflow.tar.gz"
     )
@@ -196,12 +202,8 @@ def test_the_command_for_cluster_deploy_mode_prints_the_whole_archive(tmp_path, 
     stdout (here the local file: no HDFS is the default file system); outside a venv one line and exit 2."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
-    packed = []
-    monkeypatch.setattr(
-        ship_env,
-        "_pack",
-        lambda archive, without=(): (packed.append(without), archive.write_bytes(b"x"), (1.0, []))[-1],
-    )
+    packed: list = []
+    monkeypatch.setattr(ship_env, "_pack", functools.partial(_recorded_pack, packed))
     assert ship_env.main() == 0
     printed = capsys.readouterr()
     assert packed == [()] and printed.out == f"{ship_env.ship().archive}\n"

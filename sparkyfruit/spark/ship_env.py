@@ -70,6 +70,14 @@ class ShippedEnvironment:
         return self.on_cluster or str(self.archive)
 
     @property
+    def summary(self) -> str:
+        """The run's line about it: where from, how large, without what, and what was done now."""
+        done = [f"packed in {self.built_seconds:.0f} s"] if self.built_seconds else []
+        done += [f"copied in {self.uploaded_seconds:.0f} s"] if self.uploaded_seconds else []
+        without = "" if self.with_tensorflow else ", without TensorFlow, which the LiteRT engine does not need"
+        return f"{self.shipped_from} ({self.size_bytes / 2**20:.0f} MB{without}; {', '.join(done) or 'cached'})"
+
+    @property
     def spark_archive(self) -> str:
         return f"{self.shipped_from}#{ALIAS}"
 
@@ -128,9 +136,10 @@ def ship(announce=None, keep_on_hdfs: bool = False, with_tensorflow: bool = True
     with held_alone(archive.with_name(f".{archive.name}.lock"), announce, waiting):
         if not archive.is_file():
             if announce:
-                what = "" if with_tensorflow else ", without TensorFlow"
+                left_out_now = "" if with_tensorflow else ", without TensorFlow"
                 announce(
-                    f"Packing this Python environment for the executors ({sys.prefix}{what}), once per environment..."
+                    f"Packing this Python environment for the executors ({sys.prefix}{left_out_now}), "
+                    "once per environment..."
                 )
             built_seconds, left_out = _pack(archive, without=() if with_tensorflow else WITHOUT_TENSORFLOW)
             if announce and left_out:
