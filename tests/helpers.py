@@ -131,14 +131,23 @@ def group_is_gone(pgid: int, within: float) -> bool:
 
 
 def seed_hdfs(name_node_uri: str, folder: str, source: Path = SAMPLE) -> int:
-    """Copy the sample's class folders to `folder` on HDFS (through hdfs-native); returns the image count."""
+    """Copy the sample's class folders to `folder` on HDFS (through hdfs-native); returns the image count.
+
+    The files are written 16 at a time: each close waits about 0.5 s, as the NameNode refuses the first
+    `complete` of a file until the DataNode has reported its block, and hdfs-native retries after 500 ms."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from hdfs_native import Client, WriteOptions
 
     client = Client(name_node_uri)
     images = sorted(source.rglob("*.jpg"))
-    for image in images:
+
+    def copy(image: Path) -> None:
         with client.create(f"{folder}/{image.parent.name}/{image.name}", WriteOptions(overwrite=True)) as writer:
             writer.write(image.read_bytes())
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(copy, images))  # list(): re-raises the first write that failed
     return len(images)
 
 
