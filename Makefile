@@ -45,10 +45,12 @@ test: lint
 
 # runs with processes or machines of their own: the console script starting Spark, SIGINT and SIGKILL of
 # process groups, the standalone cluster, YARN and HDFS, memory bounds, every backbone built. Two pytest
-# workers (pytest-xdist), a module each at a time: those runs mostly wait on JVMs, clusters and signals
+# workers (pytest-xdist), a module each at a time: those runs mostly wait on JVMs, clusters and signals. The
+# modules go in collection order (tests/conftest.py puts the cluster modules, the longest, first), not by
+# their number of tests
 INTEGRATION_WORKERS ?= 2
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -m integration -n $(INTEGRATION_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m integration -n $(INTEGRATION_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # unit and CLI tests only: no Spark, no TensorFlow (a test that imports either fails here), seconds
 test-fast: $(STAMP)

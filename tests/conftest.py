@@ -24,6 +24,20 @@ def pytest_report_header(config):
     return f"sparkyfruit's test cache (kept between runs, keyed by content): {TEST_CACHE}"
 
 
+# The modules that start a cluster of their own are the integration set's longest (minutes each): they go first,
+# so that the two pytest-xdist workers (`make test-integration`, --no-loadscope-reorder) end near together
+# instead of one starting the YARN module when the other is almost done.
+LONGEST_FIRST = ("yarn", "cluster")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        names = {marker.name for marker in item.iter_markers()}
+        return next((index for index, name in enumerate(LONGEST_FIRST) if name in names), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def aws_env():
     """Fake credentials for the whole session: nothing here may ever reach real AWS."""
