@@ -173,6 +173,40 @@ def test_resolved_jars_are_remembered_whole_and_forgotten_when_one_is_gone(tmp_p
     assert class_cache.remembered_jars("org.apache.hadoop:hadoop-aws:3.5.0;") is None
 
 
+def test_a_cluster_master_other_than_yarn_gets_the_remembered_jars_as_jars_not_packages(tmp_path, monkeypatch):
+    """spark-submit ships the jars of packages as Python files too, which a standalone executor fetches a
+    second time: once an earlier run resolved them, such a master gets them once, as spark.jars."""
+    from sparkyfruit.spark.jars import local_jars, may_serve_packages_as_jars
+    from tests.helpers import run_config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    options = {"spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.5.0", "spark.master": "spark://host:7077"}
+    packages = class_cache.packages_identity(options)
+    assert packages == "org.apache.hadoop:hadoop-aws:3.5.0;"
+    assert not class_cache.serve_remembered_jars(options, packages)  # nothing resolved yet: the packages stay
+    assert options["spark.jars.packages"] == "org.apache.hadoop:hadoop-aws:3.5.0" and "spark.jars" not in options
+    jars = [tmp_path / "hadoop aws.jar", tmp_path / "bundle.jar"]
+    for jar in jars:
+        jar.write_bytes(b"jar")
+    class_cache.remember_jars(packages, [str(jar) for jar in jars])
+    assert class_cache.serve_remembered_jars(options, packages)
+    assert options == {"spark.master": "spark://host:7077", "spark.jars": ",".join(jar.as_uri() for jar in jars)}
+    assert local_jars(options["spark.jars"]) == [str(jar) for jar in jars]
+
+    def df_from_s3(master: str):
+        return run_config(input="s3://fruit/in", output=str(tmp_path / "out"), mode="df", master=master)
+
+    with_packages = {"spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.5.0"}
+    assert may_serve_packages_as_jars(with_packages, df_from_s3("spark://host:7077"))
+    assert may_serve_packages_as_jars(with_packages, df_from_s3("k8s://https://host:443"))
+    assert not may_serve_packages_as_jars(with_packages, df_from_s3("local[2]"))  # the class path instead
+    assert not may_serve_packages_as_jars(with_packages, df_from_s3("yarn"))  # its cache ships a jar once
+    assert not may_serve_packages_as_jars({}, df_from_s3("spark://host:7077"))
+    (tmp_path / "spark-defaults.conf").write_text("spark.jars /opt/jdbc.jar\n")  # the user's jars win
+    assert not may_serve_packages_as_jars(with_packages, df_from_s3("spark://host:7077"))
+
+
 def test_the_jar_list_comes_from_spark_jars_and_spark_defaults_keep_their_class_path(tmp_path, monkeypatch):
     from sparkyfruit.spark.jars import local_jars, spark_defaults_set
 

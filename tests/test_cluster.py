@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 
 import sparkyfruit
 from devtools import standalone
+from sparkyfruit.spark.class_cache import packages_identity, remember_jars
+from sparkyfruit.spark.jars import local_jars
+from sparkyfruit.spark.options import spark_options
 from tests.helpers import SCRIPT, encode_args, read_output, run_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
@@ -23,7 +27,7 @@ def cluster(tmp_path_factory):
     cluster = standalone.start(folder)
     yield cluster, folder
     cluster.stop()
-    shutil.rmtree(folder, ignore_errors=True)  # executors keep a copy of the S3A jars each: ~1.3 GB per run
+    shutil.rmtree(folder, ignore_errors=True)  # executors keep a copy of the S3A jars each: ~0.7 GB per run
 
 
 def worker_reports(folder, both: bool) -> list[str]:
@@ -40,6 +44,18 @@ def worker_reports(folder, both: bool) -> list[str]:
     assert ran, "no executor logged a finished task"
     assert ran == ["worker-0", "worker-1"] or not both, ran
     return reports
+
+
+def executor_fetches(folder) -> list[str]:
+    """What the executors of the newest application fetched from the driver: `/jars/NAME` or `/files/NAME`."""
+    fetched = []
+    for worker in ("worker-0", "worker-1"):
+        newest_app = max((folder / worker).glob("app-*"), key=lambda p: p.name)
+        for log in newest_app.glob("*/stderr"):
+            fetched += re.findall(
+                r"INFO Executor: Fetching spark://\S+?(/(?:jars|files)/\S+)", log.read_text(errors="replace")
+            )
+    return fetched
 
 
 @pytest.mark.parametrize("mode", ["keys", "df"])
@@ -66,6 +82,12 @@ def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tm
         env.pop("PYSPARK_PYTHON", None)
     else:
         env["PYSPARK_PYTHON"] = sys.executable  # it has sparkyfruit installed
+        # as after an earlier run on this machine: the S3A jars that Ivy resolved (the suite's session's) are
+        # remembered, and this run serves them to the executors as spark.jars
+        resolved = local_jars(spark.sparkContext.getConf().get("spark.jars", ""))
+        assert any("bundle" in jar for jar in resolved), resolved
+        cli_config = run_config(mode=mode, input=fruit_bucket, output=str(out), master=cluster.master_url)
+        remember_jars(packages_identity(spark_options(cli_config)), resolved)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done: 192 images, 192 ok, 0 failed" in result.stdout
@@ -83,6 +105,10 @@ def test_cluster_output_equals_local_output(spark, cluster, fruit_bucket, s3, tm
         unpacked = list(folder.glob("worker-*/app-*/*/environment/lib/python*/site-packages"))
         assert any((site / "ai_edge_litert").is_dir() for site in unpacked), unpacked
         assert not any((site / "tensorflow").exists() for site in unpacked)
+    if mode == "df":  # the AWS SDK bundle (686 MB) came once, as a jar, not again as a Python file
+        fetched = executor_fetches(folder)
+        assert any(name.startswith("/jars/") and "bundle" in name for name in fetched), fetched
+        assert not [name for name in fetched if name.startswith("/files/") and name.endswith(".jar")], fetched
     for line in reports:
         if mode == "keys":
             assert "Executors' Python:" in result.stderr

@@ -183,6 +183,25 @@ def end_driver_jvm(wait: bool = True) -> int | None:
         return None
 
 
+def packages_identity(options: dict[str, str]) -> str:
+    """What names a run's Maven packages in this cache: its packages and their excludes."""
+    return ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
+
+
+def serve_remembered_jars(options: dict[str, str], packages: str) -> bool:
+    """On a cluster master other than YARN: the jars an earlier run resolved for `packages` go to the executors
+    as `spark.jars` instead of `spark.jars.packages`. spark-submit ships the jars of packages as Python files
+    as well, and outside YARN those go into `spark.files`: every executor then fetched the AWS SDK bundle
+    (686 MB) twice. Returns whether it did (False: nothing remembered, the packages stay)."""
+    jars = remembered_jars(packages)
+    if jars is None:
+        return False
+    for key in ("spark.jars.packages", "spark.jars.excludes"):
+        options.pop(key, None)
+    options["spark.jars"] = ",".join(Path(jar).as_uri() for jar in jars)
+    return True
+
+
 def use_remembered_jars(options: dict[str, str], packages: str) -> tuple[str, bool]:
     """Put the jars an earlier run resolved on the driver's class path instead of resolving them again.
     Returns (the class archive's identity, whether this run resolves them: the last run to use the

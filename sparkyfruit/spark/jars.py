@@ -102,6 +102,17 @@ def keep_jars_off_python_path(context) -> None:
     context._python_includes[:] = [name for name in context._python_includes if not name.endswith(".jar")]
 
 
+def may_serve_packages_as_jars(options: dict[str, str], config: RunConfig) -> bool:
+    """On a cluster master other than YARN (whose cache ships a jar once), and not over the `spark.jars` that
+    spark-defaults.conf sets."""
+    return (
+        "spark.jars.packages" in options
+        and not config.master_is_local
+        and not config.master_is_yarn
+        and not spark_defaults_set("spark.jars")
+    )
+
+
 def may_put_packages_on_class_path(options: dict[str, str], config: RunConfig) -> bool:
     """Only on a local master (one JVM), and not over a class path that spark-defaults.conf sets."""
     # spark-defaults.conf's driver class path would be replaced by ours: keep packages then

@@ -17,7 +17,9 @@ from sparkyfruit.spark.class_cache import (
     cache_dir,
     class_archive,
     end_driver_jvm,
+    packages_identity,
     remember_jars,
+    serve_remembered_jars,
     use_remembered_jars,
 )
 from sparkyfruit.spark.driver_log import first_line, new_log_path, stderr_to, tail, unresolved_packages
@@ -25,6 +27,7 @@ from sparkyfruit.spark.jars import (
     keep_jars_off_python_path,
     local_jars,
     may_put_packages_on_class_path,
+    may_serve_packages_as_jars,
     spark_defaults_set,
     spark_home,
     spark_submit_flags,
@@ -112,16 +115,20 @@ def start_session(
         if jars_on_hdfs := spark_jars_archive():
             options["spark.yarn.archive"] = jars_on_hdfs
     use_caches = config.jvm_class_cache and not submitted
-    packages = ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
-    identity, resolving = packages, False
+    packages = packages_identity(options)
+    identity, resolving, remember = packages, False, False
     if use_caches and may_put_packages_on_class_path(options, config):
         identity, resolving = use_remembered_jars(options, packages)
+        remember = resolving
+    elif use_caches and may_serve_packages_as_jars(options, config):
+        # the driver's own class path is the same either way, and so is its class archive
+        remember = not serve_remembered_jars(options, packages)
     archive = class_archive(spark_home(), identity) if use_caches and not resolving else None
     log_path = new_log_path()
     spark = _start(options, archive, log_path, announce)
     spark.sparkContext.setLogLevel("WARN")
     keep_jars_off_python_path(spark.sparkContext)
-    if resolving:
+    if remember:
         resolved = local_jars(spark.sparkContext.getConf().get("spark.jars", ""))
         if resolved:
             remember_jars(packages, resolved)
