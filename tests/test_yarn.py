@@ -177,7 +177,7 @@ def test_cluster_deploy_mode_runs_the_driver_in_the_application_master(yarn, tmp
         "--deploy-mode",
         "cluster",
         "--archives",
-        f"{archive}#environment",
+        shipped.spark_archive,
         "--py-files",
         str(shipped.code),
         "--conf",

@@ -183,9 +183,18 @@ def end_driver_jvm(wait: bool = True) -> int | None:
         return None
 
 
+# the options that have spark-submit resolve Maven packages (through Ivy) for a JVM it starts
+PACKAGE_OPTIONS = ("spark.jars.packages", "spark.jars.excludes")
+
+
 def packages_identity(options: dict[str, str]) -> str:
     """What names a run's Maven packages in this cache: its packages and their excludes."""
-    return ";".join(options.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes"))
+    return ";".join(options.get(key, "") for key in PACKAGE_OPTIONS)
+
+
+def _drop_packages(options: dict[str, str]) -> None:
+    for key in PACKAGE_OPTIONS:
+        options.pop(key, None)
 
 
 def serve_remembered_jars(options: dict[str, str], packages: str) -> bool:
@@ -196,8 +205,7 @@ def serve_remembered_jars(options: dict[str, str], packages: str) -> bool:
     jars = remembered_jars(packages)
     if jars is None:
         return False
-    for key in ("spark.jars.packages", "spark.jars.excludes"):
-        options.pop(key, None)
+    _drop_packages(options)
     options["spark.jars"] = ",".join(Path(jar).as_uri() for jar in jars)
     return True
 
@@ -211,7 +219,6 @@ def use_remembered_jars(options: dict[str, str], packages: str) -> tuple[str, bo
         return packages, True
     # The local driver JVM is also the executor: jars on its class path need no Ivy resolution and no copy
     # into the application's file folder at the first task (the AWS SDK bundle is large)
-    for key in ("spark.jars.packages", "spark.jars.excludes"):
-        options.pop(key, None)
+    _drop_packages(options)
     options["spark.driver.extraClassPath"] = os.pathsep.join(jars)
     return ";".join([packages, *(f"{jar}:{os.path.getsize(jar)}" for jar in jars)]), False

@@ -13,6 +13,7 @@ from pathlib import Path
 from sparkyfruit.config import RunConfig, S3Settings
 from sparkyfruit.errors import ConfigError, SparkyfruitError
 from sparkyfruit.spark.class_cache import (
+    PACKAGE_OPTIONS,
     ClassArchive,
     cache_dir,
     class_archive,
@@ -94,7 +95,7 @@ def start_session(
     submitted = launched_by_spark_submit()
     if submitted:
         # spark-submit already started the JVM with its own --master, --packages and JVM options: those win
-        for key in ("spark.master", "spark.jars.packages", "spark.jars.excludes", "spark.driver.extraJavaOptions"):
+        for key in ("spark.master", *PACKAGE_OPTIONS, "spark.driver.extraJavaOptions"):
             options.pop(key, None)
     if submitted or spark_defaults_set("spark.driver.memory"):
         options.pop("spark.driver.memory", None)  # the heap the user gave Spark wins
